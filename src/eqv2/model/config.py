@@ -1,0 +1,191 @@
+"""The EquiformerV2 hyper-parameters, with the reference implementation's argument names.
+
+`EquiformerV2Config` accepts exactly the keyword arguments of fairchem's
+`EquiformerV2Backbone` (and the deprecated monolithic `EquiformerV2`), so a config read from a
+fairchem checkpoint or YAML file maps onto it one to one. Keys that only steer fairchem's
+data plumbing (`use_pbc`, `otf_graph`, ...) are accepted and recorded but change nothing here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Defaults the reference uses when `avg_num_nodes` / `avg_degree` are None (OC20 S2EF statistics).
+AVG_NUM_NODES = 77.81317
+AVG_DEGREE = 23.395238876342773
+
+NORM_TYPES = ("layer_norm", "layer_norm_sh", "rms_norm_sh")
+ACTIVATIONS = ("silu", "scaled_silu")
+WEIGHT_INITS = ("normal", "uniform")
+
+# Keys the reference accepts that only concern its own data pipeline or training loop.
+_IGNORED_KEYS = frozenset(
+    {
+        "model",
+        "name",
+        "use_pbc",
+        "use_pbc_single",
+        "regress_forces",
+        "otf_graph",
+        "activation_checkpoint",
+        "num_distance_basis",  # unused by the reference (the Gaussian basis has 600 centres)
+    }
+)
+
+
+@dataclass
+class EquiformerV2Config:
+    """Every hyper-parameter of EquiformerV2 (names and defaults follow fairchem 1.x).
+
+    Use :meth:`from_dict` to build one from a fairchem config dictionary: it rejects unknown keys
+    with a suggestion and ignores the reference's data-pipeline switches.
+    """
+
+    max_neighbors: int = 500
+    max_radius: float = 5.0
+    max_num_elements: int = 90
+    num_layers: int = 12
+    sphere_channels: int = 128
+    attn_hidden_channels: int = 128
+    num_heads: int = 8
+    attn_alpha_channels: int = 32
+    attn_value_channels: int = 16
+    ffn_hidden_channels: int = 512
+    norm_type: str = "rms_norm_sh"
+    lmax_list: list[int] = field(default_factory=lambda: [6])
+    mmax_list: list[int] = field(default_factory=lambda: [2])
+    grid_resolution: int | None = None
+    num_sphere_samples: int = 128
+    edge_channels: int = 128
+    use_atom_edge_embedding: bool = True
+    share_atom_edge_embedding: bool = False
+    use_m_share_rad: bool = False
+    distance_function: str = "gaussian"
+    attn_activation: str = "scaled_silu"
+    use_s2_act_attn: bool = False
+    use_attn_renorm: bool = True
+    ffn_activation: str = "scaled_silu"
+    use_gate_act: bool = False
+    use_grid_mlp: bool = False
+    use_sep_s2_act: bool = True
+    alpha_drop: float = 0.1
+    drop_path_rate: float = 0.05
+    proj_drop: float = 0.0
+    weight_init: str = "normal"
+    enforce_max_neighbors_strictly: bool = True
+    avg_num_nodes: float | None = None
+    avg_degree: float | None = None
+    use_energy_lin_ref: bool = False
+    load_energy_lin_ref: bool = False
+    #: eqv2 extension: compute forces as -dE/dx instead of with the direct force head.
+    direct_forces: bool = True
+    #: Keys from the source config that were accepted but have no effect (kept for export).
+    ignored: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.lmax_list = [int(v) for v in self.lmax_list]
+        self.mmax_list = [int(v) for v in self.mmax_list]
+        if self.avg_num_nodes is None:
+            self.avg_num_nodes = AVG_NUM_NODES
+        if self.avg_degree is None:
+            self.avg_degree = AVG_DEGREE
+        self.validate()
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def lmax(self) -> int:
+        return self.lmax_list[0]
+
+    @property
+    def mmax(self) -> int:
+        return self.mmax_list[0]
+
+    def validate(self) -> None:
+        """Raise ValueError naming the offending key and a fix."""
+        if len(self.lmax_list) != 1 or len(self.mmax_list) != 1:
+            raise ValueError(
+                f"lmax_list={self.lmax_list}, mmax_list={self.mmax_list}: eqv2 supports one "
+                "resolution (a single lmax and mmax), as every released EquiformerV2 uses; "
+                "pass one-element lists such as lmax_list=[6], mmax_list=[2]."
+            )
+        if not 0 <= self.mmax <= self.lmax:
+            raise ValueError(
+                f"mmax_list={self.mmax_list} with lmax_list={self.lmax_list}: need 0 <= mmax <= lmax."
+            )
+        if self.lmax < 1:
+            raise ValueError(f"lmax_list={self.lmax_list}: lmax must be at least 1 for forces.")
+        if self.norm_type not in NORM_TYPES:
+            raise ValueError(f"norm_type={self.norm_type!r}: choose one of {NORM_TYPES}.")
+        for key in ("attn_activation", "ffn_activation"):
+            if getattr(self, key) not in ACTIVATIONS:
+                raise ValueError(f"{key}={getattr(self, key)!r}: choose one of {ACTIVATIONS}.")
+        if self.weight_init not in WEIGHT_INITS:
+            raise ValueError(f"weight_init={self.weight_init!r}: choose one of {WEIGHT_INITS}.")
+        if self.distance_function != "gaussian":
+            raise ValueError(
+                f"distance_function={self.distance_function!r}: only 'gaussian' exists in the "
+                "reference EquiformerV2."
+            )
+        if self.share_atom_edge_embedding and not self.use_atom_edge_embedding:
+            raise ValueError(
+                "share_atom_edge_embedding=True needs use_atom_edge_embedding=True."
+            )
+        if self.use_energy_lin_ref and not self.load_energy_lin_ref:
+            raise ValueError("use_energy_lin_ref=True needs load_energy_lin_ref=True.")
+        for key in (
+            "num_layers",
+            "sphere_channels",
+            "attn_hidden_channels",
+            "num_heads",
+            "attn_alpha_channels",
+            "attn_value_channels",
+            "ffn_hidden_channels",
+            "edge_channels",
+            "max_num_elements",
+        ):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key}={getattr(self, key)}: must be a positive integer.")
+        if self.max_radius <= 0:
+            raise ValueError(f"max_radius={self.max_radius}: must be positive (Å).")
+        if self.grid_resolution is not None and self.grid_resolution < 2 * self.lmax + 1:
+            raise ValueError(
+                f"grid_resolution={self.grid_resolution} is too coarse for lmax={self.lmax}: "
+                f"use at least {2 * self.lmax + 2} (or None for the automatic choice)."
+            )
+
+    # -- conversion ----------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> EquiformerV2Config:
+        """Build a config from a fairchem-style dictionary of backbone arguments.
+
+        Unknown keys raise ``ValueError`` with the closest known name; fairchem's data-pipeline
+        switches (``use_pbc``, ``otf_graph``, ...) are accepted and ignored.
+        """
+        known = {f.name for f in dataclasses.fields(cls)} - {"ignored"}
+        kwargs: dict[str, Any] = {}
+        ignored: dict[str, Any] = {}
+        for key, value in config.items():
+            if key in known:
+                kwargs[key] = value
+            elif key in _IGNORED_KEYS:
+                ignored[key] = value
+            else:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"Unknown EquiformerV2 config key {key!r} (value {value!r}).{hint} "
+                    "Remove it or fix its spelling."
+                )
+        return cls(**kwargs, ignored=ignored)
+
+    def to_dict(self, include_ignored: bool = False) -> dict[str, Any]:
+        """The config as a plain dictionary with fairchem's argument names."""
+        out = dataclasses.asdict(self)
+        ignored = out.pop("ignored")
+        if include_ignored:
+            out.update(ignored)
+        return out

@@ -1,0 +1,376 @@
+"""Safe checkpoint loading and eqv2's own checkpoint format.
+
+Loading never runs code from the file: :func:`safe_load` uses ``torch.load(weights_only=True)``,
+PyTorch's restricted unpickler, which only rebuilds tensors and plain containers. Files that need
+more (pickled classes, numpy scalars, or something malicious) are refused with
+:class:`UnsafeCheckpointError` unless the caller says it trusts the file.
+
+eqv2's own checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`) hold only plain types
+and tensors, so they always load under that restricted unpickler, and they are written atomically:
+a crash while saving leaves the previous file intact.
+
+The on-disk layout (``format_version`` 1) is one dictionary::
+
+    {"format": "eqv2-checkpoint", "format_version": 1, "eqv2_version": "0.1.0",
+     "config": {...EquiformerV2Config fields...}, "state_dict": {name: Tensor},
+     "normalizers": {"energy": {"mean": float, "std": float}, "forces": {...}} | None,
+     "element_references": Tensor (119,) | None, "extra": {...plain types and tensors...}}
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import eqv2
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "CorruptCheckpointError",
+    "UnsafeCheckpointError",
+    "atomic_save",
+    "load_checkpoint",
+    "safe_load",
+    "save_checkpoint",
+]
+
+#: Value of the ``"format"`` entry of every eqv2 checkpoint.
+FORMAT_NAME = "eqv2-checkpoint"
+#: Newest checkpoint layout this version of eqv2 writes and reads.
+FORMAT_VERSION = 1
+
+PathLike = str | os.PathLike
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used; the message names the file and the fix."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file needs full unpickling (which can run arbitrary code) to be read.
+
+    Attributes:
+        path: the file.
+        rejected: the pickled global(s) the restricted unpickler refused, when known.
+    """
+
+    def __init__(self, message: str, path: Path, rejected: list[str]) -> None:
+        super().__init__(message)
+        self.path = path
+        self.rejected = rejected
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The file is empty, truncated, or not a PyTorch file at all."""
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+_GLOBAL_RE = re.compile(r"GLOBAL\s+([A-Za-z_][\w.]*)")
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"Checkpoint file {str(path)!r} does not exist.")
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"Checkpoint path {str(path)!r} is a directory; pass the checkpoint file inside it."
+        )
+    if path.stat().st_size == 0:
+        raise CorruptCheckpointError(
+            f"Checkpoint file {str(path)!r} is empty (0 bytes): the save was probably "
+            "interrupted. Use an earlier copy of the file."
+        )
+
+
+def _scan_pickle_globals(path: Path) -> list[str]:
+    """Best-effort list of the globals a pickle refers to, found without executing it."""
+    import pickletools
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+                if not names:
+                    return []
+                data = zf.read(names[0])
+        else:
+            data = path.read_bytes()
+        found: list[str] = []
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL" and isinstance(arg, str):
+                found.append(arg.replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        safe_prefixes = ("torch.", "collections.OrderedDict", "builtins.set")
+        return sorted({g for g in found if not g.startswith(safe_prefixes)})
+    except Exception:  # noqa: BLE001 - diagnostics only; never mask the real error
+        return []
+
+
+def _corrupt(path: Path, exc: BaseException) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f"Checkpoint file {str(path)!r} cannot be read as a PyTorch checkpoint: it is truncated, "
+        f"corrupted, or not a file written by torch.save ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else 'no details'}). Re-copy or re-download "
+        "the file, or use an earlier copy."
+    )
+
+
+def safe_load(path: PathLike, *, trust_pickle: bool = False) -> Any:
+    """Load a ``torch.save`` file onto the CPU without running code from it.
+
+    Args:
+        path: the file.
+        trust_pickle: if the restricted unpickler refuses the file, fall back to full
+            unpickling. Only pass ``True`` for files whose origin you trust: a pickle can run
+            arbitrary code while it loads.
+
+    Returns:
+        Whatever was saved (usually a dict of tensors and plain values).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UnsafeCheckpointError: the file needs full unpickling and ``trust_pickle`` is False.
+        CorruptCheckpointError: the file is empty, truncated or not a PyTorch file.
+    """
+    path = Path(path)
+    _check_readable(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        message = str(exc)
+        if "Weights only load failed" not in message:
+            raise _corrupt(path, exc) from exc
+        if trust_pickle:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as exc2:  # noqa: BLE001
+                raise _corrupt(path, exc2) from exc2
+        rejected = sorted(set(_GLOBAL_RE.findall(message))) or _scan_pickle_globals(path)
+        what = (
+            "it refers to " + ", ".join(repr(g) for g in rejected)
+            if rejected
+            else "it uses pickle features the restricted unpickler does not allow "
+            f"({message.split('WeightsUnpickler error:')[-1].strip().splitlines()[0]!s})"
+            if "WeightsUnpickler error:" in message
+            else "it uses pickle features the restricted unpickler does not allow"
+        )
+        raise UnsafeCheckpointError(
+            f"Refused to load {str(path)!r}: loading it would need full unpickling, which can "
+            f"run arbitrary code, because {what}. Fix: re-save the file with only tensors and "
+            "plain Python values (dict, list, str, int, float, bool, None), e.g. load it once in "
+            "an environment you trust and torch.save a cleaned copy; or, only if you trust the "
+            "file's origin, pass trust_pickle=True.",
+            path,
+            rejected,
+        ) from exc
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
+            raise
+        raise _corrupt(path, exc) from exc
+
+
+# -- atomic writes --------------------------------------------------------------------------------
+
+
+def atomic_save(obj: Any, path: PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically.
+
+    The data go to a temporary file in the same directory, which is flushed, fsynced and then
+    renamed over ``path`` (``os.replace``), so readers see either the old file or the complete
+    new one. On any error the temporary file is removed and the old file is left untouched.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable (POSIX); harmless where unsupported
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+# -- eqv2's own format ----------------------------------------------------------------------------
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise TypeError unless ``value`` is built from tensors and plain containers only."""
+    if isinstance(value, torch.Tensor) or isinstance(value, _PLAIN):
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, _PLAIN):
+                raise TypeError(
+                    f"{where} has a key of type {type(key).__name__}; use str/int keys."
+                )
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__module__}.{type(value).__qualname__}; eqv2 checkpoints hold "
+        "only tensors and plain Python values (dict, list, tuple, str, int, float, bool, None) so "
+        "that they load without unpickling code. Convert it (e.g. float(x), x.tolist())."
+    )
+
+
+def _compact(tensor: torch.Tensor) -> torch.Tensor:
+    """Detached CPU tensor that does not drag a larger shared storage into the file."""
+    tensor = tensor.detach().cpu()
+    if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+        tensor = tensor.clone()
+    return tensor
+
+
+def _plain_normalizers(normalizers: Mapping[str, Any] | None) -> dict[str, dict[str, float]] | None:
+    if normalizers is None:
+        return None
+    out: dict[str, dict[str, float]] = {}
+    for target, stats in normalizers.items():
+        if not isinstance(stats, Mapping) or not {"mean", "std"} <= set(stats):
+            raise ValueError(
+                f"normalizers[{target!r}] = {stats!r}: expected a mapping with 'mean' and 'std'."
+            )
+        out[str(target)] = {"mean": float(stats["mean"]), "std": float(stats["std"])}
+    return out
+
+
+def save_checkpoint(
+    path: PathLike,
+    *,
+    state_dict: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any] | Any,
+    normalizers: Mapping[str, Mapping[str, float]] | None = None,
+    element_references: torch.Tensor | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write an eqv2 checkpoint atomically.
+
+    Args:
+        path: destination file (its directory is created if needed).
+        state_dict: the model's parameters (``EquiformerV2.state_dict()``).
+        config: the model config: a dict of :class:`EquiformerV2Config` fields, or the config
+            object itself (anything with ``to_dict()``).
+        normalizers: ``{"energy": {"mean", "std"}, "forces": {"mean", "std"}}`` or None.
+        element_references: per-element energy references indexed by atomic number, or None.
+        extra: anything else to keep (training state, metadata); only tensors and plain values.
+
+    Returns:
+        The path written.
+
+    Raises:
+        TypeError: some entry is not a tensor or plain value (the message names it).
+    """
+    if hasattr(config, "to_dict") and not isinstance(config, Mapping):
+        config = config.to_dict()
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a dict or EquiformerV2Config, got {type(config)!r}.")
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"state_dict[{key!r}] is a {type(value).__name__}, not a tensor.")
+    if element_references is not None and not isinstance(element_references, torch.Tensor):
+        element_references = torch.as_tensor(element_references)
+    payload: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "eqv2_version": eqv2.__version__,
+        "config": dict(config),
+        "state_dict": {str(k): _compact(v) for k, v in state_dict.items()},
+        "normalizers": _plain_normalizers(normalizers),
+        "element_references": None if element_references is None else _compact(element_references),
+        "extra": dict(extra) if extra is not None else {},
+    }
+    _check_plain(payload["config"], "config")
+    _check_plain(payload["extra"], "extra")
+    return atomic_save(payload, path)
+
+
+def load_checkpoint(path: PathLike, *, trust_pickle: bool = False) -> dict[str, Any]:
+    """Read and validate an eqv2 checkpoint written by :func:`save_checkpoint`.
+
+    Returns the checkpoint dictionary (see the module docstring); ``config`` stays a plain dict
+    (build the model config with ``EquiformerV2Config.from_dict``). The config is checked here,
+    so an unknown or invalid key is reported with the file's name.
+
+    Raises:
+        CheckpointError: the file is not an eqv2 checkpoint (for instance a fairchem one), was
+            written by a newer eqv2, or is missing entries.
+        UnsafeCheckpointError / CorruptCheckpointError / FileNotFoundError: see :func:`safe_load`.
+    """
+    from eqv2.model.config import EquiformerV2Config
+
+    path = Path(path)
+    ckpt = safe_load(path, trust_pickle=trust_pickle)
+    if not isinstance(ckpt, Mapping) or ckpt.get("format") != FORMAT_NAME:
+        looks_fairchem = isinstance(ckpt, Mapping) and "state_dict" in ckpt and "config" in ckpt
+        hint = (
+            "It looks like a fairchem/OCP checkpoint: read it with "
+            "eqv2.model.fairchem.read_fairchem_checkpoint(path)."
+            if looks_fairchem
+            else "Check that you passed the right file."
+        )
+        raise CheckpointError(f"{str(path)!r} is not an eqv2 checkpoint (no format tag). {hint}")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(
+            f"{str(path)!r}: invalid format_version {version!r}; the file is damaged or was not "
+            "written by eqv2."
+        )
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} uses eqv2 checkpoint format version {version} (written by eqv2 "
+            f"{ckpt.get('eqv2_version', '?')}), but this eqv2 ({eqv2.__version__}) reads versions "
+            f"up to {FORMAT_VERSION}. Upgrade eqv2 to read it."
+        )
+    required = ("config", "state_dict", "normalizers", "element_references", "extra")
+    missing = [key for key in required if key not in ckpt]
+    if missing:
+        raise CheckpointError(f"{str(path)!r} is missing entries {missing}; the file is damaged.")
+    if not isinstance(ckpt["state_dict"], Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values()
+    ):
+        raise CheckpointError(f"{str(path)!r}: 'state_dict' must map names to tensors.")
+    if not isinstance(ckpt["config"], Mapping):
+        raise CheckpointError(f"{str(path)!r}: 'config' must be a dict.")
+    try:
+        EquiformerV2Config.from_dict(ckpt["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{str(path)!r} has an invalid model config: {exc}") from exc
+    return dict(ckpt)

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 import eqv2
+from eqv2.model.config import EquiformerV2Config
 
 __all__ = [
     "FORMAT_NAME",
@@ -93,8 +94,8 @@ def _check_readable(path: Path) -> None:
         )
 
 
-def _scan_pickle_globals(path: Path) -> list[str]:
-    """Best-effort list of the globals a pickle refers to, found without executing it."""
+def _scan_pickle(path: Path) -> tuple[bool, list[str]]:
+    """Parse (never execute) the file's pickle: (is it a well-formed pickle, non-torch globals)."""
     import pickletools
 
     try:
@@ -102,7 +103,7 @@ def _scan_pickle_globals(path: Path) -> list[str]:
             with zipfile.ZipFile(path) as zf:
                 names = [n for n in zf.namelist() if n.endswith("data.pkl")]
                 if not names:
-                    return []
+                    return False, []
                 data = zf.read(names[0])
         else:
             data = path.read_bytes()
@@ -115,10 +116,10 @@ def _scan_pickle_globals(path: Path) -> list[str]:
                 found.append(f"{strings[-2]}.{strings[-1]}")
             elif isinstance(arg, str):
                 strings.append(arg)
-        safe_prefixes = ("torch.", "collections.OrderedDict", "builtins.set")
-        return sorted({g for g in found if not g.startswith(safe_prefixes)})
-    except Exception:  # noqa: BLE001 - diagnostics only; never mask the real error
-        return []
+    except Exception:  # noqa: BLE001 - not a well-formed pickle
+        return False, []
+    safe_prefixes = ("torch.", "collections.OrderedDict", "builtins.set")
+    return True, sorted({g for g in found if not g.startswith(safe_prefixes)})
 
 
 def _corrupt(path: Path, exc: BaseException) -> CorruptCheckpointError:
@@ -160,14 +161,17 @@ def safe_load(path: PathLike, *, trust_pickle: bool = False) -> Any:
                 return torch.load(path, map_location="cpu", weights_only=False)
             except Exception as exc2:  # noqa: BLE001
                 raise _corrupt(path, exc2) from exc2
-        rejected = sorted(set(_GLOBAL_RE.findall(message))) or _scan_pickle_globals(path)
+        rejected = sorted(set(_GLOBAL_RE.findall(message)))
+        if not rejected:
+            well_formed, rejected = _scan_pickle(path)
+            if not well_formed:
+                raise _corrupt(path, exc) from exc
+        detail = message.split("WeightsUnpickler error:")[-1].strip().splitlines()
         what = (
             "it refers to " + ", ".join(repr(g) for g in rejected)
             if rejected
-            else "it uses pickle features the restricted unpickler does not allow "
-            f"({message.split('WeightsUnpickler error:')[-1].strip().splitlines()[0]!s})"
-            if "WeightsUnpickler error:" in message
             else "it uses pickle features the restricted unpickler does not allow"
+            + (f" ({detail[0]})" if "WeightsUnpickler error:" in message and detail else "")
         )
         raise UnsafeCheckpointError(
             f"Refused to load {str(path)!r}: loading it would need full unpickling, which can "
@@ -178,9 +182,9 @@ def safe_load(path: PathLike, *, trust_pickle: bool = False) -> Any:
             path,
             rejected,
         ) from exc
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
-            raise
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
         raise _corrupt(path, exc) from exc
 
 
@@ -225,25 +229,29 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
 
 # -- eqv2's own format ----------------------------------------------------------------------------
 
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN_TYPES = (str, int, float, bool, type(None))
 
 
-def _check_plain(value: Any, where: str) -> None:
-    """Raise TypeError unless ``value`` is built from tensors and plain containers only."""
-    if isinstance(value, torch.Tensor) or isinstance(value, _PLAIN):
-        return
+def _to_plain(value: Any, where: str) -> Any:
+    """A copy of ``value`` built from tensors and builtin containers only, or TypeError.
+
+    Exact types are required: subclasses (``numpy.float64`` is a ``float``) would be pickled as
+    their own class, which the restricted unpickler refuses.
+    """
+    if isinstance(value, torch.Tensor) or type(value) in _PLAIN_TYPES:
+        return value
     if isinstance(value, Mapping):
+        out = {}
         for key, item in value.items():
-            if not isinstance(key, _PLAIN):
+            if type(key) not in _PLAIN_TYPES:
                 raise TypeError(
-                    f"{where} has a key of type {type(key).__name__}; use str/int keys."
+                    f"{where} has a key of type {type(key).__name__}; use str or int keys."
                 )
-            _check_plain(item, f"{where}[{key!r}]")
-        return
+            out[key] = _to_plain(item, f"{where}[{key!r}]")
+        return out
     if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]")
-        return
+        items = [_to_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
     raise TypeError(
         f"{where} is a {type(value).__module__}.{type(value).__qualname__}; eqv2 checkpoints hold "
         "only tensors and plain Python values (dict, list, tuple, str, int, float, bool, None) so "
@@ -297,11 +305,13 @@ def save_checkpoint(
 
     Raises:
         TypeError: some entry is not a tensor or plain value (the message names it).
+        ValueError: the config has an unknown or invalid key (the message names it).
     """
     if hasattr(config, "to_dict") and not isinstance(config, Mapping):
         config = config.to_dict()
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a dict or EquiformerV2Config, got {type(config)!r}.")
+    EquiformerV2Config.from_dict(config)  # fail before writing: unknown/invalid keys
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"state_dict[{key!r}] is a {type(value).__name__}, not a tensor.")
@@ -311,14 +321,12 @@ def save_checkpoint(
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "eqv2_version": eqv2.__version__,
-        "config": dict(config),
+        "config": _to_plain(config, "config"),
         "state_dict": {str(k): _compact(v) for k, v in state_dict.items()},
         "normalizers": _plain_normalizers(normalizers),
         "element_references": None if element_references is None else _compact(element_references),
-        "extra": dict(extra) if extra is not None else {},
+        "extra": _to_plain(extra, "extra") if extra is not None else {},
     }
-    _check_plain(payload["config"], "config")
-    _check_plain(payload["extra"], "extra")
     return atomic_save(payload, path)
 
 
@@ -334,8 +342,6 @@ def load_checkpoint(path: PathLike, *, trust_pickle: bool = False) -> dict[str, 
             written by a newer eqv2, or is missing entries.
         UnsafeCheckpointError / CorruptCheckpointError / FileNotFoundError: see :func:`safe_load`.
     """
-    from eqv2.model.config import EquiformerV2Config
-
     path = Path(path)
     ckpt = safe_load(path, trust_pickle=trust_pickle)
     if not isinstance(ckpt, Mapping) or ckpt.get("format") != FORMAT_NAME:

@@ -1,1 +1,22 @@
-"""eqv2.graph"""
+"""eqv2.graph: neighbour lists with periodic boundaries and batching of structures.
+
+Layer 2 of eqv2 (imports only numpy, torch, ase and vesin). Edges are ``(source j, target i)``
+with messages flowing j → i and ``edge_vec = pos[j] - pos[i] + cell_offsets @ cell``.
+"""
+
+from eqv2.graph.batch import batch_structures
+from eqv2.graph.cells import check_cell
+from eqv2.graph.edges import edge_vectors
+from eqv2.graph.neighbors import NeighborList, radius_graph
+from eqv2.graph.validate import MIN_ATOM_DISTANCE, structure_label, validate_structure
+
+__all__ = [
+    "MIN_ATOM_DISTANCE",
+    "NeighborList",
+    "batch_structures",
+    "check_cell",
+    "edge_vectors",
+    "radius_graph",
+    "structure_label",
+    "validate_structure",
+]

@@ -409,3 +409,18 @@ def test_to_fairchem_checkpoint_with_buffers_is_complete(checkpoints_dir: Path, 
     assert set(out["state_dict"]) == set(raw["fairchem1_hydra"]["state_dict"])
     assert out["config"]["task"] == {}
     assert out["normalizers"] == {} and "elementrefs" not in out
+
+
+def test_to_fairchem_checkpoint_config_details(reference_params, backbone_config) -> None:
+    cfg = EquiformerV2Config.from_dict(backbone_config["backbone_config"])
+    out = to_fairchem_checkpoint(state_dict=reference_params, config=cfg, layout="monolithic")
+    model_cfg = out["config"]["model"]
+    assert "direct_forces" not in model_cfg and "activation_checkpoint" not in model_cfg
+    assert model_cfg["regress_forces"] is True and model_cfg["num_distance_basis"] == 512
+    energy_only = {k: v for k, v in reference_params.items() if not k.startswith("force_block.")}
+    out = to_fairchem_checkpoint(state_dict=energy_only, config=cfg)
+    assert set(out["config"]["model"]["heads"]) == {"energy"}
+    assert set(out["config"]["outputs"]) == {"energy"}
+    assert out["config"]["model"]["backbone"]["regress_forces"] is False
+    back = read_fairchem_checkpoint(out)
+    assert set(back.heads) == {"energy"} and list(back.state_dict) == list(energy_only)

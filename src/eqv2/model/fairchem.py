@@ -22,7 +22,6 @@ Reading (:func:`read_fairchem_checkpoint`) follows what fairchem-core 1.10's own
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -85,6 +84,19 @@ _BUFFER_LEAVES = frozenset(
 )
 # Parameters fairchem creates with requires_grad=False: kept in state_dict, skipped by its EMA.
 _FROZEN_PARAMETERS = frozenset({"energy_lin_ref"})
+
+# The keyword arguments fairchem 1.x's deprecated ``EquiformerV2`` accepts (its
+# ``EquiformerV2Backbone`` also takes ``activation_checkpoint``); exports write only these.
+_FAIRCHEM_ARGS = frozenset(
+    """use_pbc use_pbc_single regress_forces otf_graph max_neighbors max_radius max_num_elements
+    num_layers sphere_channels attn_hidden_channels num_heads attn_alpha_channels
+    attn_value_channels ffn_hidden_channels norm_type lmax_list mmax_list grid_resolution
+    num_sphere_samples edge_channels use_atom_edge_embedding share_atom_edge_embedding
+    use_m_share_rad distance_function num_distance_basis attn_activation use_s2_act_attn
+    use_attn_renorm ffn_activation use_gate_act use_grid_mlp use_sep_s2_act alpha_drop
+    drop_path_rate proj_drop weight_init enforce_max_neighbors_strictly avg_num_nodes avg_degree
+    use_energy_lin_ref load_energy_lin_ref""".split()
+)
 
 _HEAD_KEY_RE = re.compile(r"^output_heads\.([^.]+)\.(energy_block|force_block)\.(.+)$")
 
@@ -696,7 +708,9 @@ def to_fairchem_checkpoint(
     "backbone": {..., "model": "equiformer_v2_backbone"}, "heads": {...}}`` (or ``{"name":
     "equiformer_v2", ...}`` for ``layout="monolithic"``), ``outputs``, ``loss_functions``,
     ``evaluation_metrics``, ``optim``, ``dataset``; ``state_dict`` with a ``module.`` prefix;
-    ``normalizers`` as ``{target: {"mean", "rmsd"}}``; ``elementrefs`` when given.
+    ``normalizers`` as ``{target: {"mean", "rmsd"}}``; ``elementrefs`` when given. Only
+    fairchem's own model arguments are written (eqv2 extensions such as ``direct_forces`` are
+    dropped), and without ``force_block`` weights only the energy head is declared.
 
     fairchem's trainer loads state dicts strictly, including its buffers. When ``buffers`` is not
     given (eqv2 does not store fairchem's buffers), the config sets ``task.strict_load: false``
@@ -707,17 +721,23 @@ def to_fairchem_checkpoint(
     Only tensors and plain values are written, so the file loads with ``weights_only=True``.
     """
     cfg = config if isinstance(config, EquiformerV2Config) else EquiformerV2Config.from_dict(config)
-    kwargs = cfg.to_dict()
-    kwargs.pop("direct_forces", None)  # eqv2 extension, unknown to fairchem
-    kwargs.update({k: v for k, v in cfg.ignored.items() if k not in ("model", "name")})
+    allowed = _FAIRCHEM_ARGS | ({"activation_checkpoint"} if layout == "hydra" else set())
+    kwargs = {k: v for k, v in cfg.ignored.items() if k in allowed}
+    kwargs.update({k: v for k, v in cfg.to_dict().items() if k in allowed})
     kwargs.setdefault("use_pbc", True)
-    kwargs.setdefault("regress_forces", True)
     kwargs.setdefault("otf_graph", True)
+    has_forces = any(k.startswith("force_block.") for k in state_dict)
+    kwargs["regress_forces"] = has_forces
+    heads = {
+        name: dict(spec)
+        for name, spec in _DEFAULT_HEADS.items()
+        if name == "energy" or (name == "forces" and has_forces)
+    }
     if layout == "hydra":
         model_cfg: dict[str, Any] = {
             "name": "hydra",
             "backbone": {**kwargs, "model": "equiformer_v2_backbone"},
-            "heads": copy.deepcopy(_DEFAULT_HEADS),
+            "heads": heads,
             "otf_graph": True,
             "pass_through_head_outputs": False,
         }
@@ -725,6 +745,18 @@ def to_fairchem_checkpoint(
         model_cfg = {"name": "equiformer_v2", **kwargs}
     else:
         raise ValueError(f"layout={layout!r}: choose 'hydra' or 'monolithic'.")
+    outputs: dict[str, Any] = {"energy": {"level": "system", "property": "energy"}}
+    losses: list[dict[str, Any]] = [{"energy": {"fn": "mae", "coefficient": 1}}]
+    metrics: dict[str, list[str]] = {"energy": ["mae"]}
+    if has_forces:
+        outputs["forces"] = {
+            "level": "atom",
+            "property": "forces",
+            "train_on_free_atoms": True,
+            "eval_on_free_atoms": True,
+        }
+        losses.append({"forces": {"fn": "l2mae", "coefficient": 1}})
+        metrics["forces"] = ["mae"]
 
     fc_state = to_fairchem_state_dict(
         {k: v.detach().cpu() for k, v in state_dict.items()},
@@ -745,23 +777,9 @@ def to_fairchem_checkpoint(
             "trainer": "equiformerv2_forces",
             "task": {} if buffers else {"strict_load": False},
             "model": model_cfg,
-            "outputs": {
-                "energy": {"level": "system", "property": "energy"},
-                "forces": {
-                    "level": "atom",
-                    "property": "forces",
-                    "train_on_free_atoms": True,
-                    "eval_on_free_atoms": True,
-                },
-            },
-            "loss_functions": [
-                {"energy": {"fn": "mae", "coefficient": 1}},
-                {"forces": {"fn": "l2mae", "coefficient": 1}},
-            ],
-            "evaluation_metrics": {
-                "primary_metric": "forces_mae",
-                "metrics": {"energy": ["mae"], "forces": ["mae"]},
-            },
+            "outputs": outputs,
+            "loss_functions": losses,
+            "evaluation_metrics": {"primary_metric": "energy_mae", "metrics": metrics},
             "optim": {"batch_size": 1, "eval_batch_size": 1, "num_workers": 0},
             "dataset": {"format": "ase_db", "src": ""},
             "slurm": {},

@@ -424,3 +424,11 @@ def test_to_fairchem_checkpoint_config_details(reference_params, backbone_config
     assert out["config"]["model"]["backbone"]["regress_forces"] is False
     back = read_fairchem_checkpoint(out)
     assert set(back.heads) == {"energy"} and list(back.state_dict) == list(energy_only)
+
+
+def test_config_argument_overrides_an_unreadable_file_config(raw, backbone_config) -> None:
+    broken = _with_config(raw["legacy_oc20_monolithic"], model_attributes__bogus_key=1)
+    with pytest.raises(CheckpointError, match="bogus_key"):
+        read_fairchem_checkpoint(broken)
+    ckpt = read_fairchem_checkpoint(broken, config=backbone_config["backbone_config"])
+    assert ckpt.config.num_layers == 2 and len(ckpt.state_dict) == 130

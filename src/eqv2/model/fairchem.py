@@ -618,7 +618,13 @@ def read_fairchem_checkpoint(
     if is_fairchem_checkpoint(obj):
         file_sd = obj["state_dict"]
         fc_config = dict(obj["config"])
-        kwargs, heads = _model_kwargs(fc_config, where)
+        if config is None:
+            kwargs, heads = _model_kwargs(fc_config, where)
+        else:  # the caller's config wins; the file's may even be unreadable
+            try:
+                kwargs, heads = _model_kwargs(fc_config, where)
+            except CheckpointError:
+                kwargs, heads = {}, {}
         normalizers = _read_normalizers(obj.get("normalizers"), where)
         element_refs = _read_element_references(obj.get("elementrefs"), where)
         ema = obj.get("ema")

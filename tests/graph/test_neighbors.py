@@ -58,7 +58,7 @@ def periodic_structures(draw):
     """Random cells, pbc, cutoffs and caps. Continuous values come from a seeded generator so
     that hypothesis' preference for small values does not leave most graphs empty."""
     pbc = np.array(draw(st.tuples(st.booleans(), st.booleans(), st.booleans())))
-    kind = draw(st.sampled_from(["orthogonal", "skewed", "tiny"]))
+    kind = draw(st.sampled_from(["orthogonal", "skewed", "tiny", "crystal"]))
     zero_open_rows = draw(st.booleans())
     capped = draw(st.booleans())
     strict = draw(st.booleans())
@@ -74,7 +74,14 @@ def periodic_structures(draw):
             if abs(np.linalg.det(trial)) / norms.prod() > 0.3:
                 frame = trial
                 break
-    pos = rng.uniform(-0.25, 1.25, (n, 3)) @ frame
+    if kind == "crystal":
+        # High-symmetry sites in a cubic cell: many exactly or nearly degenerate shells, so the
+        # cap must break ties the same way as the brute force's documented sort order.
+        frame = np.eye(3) * lengths[0]
+        frac = np.unique(rng.integers(0, 4, (n, 3)) / 4.0, axis=0)
+    else:
+        frac = rng.uniform(-0.25, 1.25, (n, 3))
+    pos = frac @ frame
     cell = frame.copy()
     if zero_open_rows:
         cell[~pbc] = 0.0  # open axes may carry no cell vector at all
@@ -180,6 +187,7 @@ def test_empty_graph_shapes():
         ({"cutoff": 0.0}, "cutoff must be a positive"),
         ({"cutoff": float("nan")}, "cutoff must be a positive"),
         ({"cutoff": 5.0, "max_neighbors": 0}, "max_neighbors must be a positive integer"),
+        ({"cutoff": 5.0, "max_neighbors": 2.5}, "max_neighbors must be a positive integer"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -86,7 +86,7 @@ def batch_structures(
         raise ValueError("batch_structures got no structures; pass at least one ase.Atoms.")
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype such as torch.float32, got {dtype}.")
-    check_graph_args(cutoff, max_neighbors)
+    cutoff, max_neighbors = check_graph_args(cutoff, max_neighbors)
 
     positions, cells, pbcs, graphs = [], [], [], []
     for index, atoms in enumerate(structures):

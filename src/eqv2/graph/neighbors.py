@@ -186,15 +186,18 @@ def as_arrays(
     return positions, cell, pbc
 
 
-def check_graph_args(cutoff: float, max_neighbors: int | None) -> None:
-    """Reject cutoffs and caps that have no sensible meaning."""
+def check_graph_args(cutoff: float, max_neighbors: int | None) -> tuple[float, int | None]:
+    """Reject cutoffs and caps that have no sensible meaning; return them as float and int."""
     if not (np.isfinite(cutoff) and cutoff > 0):
         raise ValueError(f"cutoff must be a positive finite number of Å, got {cutoff!r}.")
-    if max_neighbors is not None and (int(max_neighbors) != max_neighbors or max_neighbors < 1):
+    if max_neighbors is None:
+        return float(cutoff), None
+    if int(max_neighbors) != max_neighbors or max_neighbors < 1:
         raise ValueError(
             f"max_neighbors must be a positive integer, got {max_neighbors!r}; "
             "use None for no limit."
         )
+    return float(cutoff), int(max_neighbors)
 
 
 def radius_graph(
@@ -228,7 +231,7 @@ def radius_graph(
             vectors are zero or linearly dependent.
     """
     positions, cell, pbc = as_arrays(positions, cell, pbc)
-    check_graph_args(cutoff, max_neighbors)
+    cutoff, max_neighbors = check_graph_args(cutoff, max_neighbors)
     check_cell(cell, pbc, label="radius_graph input")
     pairs = find_pairs(positions, cell, pbc, cutoff)
     return select_edges(pairs, len(positions), max_neighbors, strict)

@@ -198,6 +198,8 @@ def test_bad_arguments(kwargs, match):
 def test_bad_shapes_and_singular_periodic_cell():
     with pytest.raises(ValueError, match=r"positions must have shape \(N, 3\)"):
         radius_graph(np.zeros((2, 2)), np.eye(3), True, 5.0)
+    with pytest.raises(ValueError, match="non-finite positions"):
+        radius_graph(np.full((2, 3), np.nan), np.eye(3), True, 5.0)
     flat = np.array([[1.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0]])
     with pytest.raises(ValueError, match="singular cell"):
         radius_graph(np.zeros((1, 3)), flat, True, 5.0)

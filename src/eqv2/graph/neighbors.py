@@ -51,7 +51,7 @@ class NeighborList(NamedTuple):
     distance: np.ndarray
 
 
-class _Pairs(NamedTuple):
+class PairList(NamedTuple):
     """All pairs within the cutoff except each atom's zero-shift self pair (unsorted)."""
 
     target: np.ndarray  # (P,) int64
@@ -103,11 +103,11 @@ def _search_box(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
     return box
 
 
-def find_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> _Pairs:
+def find_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> PairList:
     """Every (target, source, shift) with ``|d|² ≤ cutoff²``, minus zero-shift self pairs."""
     if len(positions) == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return _Pairs(empty, empty, np.zeros((0, 3), np.int64), np.zeros((0, 3)), np.zeros(0))
+        return PairList(empty, empty, np.zeros((0, 3), np.int64), np.zeros((0, 3)), np.zeros(0))
     search = _VesinNeighborList(cutoff=float(cutoff) + _SEARCH_PADDING, full_list=True)
     # vesin's pair (i, j, S) has vector pos[j] - pos[i] + S @ box: i is our target, j our source.
     target, source, offsets = search.compute(
@@ -120,10 +120,10 @@ def find_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff:
     keep = dist_sq <= cutoff * cutoff
     # vesin never returns the zero-shift self pair, but be explicit: it is not a neighbour.
     keep &= ~((target == source) & ~offsets.any(axis=1))
-    return _Pairs(target[keep], source[keep], offsets[keep], vec[keep], dist_sq[keep])
+    return PairList(target[keep], source[keep], offsets[keep], vec[keep], dist_sq[keep])
 
 
-def _sorted_order(pairs: _Pairs) -> np.ndarray:
+def _sorted_order(pairs: PairList) -> np.ndarray:
     """Permutation sorting by target, squared distance, source, then shift (x, y, z)."""
     o = pairs.offsets
     # np.lexsort sorts by the last key first.
@@ -153,17 +153,17 @@ def _cap_mask(
 
 
 def select_edges(
-    pairs: _Pairs,
+    pairs: PairList,
     n_atoms: int,
     max_neighbors: int | None = None,
     strict: bool = True,
 ) -> NeighborList:
     """Drop near-zero pairs, sort deterministically and apply the neighbour cap."""
-    pairs = _Pairs(*(a[pairs.dist_sq > SAME_ATOM_DISTANCE_SQ] for a in pairs))
-    pairs = _Pairs(*(a[_sorted_order(pairs)] for a in pairs))
+    pairs = PairList(*(a[pairs.dist_sq > SAME_ATOM_DISTANCE_SQ] for a in pairs))
+    pairs = PairList(*(a[_sorted_order(pairs)] for a in pairs))
     if max_neighbors is not None and len(pairs.target):
         keep = _cap_mask(pairs.target, pairs.dist_sq, n_atoms, max_neighbors, strict)
-        pairs = _Pairs(*(a[keep] for a in pairs))
+        pairs = PairList(*(a[keep] for a in pairs))
     return NeighborList(
         edge_index=np.stack([pairs.source, pairs.target]),
         cell_offsets=pairs.offsets,
@@ -227,11 +227,14 @@ def radius_graph(
         A :class:`NeighborList` sorted by target, then distance, then source, then shift.
 
     Raises:
-        ValueError: bad shapes, a non-positive cutoff or cap, or a periodic axis whose cell
-            vectors are zero or linearly dependent.
+        ValueError: bad shapes, non-finite positions or cell, a non-positive cutoff or cap, or
+            a periodic axis whose cell vectors are zero or linearly dependent. (For the full
+            checks with messages naming an ``ase.Atoms`` structure see ``validate_structure``.)
     """
     positions, cell, pbc = as_arrays(positions, cell, pbc)
     cutoff, max_neighbors = check_graph_args(cutoff, max_neighbors)
+    if not np.isfinite(positions).all():
+        raise ValueError("radius_graph input has non-finite positions; fix the coordinates.")
     check_cell(cell, pbc, label="radius_graph input")
     pairs = find_pairs(positions, cell, pbc, cutoff)
     return select_edges(pairs, len(positions), max_neighbors, strict)

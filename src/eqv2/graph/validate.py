@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from eqv2.graph.cells import check_cell
-from eqv2.graph.neighbors import _Pairs, as_arrays, find_pairs
+from eqv2.graph.neighbors import PairList, as_arrays, find_pairs
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -61,7 +61,7 @@ def check_fields(
     check_cell(cell, pbc, label)
 
 
-def check_contacts(pairs: _Pairs, label: str, min_distance: float = MIN_ATOM_DISTANCE) -> None:
+def check_contacts(pairs: PairList, label: str, min_distance: float = MIN_ATOM_DISTANCE) -> None:
     """Reject two atoms (or an atom and any periodic image) closer than ``min_distance`` Å."""
     close = np.flatnonzero(pairs.dist_sq < min_distance * min_distance)
     if len(close) == 0:

@@ -190,14 +190,28 @@ def wigner_d(rotation: torch.Tensor, lmax: int) -> torch.Tensor:
 
 
 @functools.cache
-def _m_major_rows(lmax: int, mmax: int) -> tuple[tuple[int, ...], ...]:
-    """Per l, the m-major positions of the rows ``m = -min(l,mmax)..min(l,mmax)``."""
+def _scatter_positions(lmax: int, mmax: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flat positions of the nonzero entries of ``to_edge`` (in ``(K, N)``) and ``from_edge`` (in
+    ``(N, K)``), in the order of the concatenated flattened row blocks, and their rescale factors.
+    """
+    N = (lmax + 1) ** 2
+    K = num_coefficients(lmax, mmax)
     pos = {int(i): k for k, i in enumerate(m_major_index(lmax, mmax).tolist())}
-    rows = []
+    scale = rotate_back_rescale(lmax, mmax).tolist()
+    to_pos, from_pos, factors = [], [], []
     for l in range(lmax + 1):
         mm = min(l, mmax)
-        rows.append(tuple(pos[l * l + l + m] for m in range(-mm, mm + 1)))
-    return tuple(rows)
+        for m in range(-mm, mm + 1):
+            k = pos[l * l + l + m]
+            for n in range(l * l, (l + 1) ** 2):
+                to_pos.append(k * N + n)
+                from_pos.append(n * K + k)
+                factors.append(scale[n])
+    return (
+        torch.tensor(to_pos, dtype=torch.long),
+        torch.tensor(from_pos, dtype=torch.long),
+        torch.tensor(factors, dtype=torch.float64),
+    )
 
 
 def edge_rotation(
@@ -216,8 +230,8 @@ def edge_rotation(
     * ``to_edge @ from_edge[..., :K]``-style products: ``to_edge @ diag(1/s) @ from_edge = I_K``;
       when ``mmax >= lmax``, ``from_edge @ to_edge = I``.
 
-    Only the ``K`` needed rows of ``D`` are computed. ``from_edge`` is returned as a transposed
-    view (not contiguous); use ``reshape`` rather than ``view`` on it.
+    Only the ``K`` needed rows of ``D`` are computed; both outputs are contiguous and zero outside
+    the degree blocks.
 
     Args:
         rotation: edge frames, shape ``(E, 3, 3)`` (e.g. from `edge_frames`).
@@ -234,12 +248,11 @@ def edge_rotation(
         raise ValueError(f"lmax and mmax must be >= 0, got {lmax}, {mmax}")
     mmax = min(mmax, lmax)
     E, N, K = rotation.shape[0], (lmax + 1) ** 2, num_coefficients(lmax, mmax)
+    to_pos, from_pos, factors = (t.to(rotation.device) for t in _scatter_positions(lmax, mmax))
     blocks = _wigner_rows(rotation, lmax, mmax)
-    rows = _m_major_rows(lmax, mmax)
-    to_edge = rotation.new_zeros(E, K, N)
-    for l, block in enumerate(blocks):
-        idx = torch.tensor(rows[l], device=rotation.device)
-        to_edge[:, idx, l * l : (l + 1) ** 2] = block
-    scale = rotate_back_rescale(lmax, mmax, dtype=rotation.dtype).to(rotation.device)
-    from_edge = (to_edge * scale).transpose(1, 2)
-    return to_edge, from_edge
+    values = torch.cat([b.reshape(E, -1) for b in blocks], dim=1)  # (E, nnz)
+    to_edge = rotation.new_zeros(E, K * N)
+    to_edge[:, to_pos] = values
+    from_edge = rotation.new_zeros(E, N * K)
+    from_edge[:, from_pos] = values * factors.to(rotation.dtype)
+    return to_edge.view(E, K, N), from_edge.view(E, N, K)

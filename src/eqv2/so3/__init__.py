@@ -16,12 +16,13 @@ from .layout import (
     rotate_back_rescale,
     truncated_index,
 )
-from .wigner import edge_rotation, wigner_d
+from .wigner import edge_rotation, edge_rotation_blocks, wigner_d
 
 __all__ = [
     "degree_order",
     "edge_frames",
     "edge_rotation",
+    "edge_rotation_blocks",
     "grid_resolution",
     "m_block_sizes",
     "m_major_index",

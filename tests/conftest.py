@@ -44,3 +44,10 @@ def reference_npz(small_fixture_dir: Path):
 @pytest.fixture(scope="session")
 def reference_state_dict(small_fixture_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(small_fixture_dir / "state_dict.pt", map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def seed_spread(small_fixture_dir: Path) -> dict:
+    import json
+
+    return json.loads((small_fixture_dir / "seed_spread.json").read_text())

@@ -1,3 +1,52 @@
-"""eqv2: the EquiformerV2 equivariant transformer, faithful to the reference, fast and safe."""
+"""eqv2: the EquiformerV2 equivariant transformer, faithful to the reference, fast and safe.
+
+Quick start::
+
+    import eqv2
+    model = eqv2.load_model("checkpoint.pt")        # eqv2 or fairchem checkpoint, loaded safely
+    result = model.predict(atoms)                    # {"energy": float, "forces": (N, 3) array}
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_MODEL_API = (
+    "EquiformerV2",
+    "EquiformerV2Config",
+    "Potential",
+    "export_fairchem",
+    "load_model",
+    "save_model",
+)
+
+__all__ = [
+    "EquiformerV2",
+    "EquiformerV2Config",
+    "Potential",
+    "__version__",
+    "export_fairchem",
+    "load_model",
+    "save_model",
+]
+
+if TYPE_CHECKING:
+    from eqv2.model import (
+        EquiformerV2,
+        EquiformerV2Config,
+        Potential,
+        export_fairchem,
+        load_model,
+        save_model,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `import eqv2.graph` or `eqv2.so3` should not import the whole model stack.
+    if name in _MODEL_API:
+        import eqv2.model
+
+        return getattr(eqv2.model, name)
+    raise AttributeError(f"module 'eqv2' has no attribute {name!r}")

@@ -114,7 +114,8 @@ class EquiformerV2Config:
             )
         if not 0 <= self.mmax <= self.lmax:
             raise ValueError(
-                f"mmax_list={self.mmax_list} with lmax_list={self.lmax_list}: need 0 <= mmax <= lmax."
+                f"mmax_list={self.mmax_list} with lmax_list={self.lmax_list}: "
+                "need 0 <= mmax <= lmax."
             )
         if self.lmax < 1:
             raise ValueError(f"lmax_list={self.lmax_list}: lmax must be at least 1 for forces.")
@@ -131,9 +132,7 @@ class EquiformerV2Config:
                 "reference EquiformerV2."
             )
         if self.share_atom_edge_embedding and not self.use_atom_edge_embedding:
-            raise ValueError(
-                "share_atom_edge_embedding=True needs use_atom_edge_embedding=True."
-            )
+            raise ValueError("share_atom_edge_embedding=True needs use_atom_edge_embedding=True.")
         if self.use_energy_lin_ref and not self.load_energy_lin_ref:
             raise ValueError("use_energy_lin_ref=True needs load_energy_lin_ref=True.")
         for key in (

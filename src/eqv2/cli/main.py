@@ -1,0 +1,30 @@
+"""Entry point of the ``eqv2`` console script and ``python -m eqv2``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from eqv2.cli import demo, predict
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eqv2",
+        description="EquiformerV2: predict energies and forces, load fairchem checkpoints.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo.add_parser(sub)
+    predict.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"eqv2 {args.command}: error: {exc}", file=sys.stderr)
+        return 2

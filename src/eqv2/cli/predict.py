@@ -1,0 +1,37 @@
+"""``eqv2 predict CHECKPOINT INPUT -o OUTPUT``: energies and forces for every structure."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict energies and forces with a checkpoint")
+    p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
+    p.add_argument("input", type=Path, help="structures readable by ASE (extxyz, traj, db, ...)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .extxyz")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--float64", action="store_true", help="run in double precision")
+    p.add_argument("--use-ema", action="store_true", help="use the EMA weights of a fairchem file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import read, write
+
+    from eqv2 import load_model
+    from eqv2.atomic import atomic_write_path
+
+    dtype = torch.float64 if args.float64 else None
+    potential = load_model(args.checkpoint, dtype=dtype, use_ema=args.use_ema)
+    structures = read(args.input, ":")
+    results = potential.predict(structures, batch_size=args.batch_size)
+    for atoms, res in zip(structures, results, strict=True):
+        atoms.calc = SinglePointCalculator(atoms, energy=res["energy"], forces=res["forces"])
+    with atomic_write_path(args.output) as tmp:
+        write(tmp, structures, format="extxyz")
+    print(f"wrote {len(structures)} structures to {args.output}")
+    return 0

@@ -1,0 +1,278 @@
+"""The EquiformerV2 model: embeddings, transformer blocks, energy and force heads.
+
+``EquiformerV2(config).forward(graph)`` takes a batch built by ``eqv2.graph.batch_structures``
+(a dict of tensors) and returns ``{"energy": (B,), "forces": (N, 3)}`` in the model's units
+(before any normalisers, which ``eqv2.model.Predictor`` applies).
+
+Parameter names equal the reference's monolithic layout (``sphere_embedding.weight``,
+``blocks.0.ga.so2_conv_1.fc_m0.weight``, ``energy_block.*``, ``force_block.*``), so fairchem
+checkpoints map onto this module by renaming prefixes only (``eqv2.model.fairchem``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from eqv2.model.config import EquiformerV2Config
+from eqv2.nn.attention import GraphAttention
+from eqv2.nn.block import TransformerBlock
+from eqv2.nn.context import EdgeContext, SphereGrids
+from eqv2.nn.edge_degree import EdgeDegreeEmbedding
+from eqv2.nn.feed_forward import FeedForward
+from eqv2.nn.norm import make_norm
+from eqv2.nn.radial import GaussianBasis, RadialMLP
+from eqv2.nn.so3_linear import SO3Linear
+from eqv2.so3 import (
+    degree_order,
+    edge_frames,
+    edge_rotation,
+    m_major_index,
+    s2_grid_matrices,
+    truncated_index,
+)
+
+FRAME_ROLLS = ("deterministic", "random")
+
+
+class EquiformerV2(nn.Module):
+    """EquiformerV2 with an energy head and a direct force head (or −dE/dx forces).
+
+    Args:
+        config: hyper-parameters; keyword arguments with the reference's names are accepted
+            instead (``EquiformerV2(num_layers=2, lmax_list=[4], ...)``).
+        frame_roll: how each edge frame's free roll angle is chosen: ``"deterministic"``
+            (default; the same input always gives the same output) or ``"random"`` (the
+            reference's behaviour, useful to measure the roll's effect).
+    """
+
+    def __init__(
+        self,
+        config: EquiformerV2Config | None = None,
+        *,
+        frame_roll: str = "deterministic",
+        **kwargs,
+    ) -> None:
+        super().__init__()
+        if config is None:
+            config = EquiformerV2Config.from_dict(kwargs)
+        elif kwargs:
+            raise TypeError("pass either a config or keyword arguments, not both")
+        if frame_roll not in FRAME_ROLLS:
+            raise ValueError(f"frame_roll={frame_roll!r}: choose one of {FRAME_ROLLS}.")
+        self.config = config
+        self.frame_roll = frame_roll
+        c = config
+        lmax, mmax, C = c.lmax, c.mmax, c.sphere_channels
+
+        self.sphere_embedding = nn.Embedding(c.max_num_elements, C)
+        self.distance_expansion = GaussianBasis(c.max_radius)
+        edge_channels = [self.distance_expansion.num_output, c.edge_channels, c.edge_channels]
+        if c.share_atom_edge_embedding:
+            self.source_embedding = nn.Embedding(c.max_num_elements, c.edge_channels)
+            self.target_embedding = nn.Embedding(c.max_num_elements, c.edge_channels)
+            edge_channels[0] += 2 * c.edge_channels
+        else:
+            self.source_embedding = self.target_embedding = None
+        block_atom_edge = c.use_atom_edge_embedding and not c.share_atom_edge_embedding
+
+        self.edge_degree_embedding = EdgeDegreeEmbedding(
+            C, lmax, c.max_num_elements, edge_channels, block_atom_edge, c.avg_degree
+        )
+
+        def attention(output_channels: int, alpha_drop: float) -> GraphAttention:
+            return GraphAttention(
+                C,
+                c.attn_hidden_channels,
+                c.num_heads,
+                c.attn_alpha_channels,
+                c.attn_value_channels,
+                output_channels,
+                lmax,
+                mmax,
+                c.max_num_elements,
+                edge_channels,
+                use_atom_edge_embedding=block_atom_edge,
+                use_m_share_rad=c.use_m_share_rad,
+                use_attn_renorm=c.use_attn_renorm,
+                use_gate_act=c.use_gate_act,
+                use_sep_s2_act=c.use_sep_s2_act,
+                alpha_drop=alpha_drop,
+            )
+
+        def feed_forward(output_channels: int) -> FeedForward:
+            return FeedForward(
+                C,
+                c.ffn_hidden_channels,
+                output_channels,
+                lmax,
+                use_gate_act=c.use_gate_act,
+                use_grid_mlp=c.use_grid_mlp,
+                use_sep_s2_act=c.use_sep_s2_act,
+            )
+
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                attention(C, c.alpha_drop),
+                feed_forward(C),
+                c.norm_type,
+                lmax,
+                C,
+                drop_path_rate=c.drop_path_rate,
+                proj_drop=c.proj_drop,
+            )
+            for _ in range(c.num_layers)
+        )
+        self.norm = make_norm(c.norm_type, lmax, C)
+        self.energy_block = feed_forward(1)
+        self.force_block = attention(1, 0.0) if c.direct_forces else None
+        if c.load_energy_lin_ref:
+            self.energy_lin_ref = nn.Parameter(torch.zeros(c.max_num_elements), requires_grad=False)
+        else:
+            self.energy_lin_ref = None
+
+        self._register_grids()
+        init_weights(self, c.weight_init)
+
+    # -- constant tensors ---------------------------------------------------------------------
+    def _register_grids(self) -> None:
+        c = self.config
+        lmax, mmax = c.lmax, c.mmax
+        res = c.grid_resolution
+        # edge frame: coefficients |m| <= mmax, reordered from l-major (truncated) to m-major
+        to_e, from_e = s2_grid_matrices(lmax, mmax, resolution=res, normalization="component")
+        kept = truncated_index(lmax, mmax)
+        position = torch.full(((lmax + 1) ** 2,), -1, dtype=torch.long)
+        position[kept] = torch.arange(len(kept))
+        perm = position[m_major_index(lmax, mmax)]
+        edge_to = to_e.reshape(-1, to_e.shape[-1])[:, perm]
+        edge_from = from_e.reshape(-1, from_e.shape[-1])[:, perm].T
+        to_n, from_n = s2_grid_matrices(lmax, lmax, resolution=res, normalization="component")
+        node_to = to_n.reshape(-1, to_n.shape[-1])
+        node_from = from_n.reshape(-1, from_n.shape[-1]).T
+        degree, _ = degree_order(lmax)
+        edge_degree = degree[m_major_index(lmax, mmax)]
+        for name, value in (
+            ("grid_edge_to", edge_to),
+            ("grid_edge_from", edge_from),
+            ("grid_node_to", node_to),
+            ("grid_node_from", node_from),
+        ):
+            self.register_buffer(
+                name, value.contiguous().to(torch.get_default_dtype()), persistent=False
+            )
+        self.register_buffer("edge_gate_index", edge_degree[1:] - 1, persistent=False)
+        self.register_buffer("node_gate_index", degree[1:] - 1, persistent=False)
+        # float64 masters, so .to(float64) after construction in float32 restores exact grids
+        self._grid_masters = {
+            "grid_edge_to": edge_to,
+            "grid_edge_from": edge_from,
+            "grid_node_to": node_to,
+            "grid_node_from": node_from,
+        }
+
+    def _apply(self, fn, recurse=True):  # keep grid buffers exact across dtype changes
+        module = super()._apply(fn, recurse)
+        for name, master in self._grid_masters.items():
+            current = getattr(self, name)
+            setattr(self, name, master.to(device=current.device, dtype=current.dtype))
+        return module
+
+    def _grids(self) -> SphereGrids:
+        return SphereGrids(
+            self.grid_edge_to,
+            self.grid_edge_from,
+            self.grid_node_to,
+            self.grid_node_from,
+            self.edge_gate_index,
+            self.node_gate_index,
+        )
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, graph: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Energies (B,) and forces (N, 3) for a batch of structures.
+
+        ``graph`` needs ``atomic_numbers (N,)``, ``batch (N,)``, ``natoms (B,)``,
+        ``edge_index (2, E)`` (source, target) and ``edge_vec (E, 3)``; ``edge_rot (E, 3, 3)``
+        optionally replaces the computed edge frames (to replay another run's frames). With
+        ``direct_forces=False`` it also needs ``pos`` with gradients reaching ``edge_vec``.
+        """
+        c = self.config
+        atomic_numbers = graph["atomic_numbers"].long()
+        batch = graph["batch"]
+        num_graphs = int(graph["natoms"].shape[0])
+        num_nodes = int(atomic_numbers.shape[0])
+        src, dst = graph["edge_index"][0], graph["edge_index"][1]
+        edge_vec = graph["edge_vec"].to(self.sphere_embedding.weight.dtype)
+
+        rot = graph.get("edge_rot")
+        if rot is None:
+            rot = edge_frames(edge_vec, roll=self.frame_roll)
+        to_edge, from_edge = edge_rotation(rot.to(edge_vec.dtype), c.lmax, c.mmax)
+
+        scalars = self.distance_expansion(edge_vec.norm(dim=1))
+        if self.source_embedding is not None:
+            scalars = torch.cat(
+                (
+                    scalars,
+                    self.source_embedding(atomic_numbers[src]),
+                    self.target_embedding(atomic_numbers[dst]),
+                ),
+                dim=1,
+            )
+        edges = EdgeContext(
+            src, dst, atomic_numbers, scalars, to_edge, from_edge, batch, num_nodes, num_graphs
+        )
+        grids = self._grids()
+
+        x = torch.zeros(
+            num_nodes,
+            (c.lmax + 1) ** 2,
+            c.sphere_channels,
+            dtype=edge_vec.dtype,
+            device=edge_vec.device,
+        )
+        x[:, 0] = self.sphere_embedding(atomic_numbers)
+        x = x + self.edge_degree_embedding(edges)
+        for block in self.blocks:
+            x = block(x, edges, grids)
+        x = self.norm(x)
+
+        node_energy = self.energy_block(x, grids)[:, 0, 0]
+        energy = torch.zeros(num_graphs, dtype=x.dtype, device=x.device)
+        energy = energy.index_add(0, batch, node_energy) / c.avg_num_nodes
+        if self.energy_lin_ref is not None and c.use_energy_lin_ref:
+            energy = energy.index_add(0, batch, self.energy_lin_ref[atomic_numbers].to(x.dtype))
+        out = {"energy": energy}
+        if self.force_block is not None:
+            out["forces"] = self.force_block(x, edges, grids)[:, 1:4, 0]
+        return out
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def init_weights(model: nn.Module, weight_init: str) -> None:
+    """Initialise like the reference: biases 0, LayerNorms 1/0, Linear and SO(3)-linear weights
+    N(0, 1/fan_in) for ``"normal"`` (kept as built for ``"uniform"``), radial MLP Linears
+    U(±1/√fan_in)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, SO3Linear)):
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if weight_init == "normal":
+                nn.init.normal_(module.weight, 0.0, 1.0 / math.sqrt(module.in_features))
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    for module in model.modules():
+        if isinstance(module, RadialMLP):
+            for layer in module.net:
+                if isinstance(layer, nn.Linear):
+                    bound = 1.0 / math.sqrt(layer.in_features)
+                    nn.init.uniform_(layer.weight, -bound, bound)
+                    nn.init.zeros_(layer.bias)

@@ -1,0 +1,130 @@
+"""``load_model``: one call from a checkpoint (eqv2 or fairchem) to a ready ``Potential``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eqv2.model.checkpoint import load_checkpoint, safe_load, save_checkpoint
+from eqv2.model.config import EquiformerV2Config
+from eqv2.model.equiformer_v2 import EquiformerV2
+from eqv2.model.fairchem import (
+    is_fairchem_checkpoint,
+    read_fairchem_checkpoint,
+    to_fairchem_checkpoint,
+    validate_state_dict,
+)
+from eqv2.model.potential import Potential
+
+
+def _build(
+    config: EquiformerV2Config,
+    state_dict: Mapping[str, torch.Tensor],
+    normalizers: Mapping[str, Mapping[str, float]] | None,
+    element_references: torch.Tensor | None,
+    dtype: torch.dtype | None,
+    device: str | torch.device,
+    source: str,
+) -> Potential:
+    model = EquiformerV2(config)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    validate_state_dict(state_dict, expected, source=source)
+    with torch.no_grad():
+        model.load_state_dict({k: v.to(torch.float32) for k, v in state_dict.items()}, strict=True)
+    potential = Potential(model, normalizers, element_references)
+    potential.to(device=device, dtype=dtype or torch.float32)
+    return potential.eval()
+
+
+def load_model(
+    source: str | os.PathLike | Mapping[str, Any],
+    config: EquiformerV2Config | Mapping[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    use_ema: bool = False,
+    trust_pickle: bool = False,
+) -> Potential:
+    """Load a model ready for ``predict``.
+
+    Args:
+        source: an eqv2 checkpoint path, a fairchem/OCP checkpoint path (training-state or
+            best-checkpoint files, monolithic or hydra layouts), or a fairchem-layout state dict
+            (a path or an in-memory mapping) together with ``config``.
+        config: the model config for a bare state dict (the backbone arguments, e.g. the
+            ``backbone_config`` of a fairchem YAML); overrides a file's config otherwise.
+        dtype: ``torch.float32`` (default) or ``torch.float64``.
+        device: where to run.
+        use_ema: use a fairchem file's EMA weights instead of its ``state_dict`` weights
+            (fairchem 1.10's calculator uses ``state_dict``; OCP 0.x's used the EMA).
+        trust_pickle: allow unpickling arbitrary objects. Only for files from a source you
+            trust: by default loading never runs code stored in the file.
+
+    Normalisers and element references stored in the checkpoint are applied by ``predict``
+    exactly as fairchem's ``OCPCalculator`` applies them.
+    """
+    if isinstance(source, Mapping):
+        obj: Any = source
+        label = "<state dict>"
+    else:
+        label = str(source)
+        obj = safe_load(Path(source), trust_pickle=trust_pickle)
+
+    if isinstance(obj, Mapping) and obj.get("format") == "eqv2-checkpoint":
+        ckpt = load_checkpoint(Path(source), trust_pickle=trust_pickle)
+        cfg = config if config is not None else ckpt["config"]
+        if not isinstance(cfg, EquiformerV2Config):
+            cfg = EquiformerV2Config.from_dict(cfg)
+        return _build(
+            cfg,
+            ckpt["state_dict"],
+            ckpt.get("normalizers"),
+            ckpt.get("element_references"),
+            dtype,
+            device,
+            label,
+        )
+    if not is_fairchem_checkpoint(obj) and config is None:
+        raise ValueError(
+            f"{label}: not an eqv2 or fairchem checkpoint (no 'config' found). If it is a bare "
+            "fairchem state dict, pass config= with the model's backbone arguments."
+        )
+    fc = read_fairchem_checkpoint(obj, use_ema=use_ema, config=config)
+    return _build(
+        fc.config, fc.state_dict, fc.normalizers, fc.element_references, dtype, device, label
+    )
+
+
+def save_model(
+    potential: Potential, path: str | os.PathLike, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``potential`` as an eqv2 checkpoint (weights, config, normalisers, references)."""
+    return save_checkpoint(
+        path,
+        state_dict={k: v.detach().cpu() for k, v in potential.model.state_dict().items()},
+        config=potential.config.to_dict(),
+        normalizers=potential.normalizers,
+        element_references=(
+            potential.element_references.cpu() if potential.has_element_references else None
+        ),
+        extra=extra,
+    )
+
+
+def export_fairchem(potential: Potential, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """Write ``potential`` as a fairchem 1.x checkpoint (see ``to_fairchem_checkpoint``)."""
+    to_fairchem_checkpoint(
+        path,
+        state_dict={k: v.detach().cpu() for k, v in potential.model.state_dict().items()},
+        config=potential.config,
+        normalizers=potential.normalizers,
+        element_references=(
+            potential.element_references.cpu() if potential.has_element_references else None
+        ),
+        **kwargs,
+    )
+    return Path(path)

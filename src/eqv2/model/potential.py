@@ -1,0 +1,131 @@
+"""A trained model ready for use: EquiformerV2 plus its target normalisers and element references.
+
+``Potential.predict(atoms_or_list)`` is the user-facing call: it validates structures, builds
+their graphs, runs the model in batches under ``torch.inference_mode`` and returns energies in eV
+and forces in eV/Å, denormalised the way the reference's ASE calculator does:
+``E = E_model · σ_E + μ_E + Σ_atoms ref[Z]`` and ``F = F_model · σ_F + μ_F``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from torch import nn
+
+from eqv2.graph import batch_structures
+from eqv2.model.equiformer_v2 import EquiformerV2
+
+NUM_ELEMENT_REFERENCES = 119
+
+
+class Potential(nn.Module):
+    """EquiformerV2 with denormalisation; ``forward`` takes and returns tensors in eV and eV/Å.
+
+    Args:
+        model: the network.
+        normalizers: ``{"energy": {"mean", "std"}, "forces": {"mean", "std"}}`` (either may be
+            missing: identity).
+        element_references: (119,) per-element energy added to each structure's energy,
+            indexed by atomic number, or None.
+    """
+
+    def __init__(
+        self,
+        model: EquiformerV2,
+        normalizers: Mapping[str, Mapping[str, float]] | None = None,
+        element_references: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        normalizers = normalizers or {}
+        energy = normalizers.get("energy", {})
+        forces = normalizers.get("forces", {})
+        self.normalizers = {
+            "energy": {
+                "mean": float(energy.get("mean", 0.0)),
+                "std": float(energy.get("std", 1.0)),
+            },
+            "forces": {
+                "mean": float(forces.get("mean", 0.0)),
+                "std": float(forces.get("std", 1.0)),
+            },
+        }
+        refs = torch.zeros(NUM_ELEMENT_REFERENCES, dtype=torch.float64)
+        if element_references is not None:
+            element_references = torch.as_tensor(element_references).flatten()
+            refs[: len(element_references)] = element_references.to(torch.float64)
+        self.has_element_references = element_references is not None
+        self.register_buffer("element_references", refs, persistent=False)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.sphere_embedding.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.sphere_embedding.weight.device
+
+    def forward(self, graph: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raw = self.model(graph)
+        e, f = self.normalizers["energy"], self.normalizers["forces"]
+        energy = raw["energy"] * e["std"] + e["mean"]
+        if self.has_element_references:
+            refs = self.element_references.to(energy.dtype)[graph["atomic_numbers"].long()]
+            energy = energy.index_add(0, graph["batch"], refs)
+        out = {"energy": energy}
+        if "forces" in raw:
+            out["forces"] = raw["forces"] * f["std"] + f["mean"]
+        return out
+
+    def build_graph(self, structures: Sequence[Atoms]) -> dict[str, torch.Tensor]:
+        """Validate structures and batch them into one graph for this model."""
+        c = self.config
+        return batch_structures(
+            list(structures),
+            cutoff=c.max_radius,
+            max_neighbors=c.max_neighbors,
+            strict=c.enforce_max_neighbors_strictly,
+            dtype=self.dtype,
+            device=self.device,
+            max_atomic_number=c.max_num_elements - 1,
+        )
+
+    def predict(
+        self, structures: Atoms | Sequence[Atoms], batch_size: int = 16
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Energy (float, eV) and forces ((N, 3) array, eV/Å) per structure.
+
+        A single ``Atoms`` gives one dict; a list gives a list in input order.
+        """
+        single = isinstance(structures, Atoms)
+        items = [structures] if single else list(structures)
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be at least 1.")
+        results: list[dict[str, Any]] = []
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(items), batch_size):
+                    chunk = items[start : start + batch_size]
+                    graph = self.build_graph(chunk)
+                    out = self(graph)
+                    energy = out["energy"].double().cpu().numpy()
+                    forces = out["forces"].double().cpu().numpy() if "forces" in out else None
+                    bounds = np.cumsum([0] + [len(a) for a in chunk])
+                    for k in range(len(chunk)):
+                        result: dict[str, Any] = {"energy": float(energy[k])}
+                        if forces is not None:
+                            result["forces"] = forces[bounds[k] : bounds[k + 1]].copy()
+                        results.append(result)
+        finally:
+            self.train(was_training)
+        return results[0] if single else results

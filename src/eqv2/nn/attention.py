@@ -1,0 +1,152 @@
+"""Equivariant graph attention built on SO(2) convolutions (EquiformerV2 §3)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from eqv2.nn.activation import (
+    SmoothLeakyReLU,
+    gate_activation,
+    s2_activation,
+    separable_s2_activation,
+)
+from eqv2.nn.context import EdgeContext, SphereGrids
+from eqv2.nn.radial import RadialMLP
+from eqv2.nn.segment import segment_softmax, segment_sum
+from eqv2.nn.so2_conv import SO2Convolution
+from eqv2.nn.so3_linear import SO3Linear, degree_index
+
+
+class GraphAttention(nn.Module):
+    """Message = SO(2) conv → activation → SO(2) conv; attention over edges sharing a target.
+
+    1. Messages concatenate source and target features (2C channels) and are rotated into each
+       edge's frame, keeping |m| ≤ mmax.
+    2. The first SO(2) convolution is modulated by a radial function of the edge scalars
+       (or, with ``use_m_share_rad``, the rotated input is scaled per degree beforehand) and
+       emits extra m = 0 scalars: attention logits (heads × alpha channels) and gates.
+    3. Values: activation (separable S2, S2 or gate) then a second SO(2) convolution.
+    4. Logits: LayerNorm (the attention re-normalisation, optional) → smooth leaky ReLU → dot
+       with a learned vector per head → softmax over edges with the same target → dropout.
+    5. Weighted values are rotated back, summed into targets and mixed by an SO(3) linear.
+
+    Parameter names match the reference's ``SO2EquivariantGraphAttention``.
+    """
+
+    def __init__(
+        self,
+        sphere_channels: int,
+        hidden_channels: int,
+        num_heads: int,
+        attn_alpha_channels: int,
+        attn_value_channels: int,
+        output_channels: int,
+        lmax: int,
+        mmax: int,
+        max_num_elements: int,
+        edge_channels: list[int],
+        use_atom_edge_embedding: bool = True,
+        use_m_share_rad: bool = False,
+        use_attn_renorm: bool = True,
+        use_gate_act: bool = False,
+        use_sep_s2_act: bool = True,
+        alpha_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.sphere_channels = sphere_channels
+        self.hidden_channels = hidden_channels
+        self.num_heads = num_heads
+        self.attn_alpha_channels = attn_alpha_channels
+        self.attn_value_channels = attn_value_channels
+        self.lmax, self.mmax = lmax, mmax
+        self.use_m_share_rad = use_m_share_rad
+        self.use_gate_act = use_gate_act
+        self.use_sep_s2_act = use_sep_s2_act
+
+        edge_channels = list(edge_channels)
+        if use_atom_edge_embedding:
+            self.source_embedding = nn.Embedding(max_num_elements, edge_channels[-1])
+            self.target_embedding = nn.Embedding(max_num_elements, edge_channels[-1])
+            nn.init.uniform_(self.source_embedding.weight, -0.001, 0.001)
+            nn.init.uniform_(self.target_embedding.weight, -0.001, 0.001)
+            edge_channels[0] += 2 * edge_channels[-1]
+        else:
+            self.source_embedding = self.target_embedding = None
+
+        extra = num_heads * attn_alpha_channels
+        if use_gate_act:
+            extra += lmax * hidden_channels
+        elif use_sep_s2_act:
+            extra += hidden_channels
+
+        if use_m_share_rad:
+            self.rad_func = RadialMLP([*edge_channels, 2 * sphere_channels * (lmax + 1)])
+            self.register_buffer("expand_index", degree_index(lmax), persistent=False)
+        else:
+            self.rad_func = None
+        self.so2_conv_1 = SO2Convolution(
+            2 * sphere_channels,
+            hidden_channels,
+            lmax,
+            mmax,
+            edge_channels=None if use_m_share_rad else edge_channels,
+            extra_m0_channels=extra,
+        )
+        self.alpha_norm = nn.LayerNorm(attn_alpha_channels) if use_attn_renorm else nn.Identity()
+        self.alpha_act = SmoothLeakyReLU(0.2)
+        self.alpha_dot = nn.Parameter(torch.empty(num_heads, attn_alpha_channels))
+        bound = 1.0 / math.sqrt(attn_alpha_channels)
+        nn.init.uniform_(self.alpha_dot, -bound, bound)
+        self.alpha_dropout = nn.Dropout(alpha_drop) if alpha_drop > 0.0 else None
+        self.so2_conv_2 = SO2Convolution(
+            hidden_channels, num_heads * attn_value_channels, lmax, mmax
+        )
+        self.proj = SO3Linear(num_heads * attn_value_channels, output_channels, lmax)
+
+    def forward(self, x: torch.Tensor, edges: EdgeContext, grids: SphereGrids) -> torch.Tensor:
+        """x: (N, S, C) l-major node features → (N, S, output_channels)."""
+        scalars = edges.scalars
+        if self.source_embedding is not None:
+            scalars = torch.cat(
+                (
+                    scalars,
+                    self.source_embedding(edges.atomic_numbers[edges.src]),
+                    self.target_embedding(edges.atomic_numbers[edges.dst]),
+                ),
+                dim=1,
+            )
+        message = torch.cat((x[edges.src], x[edges.dst]), dim=2)  # (E, S, 2C)
+        if self.rad_func is not None:
+            weight = self.rad_func(scalars).view(-1, self.lmax + 1, 2 * self.sphere_channels)
+            message = message * weight.index_select(1, self.expand_index)
+        message = torch.bmm(edges.to_edge, message)  # (E, K, 2C) in the edge frame
+
+        message, extra = self.so2_conv_1(message, scalars)
+        n_alpha = self.num_heads * self.attn_alpha_channels
+        alpha, gates = extra[:, :n_alpha], extra[:, n_alpha:]
+        if self.use_gate_act:
+            message = gate_activation(gates, message, grids.edge_gate_index)
+        elif self.use_sep_s2_act:
+            message = separable_s2_activation(gates, message, grids.edge_to, grids.edge_from)
+        else:
+            message = s2_activation(message, grids.edge_to, grids.edge_from)
+        message, _ = self.so2_conv_2(message)
+
+        alpha = self.alpha_act(
+            self.alpha_norm(alpha.view(-1, self.num_heads, n_alpha // self.num_heads))
+        )
+        logits = torch.einsum("ehk,hk->eh", alpha, self.alpha_dot)
+        attn = segment_softmax(logits, edges.dst, edges.num_nodes)
+        if self.alpha_dropout is not None:
+            attn = self.alpha_dropout(attn)
+
+        num_edges, num_coeff = message.shape[:2]
+        message = message.view(num_edges, num_coeff, self.num_heads, self.attn_value_channels)
+        message = (message * attn.view(num_edges, 1, self.num_heads, 1)).view(
+            num_edges, num_coeff, -1
+        )
+        message = torch.bmm(edges.from_edge, message)  # (E, S, heads·V) back in the global frame
+        return self.proj(segment_sum(message, edges.dst, edges.num_nodes))

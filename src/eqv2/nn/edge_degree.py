@@ -1,0 +1,60 @@
+"""Edge-degree embedding: initial l > 0 node features from the radial function of each edge."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from eqv2.nn.context import EdgeContext
+from eqv2.nn.radial import RadialMLP
+from eqv2.nn.segment import segment_sum
+
+
+class EdgeDegreeEmbedding(nn.Module):
+    """Σ over incoming edges of D(R_ij)ᵀ · [radial(edge), 0, ...] / avg_degree.
+
+    The radial MLP produces the m = 0 coefficients of every degree in the edge frame (where the
+    edge's own spherical harmonics are non-zero only at m = 0); rotating them back to the
+    global frame and summing gives each atom an equivariant summary of its neighbourhood.
+    Parameter names match the reference's ``EdgeDegreeEmbedding``.
+    """
+
+    def __init__(
+        self,
+        sphere_channels: int,
+        lmax: int,
+        max_num_elements: int,
+        edge_channels: list[int],
+        use_atom_edge_embedding: bool,
+        rescale_factor: float,
+    ) -> None:
+        super().__init__()
+        self.sphere_channels = sphere_channels
+        self.lmax = lmax
+        edge_channels = list(edge_channels)
+        if use_atom_edge_embedding:
+            self.source_embedding = nn.Embedding(max_num_elements, edge_channels[-1])
+            self.target_embedding = nn.Embedding(max_num_elements, edge_channels[-1])
+            nn.init.uniform_(self.source_embedding.weight, -0.001, 0.001)
+            nn.init.uniform_(self.target_embedding.weight, -0.001, 0.001)
+            edge_channels[0] += 2 * edge_channels[-1]
+        else:
+            self.source_embedding = self.target_embedding = None
+        self.rad_func = RadialMLP([*edge_channels, (lmax + 1) * sphere_channels])
+        self.rescale_factor = rescale_factor
+
+    def forward(self, edges: EdgeContext) -> torch.Tensor:
+        scalars = edges.scalars
+        if self.source_embedding is not None:
+            scalars = torch.cat(
+                (
+                    scalars,
+                    self.source_embedding(edges.atomic_numbers[edges.src]),
+                    self.target_embedding(edges.atomic_numbers[edges.dst]),
+                ),
+                dim=1,
+            )
+        m0 = self.rad_func(scalars).view(-1, self.lmax + 1, self.sphere_channels)
+        # only the m = 0 columns (the first lmax+1 of the m-major layout) are non-zero
+        rotated = torch.bmm(edges.from_edge[:, :, : self.lmax + 1], m0)
+        return segment_sum(rotated, edges.dst, edges.num_nodes) / self.rescale_factor

@@ -1,0 +1,74 @@
+"""Node-wise feed-forward network with S2 / grid activations (EquiformerV2 §3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from eqv2.nn.activation import gate_activation, s2_activation, separable_s2_activation
+from eqv2.nn.context import SphereGrids
+from eqv2.nn.so3_linear import SO3Linear
+
+
+class FeedForward(nn.Module):
+    """SO(3) linear C→H, activation on the sphere, SO(3) linear H→out.
+
+    With ``use_grid_mlp`` the activation is a bias-free Linear-SiLU-Linear-SiLU-Linear along
+    channels at every grid point (the l = 0 output replaced by a scalar MLP branch when
+    ``use_sep_s2_act``); otherwise the gate, S2 or separable S2 activation. Parameter names
+    match the reference's ``FeedForwardNetwork``.
+    """
+
+    def __init__(
+        self,
+        sphere_channels: int,
+        hidden_channels: int,
+        output_channels: int,
+        lmax: int,
+        use_gate_act: bool = False,
+        use_grid_mlp: bool = False,
+        use_sep_s2_act: bool = True,
+    ) -> None:
+        super().__init__()
+        self.use_gate_act = use_gate_act
+        self.use_grid_mlp = use_grid_mlp
+        self.use_sep_s2_act = use_sep_s2_act
+        self.so3_linear_1 = SO3Linear(sphere_channels, hidden_channels, lmax)
+        self.scalar_mlp = self.grid_mlp = self.gating_linear = None
+        if use_grid_mlp:
+            if use_sep_s2_act:
+                self.scalar_mlp = nn.Sequential(
+                    nn.Linear(sphere_channels, hidden_channels), nn.SiLU()
+                )
+            self.grid_mlp = nn.Sequential(
+                nn.Linear(hidden_channels, hidden_channels, bias=False),
+                nn.SiLU(),
+                nn.Linear(hidden_channels, hidden_channels, bias=False),
+                nn.SiLU(),
+                nn.Linear(hidden_channels, hidden_channels, bias=False),
+            )
+        elif use_gate_act:
+            self.gating_linear = nn.Linear(sphere_channels, lmax * hidden_channels)
+        elif use_sep_s2_act:
+            self.gating_linear = nn.Linear(sphere_channels, hidden_channels)
+        self.so3_linear_2 = SO3Linear(hidden_channels, output_channels, lmax)
+
+    def forward(self, x: torch.Tensor, grids: SphereGrids) -> torch.Tensor:
+        """x: (N, S, C) l-major → (N, S, output_channels)."""
+        scalars = None
+        if self.scalar_mlp is not None:
+            scalars = self.scalar_mlp(x[:, 0])
+        elif self.gating_linear is not None:
+            scalars = self.gating_linear(x[:, 0])
+        h = self.so3_linear_1(x)
+        if self.grid_mlp is not None:
+            h = torch.matmul(grids.node_from, self.grid_mlp(torch.matmul(grids.node_to, h)))
+            if scalars is not None:
+                h = torch.cat((scalars.unsqueeze(1), h[:, 1:]), dim=1)
+        elif self.use_gate_act:
+            h = gate_activation(scalars, h, grids.node_gate_index)
+        elif self.use_sep_s2_act:
+            h = separable_s2_activation(scalars, h, grids.node_to, grids.node_from)
+        else:
+            h = s2_activation(h, grids.node_to, grids.node_from)
+        return self.so3_linear_2(h)

@@ -1,0 +1,53 @@
+"""Distance features: the Gaussian basis and the radial MLP that turns edge scalars into weights."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: The reference's Gaussian basis always has 600 centres, whatever `num_distance_basis` says.
+NUM_GAUSSIANS = 600
+GAUSSIAN_WIDTH_SCALE = 2.0
+
+
+class GaussianBasis(nn.Module):
+    """exp(coeff · (d − μ_k)²) for 600 centres μ_k evenly spaced on [0, cutoff].
+
+    The width is ``GAUSSIAN_WIDTH_SCALE`` times the spacing, as in the reference's
+    ``GaussianSmearing(0, cutoff, 600, 2.0)``. Centres are computed in float64 and cast to the
+    module's dtype, so float64 models see exact centres.
+    """
+
+    def __init__(self, cutoff: float, num_basis: int = NUM_GAUSSIANS) -> None:
+        super().__init__()
+        offset = torch.linspace(0.0, cutoff, num_basis, dtype=torch.float64)
+        self.coeff = -0.5 / (GAUSSIAN_WIDTH_SCALE * (offset[1] - offset[0])).item() ** 2
+        self.num_output = num_basis
+        self.register_buffer("offset", offset, persistent=False)
+
+    def forward(self, distance: torch.Tensor) -> torch.Tensor:
+        diff = distance.view(-1, 1) - self.offset.view(1, -1).to(distance.dtype)
+        return torch.exp(self.coeff * diff.pow(2))
+
+
+class RadialMLP(nn.Module):
+    """Linear → LayerNorm → SiLU → ... → Linear over the channel list ``[in, h1, ..., out]``.
+
+    The layers live in ``net`` so parameter names match the reference
+    (``net.0`` Linear, ``net.1`` LayerNorm, ``net.3`` Linear, ...).
+    """
+
+    def __init__(self, channels: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(1, len(channels)):
+            layers.append(nn.Linear(channels[i - 1], channels[i], bias=True))
+            if i < len(channels) - 1:
+                layers.append(nn.LayerNorm(channels[i]))
+                layers.append(nn.SiLU())
+        self.net = nn.Sequential(*layers)
+        self.in_features = channels[0]
+        self.out_features = channels[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

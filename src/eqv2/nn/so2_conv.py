@@ -1,0 +1,107 @@
+"""SO(2) convolution: linear maps acting on each order m of edge-frame features.
+
+In an edge's own frame (edge along +y) an SO(3)-equivariant convolution reduces to independent
+maps per order m (eSCN). Inputs are (E, K, C_in) features in the reference's m-major layout
+(``eqv2.so3.m_major_index``): the L+1 coefficients of m = 0, then for each m = 1..mmax the +m
+block and the −m block of L+1−m coefficients each. For m = 0 the map is an ordinary Linear; for
+m > 0 it is a complex multiplication (W_r, W_i) shared by the two signs:
+y₊ = W_r x₊ − W_i x₋ and y₋ = W_r x₋ + W_i x₊.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from eqv2.nn.radial import RadialMLP
+
+
+class SO2OrderConv(nn.Module):
+    """The m > 0 map for one order: one Linear producing both W_r x and W_i x (no bias)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, 2 * out_features, bias=False)
+        with torch.no_grad():
+            self.fc.weight.mul_(1.0 / math.sqrt(2.0))
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (E, 2, n_in) with rows (+m, −m) → (E, 2, n_out)."""
+        y = self.fc(x)
+        y_r, y_i = y.split(self.out_features, dim=2)
+        pos = y_r[:, 0] - y_i[:, 1]
+        neg = y_r[:, 1] + y_i[:, 0]
+        return torch.stack((pos, neg), dim=1)
+
+
+class SO2Convolution(nn.Module):
+    """SO(2) convolution for all orders |m| ≤ mmax, optionally modulated by a radial function.
+
+    Args:
+        in_channels: channels per coefficient of the input.
+        out_channels: channels per coefficient of the output.
+        lmax, mmax: degrees and orders kept in the edge frame.
+        edge_channels: radial MLP channel list ``[in, hidden, hidden]`` or None for plain weights.
+            With a radial MLP the inputs of every order are multiplied element-wise by its
+            output (one weight per (m, l, channel), shared by +m and −m) before the maps.
+        extra_m0_channels: extra scalar outputs of the m = 0 Linear (attention logits, gates),
+            returned separately and placed first in that Linear's output, as in the reference.
+
+    Parameter names (``fc_m0``, ``so2_m_conv.{m-1}.fc``, ``rad_func``) match the reference.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        lmax: int,
+        mmax: int,
+        edge_channels: list[int] | None = None,
+        extra_m0_channels: int = 0,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.lmax, self.mmax = lmax, mmax
+        self.extra_m0_channels = extra_m0_channels
+        self.block_sizes = [lmax + 1] + [lmax + 1 - m for m in range(1, mmax + 1)]
+        n_m0 = (lmax + 1) * in_channels
+        self.fc_m0 = nn.Linear(n_m0, (lmax + 1) * out_channels + extra_m0_channels)
+        self.so2_m_conv = nn.ModuleList(
+            SO2OrderConv(n * in_channels, n * out_channels) for n in self.block_sizes[1:]
+        )
+        self.rad_sizes = [n * in_channels for n in self.block_sizes]
+        self.rad_func = (
+            RadialMLP([*edge_channels, sum(self.rad_sizes)]) if edge_channels is not None else None
+        )
+
+    def forward(
+        self, x: torch.Tensor, edge_scalars: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (E, K, C_in) m-major → ((E, K, C_out) m-major, extra m=0 scalars or None)."""
+        num_edges = x.shape[0]
+        rad = None
+        if self.rad_func is not None:
+            rad = self.rad_func(edge_scalars).split(self.rad_sizes, dim=1)
+
+        n0 = self.block_sizes[0]
+        x0 = x[:, :n0].reshape(num_edges, -1)
+        if rad is not None:
+            x0 = x0 * rad[0]
+        y0 = self.fc_m0(x0)
+        extra = None
+        if self.extra_m0_channels:
+            extra, y0 = y0.split([self.extra_m0_channels, y0.shape[1] - self.extra_m0_channels], 1)
+        out = [y0.view(num_edges, n0, self.out_channels)]
+
+        offset = n0
+        for m, conv in enumerate(self.so2_m_conv, start=1):
+            n = self.block_sizes[m]
+            xm = x[:, offset : offset + 2 * n].reshape(num_edges, 2, n * self.in_channels)
+            if rad is not None:
+                xm = xm * rad[m].unsqueeze(1)
+            out.append(conv(xm).view(num_edges, 2 * n, self.out_channels))
+            offset += 2 * n
+        return torch.cat(out, dim=1), extra

@@ -257,3 +257,18 @@ def test_edge_rotation_blocks_are_the_nonzero_blocks():
         mm = min(l, mmax)
         rows = torch.arange(l * l + l - mm, l * l + l + mm + 1)
         torch.testing.assert_close(block, D[:, rows, l * l : (l + 1) ** 2], atol=1e-13, rtol=0)
+
+
+def test_cached_constants_built_in_inference_mode_work_with_autograd():
+    """Constants first cached inside inference_mode must still serve autograd later."""
+    from eqv2.so3 import s2_grid_matrices
+
+    with torch.inference_mode():
+        wigner_d(torch.eye(3, dtype=F64).unsqueeze(0), 7)
+        s2_grid_matrices(7, 3, dtype=F64)
+    R = torch.eye(3, dtype=F64).unsqueeze(0).requires_grad_(True)
+    wigner_d(R, 7).sum().backward()
+    to_grid, _ = s2_grid_matrices(7, 3, dtype=F64)
+    x = torch.ones(to_grid.shape[-1], dtype=F64, requires_grad=True)
+    (to_grid @ x).sum().backward()
+    assert torch.isfinite(R.grad).all() and torch.isfinite(x.grad).all()

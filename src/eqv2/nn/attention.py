@@ -108,23 +108,22 @@ class GraphAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, edges: EdgeContext, grids: SphereGrids) -> torch.Tensor:
         """x: (N, S, C) l-major node features → (N, S, output_channels)."""
-        scalars = edges.scalars
-        if self.source_embedding is not None:
-            scalars = torch.cat(
-                (
-                    scalars,
-                    self.source_embedding(edges.atomic_numbers[edges.src]),
-                    self.target_embedding(edges.atomic_numbers[edges.dst]),
-                ),
-                dim=1,
-            )
         message = torch.cat((x[edges.src], x[edges.dst]), dim=2)  # (E, S, 2C)
+        rad_func = self.rad_func if self.rad_func is not None else self.so2_conv_1.rad_func
+        radial = rad_func.forward_edges(
+            edges.scalars,
+            self.source_embedding,
+            self.target_embedding,
+            edges.atomic_numbers[edges.src],
+            edges.atomic_numbers[edges.dst],
+        )
         if self.rad_func is not None:
-            weight = self.rad_func(scalars).view(-1, self.lmax + 1, 2 * self.sphere_channels)
+            weight = radial.view(-1, self.lmax + 1, 2 * self.sphere_channels)
             message = message * weight.index_select(1, self.expand_index)
+            radial = None
         message = torch.bmm(edges.to_edge, message)  # (E, K, 2C) in the edge frame
 
-        message, extra = self.so2_conv_1(message, scalars)
+        message, extra = self.so2_conv_1(message, radial)
         n_alpha = self.num_heads * self.attn_alpha_channels
         alpha, gates = extra[:, :n_alpha], extra[:, n_alpha:]
         if self.use_gate_act:

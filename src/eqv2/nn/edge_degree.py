@@ -44,17 +44,14 @@ class EdgeDegreeEmbedding(nn.Module):
         self.rescale_factor = rescale_factor
 
     def forward(self, edges: EdgeContext) -> torch.Tensor:
-        scalars = edges.scalars
-        if self.source_embedding is not None:
-            scalars = torch.cat(
-                (
-                    scalars,
-                    self.source_embedding(edges.atomic_numbers[edges.src]),
-                    self.target_embedding(edges.atomic_numbers[edges.dst]),
-                ),
-                dim=1,
-            )
-        m0 = self.rad_func(scalars).view(-1, self.lmax + 1, self.sphere_channels)
+        radial = self.rad_func.forward_edges(
+            edges.scalars,
+            self.source_embedding,
+            self.target_embedding,
+            edges.atomic_numbers[edges.src],
+            edges.atomic_numbers[edges.dst],
+        )
+        m0 = radial.view(-1, self.lmax + 1, self.sphere_channels)
         # only the m = 0 columns (the first lmax+1 of the m-major layout) are non-zero
         rotated = torch.bmm(edges.from_edge[:, :, : self.lmax + 1], m0)
         return segment_sum(rotated, edges.dst, edges.num_nodes) / self.rescale_factor

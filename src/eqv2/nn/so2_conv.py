@@ -78,13 +78,21 @@ class SO2Convolution(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, edge_scalars: torch.Tensor | None = None
+        self, x: torch.Tensor, radial: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: (E, K, C_in) m-major → ((E, K, C_out) m-major, extra m=0 scalars or None)."""
+        """x: (E, K, C_in) m-major → ((E, K, C_out) m-major, extra m=0 scalars or None).
+
+        ``radial`` is this layer's ``rad_func`` output for the edges (computed by the caller,
+        which knows the edge scalars); required when the layer has a radial function.
+        """
         num_edges = x.shape[0]
         rad = None
         if self.rad_func is not None:
-            rad = self.rad_func(edge_scalars).split(self.rad_sizes, dim=1)
+            if radial is None:
+                raise ValueError(
+                    "this SO(2) convolution is modulated by a radial function: pass `radial`"
+                )
+            rad = radial.split(self.rad_sizes, dim=1)
 
         n0 = self.block_sizes[0]
         x0 = x[:, :n0].reshape(num_edges, -1)

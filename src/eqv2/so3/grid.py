@@ -12,12 +12,12 @@ weights so that ``x_k = sum_ij from_grid[i, j, k] f(i, j)`` recovers band-limite
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import torch
 
+from ._cache import cached_constant
 from .harmonics import spherical_harmonics
 from .layout import truncated_index
 
@@ -46,7 +46,7 @@ def _quadrature_weights(lat: int) -> np.ndarray:
     return w / (2.0 * (2 * b) ** 2)
 
 
-@functools.cache
+@cached_constant
 def _master(
     lmax: int, mmax: int, resolution: int | None, normalization: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +83,7 @@ def _master(
     return to_grid.contiguous(), from_grid.contiguous()
 
 
-@functools.cache
+@cached_constant
 def _cast(
     lmax: int,
     mmax: int,

@@ -24,12 +24,12 @@ entries of ``J Y(beta) J^T`` are linear in ``cos(k beta), sin(k beta)``); the ``
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import torch
 
+from ._cache import cached_constant
 from .harmonics import spherical_harmonics
 from .layout import m_major_index, num_coefficients, rotate_back_rescale
 
@@ -41,7 +41,7 @@ _P = ((0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.0, -1.0))
 _Q = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))
 
 
-@functools.cache
+@cached_constant
 def _constant_wigner(rotation: tuple, l: int) -> torch.Tensor:
     """``D^l(rotation)`` for a fixed rotation, float64, by exact quadrature on the sphere."""
     n_y, n_phi = l + 1, 2 * l + 2  # exact for the degree-2l polynomial integrands
@@ -58,7 +58,7 @@ def _constant_wigner(rotation: tuple, l: int) -> torch.Tensor:
     return torch.einsum("p,pa,pb->ab", w, y_rot, y_r)
 
 
-@functools.cache
+@cached_constant
 def _beta_stage_master(l: int, mm: int) -> torch.Tensor:
     """Constant ``G (2l+1, r, 2l+1)`` with ``(J Y(beta) J^T)[S, :] = sum_k f_k(beta) G_k``.
 
@@ -78,7 +78,7 @@ def _beta_stage_master(l: int, mm: int) -> torch.Tensor:
     return G
 
 
-@functools.cache
+@cached_constant
 def _constants(lmax: int, mmax: int, dtype: torch.dtype, device: torch.device) -> tuple:
     """Per-l constants, cast to ``dtype`` on ``device``: (G as (2l+1, 2*r*n), D(Q))."""
     out = []
@@ -212,7 +212,7 @@ def edge_rotation_blocks(rotation: torch.Tensor, lmax: int, mmax: int) -> list[t
     return _wigner_rows(rotation, lmax, mmax)
 
 
-@functools.cache
+@cached_constant
 def _scatter_positions(lmax: int, mmax: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flat positions of the nonzero entries of ``to_edge`` (in ``(K, N)``) and ``from_edge`` (in
     ``(N, K)``), in the order of the concatenated flattened row blocks, and their rescale factors.

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from eqv2.model.config import EquiformerV2Config
+from eqv2.nn.activation import SphereGrid
 from eqv2.nn.attention import GraphAttention
 from eqv2.nn.block import TransformerBlock
 from eqv2.nn.context import EdgeContext, SphereGrids
@@ -140,39 +141,28 @@ class EquiformerV2(nn.Module):
     # -- constant tensors ---------------------------------------------------------------------
     def _register_grids(self) -> None:
         c = self.config
-        lmax, mmax = c.lmax, c.mmax
-        res = c.grid_resolution
-        # edge frame: coefficients |m| <= mmax, reordered from l-major (truncated) to m-major
-        to_e, from_e = s2_grid_matrices(lmax, mmax, resolution=res, normalization="component")
+        lmax, mmax, res = c.lmax, c.mmax, c.grid_resolution
+        # Edge frame: coefficients |m| <= mmax, columns reordered from l-major to m-major.
         kept = truncated_index(lmax, mmax)
         position = torch.full(((lmax + 1) ** 2,), -1, dtype=torch.long)
         position[kept] = torch.arange(len(kept))
         perm = position[m_major_index(lmax, mmax)]
-        edge_to = to_e.reshape(-1, to_e.shape[-1])[:, perm]
-        edge_from = from_e.reshape(-1, from_e.shape[-1])[:, perm].T
+        to_e, from_e = s2_grid_matrices(lmax, mmax, resolution=res, normalization="component")
         to_n, from_n = s2_grid_matrices(lmax, lmax, resolution=res, normalization="component")
-        node_to = to_n.reshape(-1, to_n.shape[-1])
-        node_from = from_n.reshape(-1, from_n.shape[-1]).T
+        num_kept, num_all = to_e.shape[-1], to_n.shape[-1]
+        # float64 masters, so that a later .to(float64) restores exact grids
+        self._grid_masters = {
+            "grid_edge_to": to_e.reshape(-1, num_kept)[:, perm].contiguous(),
+            "grid_edge_from": from_e.reshape(-1, num_kept)[:, perm].T.contiguous(),
+            "grid_node_to": to_n.reshape(-1, num_all).contiguous(),
+            "grid_node_from": from_n.reshape(-1, num_all).T.contiguous(),
+        }
+        for name, master in self._grid_masters.items():
+            self.register_buffer(name, master.to(torch.get_default_dtype()), persistent=False)
         degree, _ = degree_order(lmax)
         edge_degree = degree[m_major_index(lmax, mmax)]
-        for name, value in (
-            ("grid_edge_to", edge_to),
-            ("grid_edge_from", edge_from),
-            ("grid_node_to", node_to),
-            ("grid_node_from", node_from),
-        ):
-            self.register_buffer(
-                name, value.contiguous().to(torch.get_default_dtype()), persistent=False
-            )
         self.register_buffer("edge_gate_index", edge_degree[1:] - 1, persistent=False)
         self.register_buffer("node_gate_index", degree[1:] - 1, persistent=False)
-        # float64 masters, so .to(float64) after construction in float32 restores exact grids
-        self._grid_masters = {
-            "grid_edge_to": edge_to,
-            "grid_edge_from": edge_from,
-            "grid_node_to": node_to,
-            "grid_node_from": node_from,
-        }
 
     def _apply(self, fn, recurse=True):  # keep grid buffers exact across dtype changes
         module = super()._apply(fn, recurse)
@@ -183,10 +173,8 @@ class EquiformerV2(nn.Module):
 
     def _grids(self) -> SphereGrids:
         return SphereGrids(
-            self.grid_edge_to,
-            self.grid_edge_from,
-            self.grid_node_to,
-            self.grid_node_from,
+            SphereGrid(self.grid_edge_to, self.grid_edge_from),
+            SphereGrid(self.grid_node_to, self.grid_node_from),
             self.edge_gate_index,
             self.node_gate_index,
         )

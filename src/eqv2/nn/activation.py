@@ -1,12 +1,14 @@
 """Point-wise and spherical activations used by attention and feed-forward layers.
 
 Features have shape (batch, coefficients, channels). Activations that act on the sphere take
-the grid matrices as arguments: ``to_grid`` (G, n) samples n coefficients on G grid points,
-``from_grid`` (n, G) integrates back. Coefficient 0 is always l = 0 (in l-major and m-major
+a `SphereGrid` that samples the n coefficients on grid points and integrates back.
+Coefficient 0 is always l = 0 (in l-major and m-major
 order alike), which the separable and gate variants treat as the scalar channel.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,17 +28,23 @@ class SmoothLeakyReLU(nn.Module):
         return x1 + x2
 
 
-#: Grid columns processed at a time: the (G, chunk) grid block stays in cache between the
-#: projection, the SiLU and the projection back.
+#: Grid columns processed at a time: the grid block stays in cache between the projection,
+#: the SiLU and the projection back.
 GRID_CHUNK = 4096
+
+
+class SphereGrid(NamedTuple):
+    """Sampling ``to_grid (G, n)`` and integration ``from_grid (n, G)`` matrices of a grid."""
+
+    to_grid: torch.Tensor
+    from_grid: torch.Tensor
 
 
 class _GridSiLU(torch.autograd.Function):
     """from_grid · SiLU(to_grid · X) for X of shape (n, M), in column chunks.
 
-    The (G, M) grid values are never stored: backward recomputes them chunk by chunk, which
-    costs one extra small GEMM and saves G/n times the input's memory (G ≈ 17 n for
-    EquiformerV2's grids).
+    Grid values are never stored: backward recomputes them chunk by chunk, which costs one
+    extra projection and saves G/n times the input's memory (G ≈ 17 n for EquiformerV2).
     """
 
     @staticmethod
@@ -44,8 +52,8 @@ class _GridSiLU(torch.autograd.Function):
         out = columns.new_empty(from_grid.shape[0], columns.shape[1])
         for start in range(0, columns.shape[1], GRID_CHUNK):
             block = slice(start, start + GRID_CHUNK)
-            grid = F.silu(torch.mm(to_grid, columns[:, block]), inplace=True)
-            torch.mm(from_grid, grid, out=out[:, block])
+            values = F.silu(torch.mm(to_grid, columns[:, block]), inplace=True)
+            torch.mm(from_grid, values, out=out[:, block])
         ctx.save_for_backward(columns, to_grid, from_grid)
         return out
 
@@ -56,48 +64,41 @@ class _GridSiLU(torch.autograd.Function):
         grad_in = torch.empty_like(columns)
         for start in range(0, columns.shape[1], GRID_CHUNK):
             block = slice(start, start + GRID_CHUNK)
-            grid = torch.mm(to_grid, columns[:, block])
-            sig = torch.sigmoid(grid)
-            dsilu = sig.mul_(grid.mul_(1 - sig).add_(1))  # σ(g)·(1 + g·(1 − σ(g)))
-            grad_grid = torch.mm(from_grid.T, grad_out[:, block]).mul_(dsilu)
-            torch.mm(to_grid.T, grad_grid, out=grad_in[:, block])
+            values = torch.mm(to_grid, columns[:, block])
+            sig = torch.sigmoid(values)
+            dsilu = sig.mul_(values.mul_(1 - sig).add_(1))  # σ(g)·(1 + g·(1 − σ(g)))
+            grad_values = torch.mm(from_grid.T, grad_out[:, block]).mul_(dsilu)
+            torch.mm(to_grid.T, grad_values, out=grad_in[:, block])
         return grad_in, None, None
 
 
 def s2_activation(
-    x: torch.Tensor,
-    to_grid: torch.Tensor,
-    from_grid: torch.Tensor,
-    differentiable_twice: bool = False,
+    x: torch.Tensor, grid: SphereGrid, differentiable_twice: bool = False
 ) -> torch.Tensor:
-    """SiLU applied point-wise on the sphere: from_grid · SiLU(to_grid · x).
+    """SiLU applied point-wise on the sphere: project x to the grid, SiLU, project back.
 
-    x: (B, n, C); to_grid: (G, n); from_grid: (n, G). Returns (B, n, C). By default the grid
-    values are recomputed in backward instead of stored; ``differentiable_twice=True`` uses
-    plain autograd ops instead (needed when forces are −dE/dx and are themselves trained).
+    x: (B, n, C). Returns (B, n, C). By default grid values are recomputed in backward instead
+    of stored; ``differentiable_twice=True`` uses plain autograd ops instead (needed when forces
+    are −dE/dx and are themselves trained).
     """
     batch, n, channels = x.shape
     # All (item, channel) pairs as columns: a few large GEMMs instead of B small ones.
     columns = x.transpose(0, 1).reshape(n, batch * channels)
     if differentiable_twice:
-        out = torch.matmul(from_grid, F.silu(torch.matmul(to_grid, columns)))
+        out = torch.mm(grid.from_grid, F.silu(torch.mm(grid.to_grid, columns)))
     else:
-        out = _GridSiLU.apply(columns, to_grid, from_grid)
+        out = _GridSiLU.apply(columns, grid.to_grid, grid.from_grid)
     return out.view(n, batch, channels).transpose(0, 1)
 
 
 def separable_s2_activation(
-    scalars: torch.Tensor,
-    x: torch.Tensor,
-    to_grid: torch.Tensor,
-    from_grid: torch.Tensor,
-    differentiable_twice: bool = False,
+    scalars: torch.Tensor, x: torch.Tensor, grid: SphereGrid, differentiable_twice: bool = False
 ) -> torch.Tensor:
     """S2 activation for all degrees, with the l = 0 output replaced by SiLU(scalars).
 
     scalars: (B, C) dedicated scalar channels; x: (B, n, C).
     """
-    out = s2_activation(x, to_grid, from_grid, differentiable_twice)
+    out = s2_activation(x, grid, differentiable_twice)
     return torch.cat((F.silu(scalars).unsqueeze(1), out[:, 1:]), dim=1)
 
 

@@ -129,9 +129,9 @@ class GraphAttention(nn.Module):
         if self.use_gate_act:
             message = gate_activation(gates, message, grids.edge_gate_index)
         elif self.use_sep_s2_act:
-            message = separable_s2_activation(gates, message, grids.edge_to, grids.edge_from)
+            message = separable_s2_activation(gates, message, grids.edge)
         else:
-            message = s2_activation(message, grids.edge_to, grids.edge_from)
+            message = s2_activation(message, grids.edge)
         message, _ = self.so2_conv_2(message)
 
         alpha = self.alpha_act(

@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import torch
 
+from eqv2.nn.activation import SphereGrid
+
 
 class EdgeContext(NamedTuple):
     """Edges of a batch of structures, in the reference's (source j → target i) convention."""
@@ -26,11 +28,10 @@ class EdgeContext(NamedTuple):
 
 
 class SphereGrids(NamedTuple):
-    """Grid projections for S2 activations; G grid points, S = (lmax+1)², K kept in edge frame."""
+    """Sphere grids for S2 activations in the edge frame (K coefficients, m-major, |m| ≤ mmax)
+    and at the nodes (S = (lmax+1)² coefficients, l-major)."""
 
-    edge_to: torch.Tensor  #: (G, K) m-major edge-frame coefficients → grid
-    edge_from: torch.Tensor  #: (K, G)
-    node_to: torch.Tensor  #: (G, S) l-major node coefficients → grid
-    node_from: torch.Tensor  #: (S, G)
+    edge: SphereGrid
+    node: SphereGrid
     edge_gate_index: torch.Tensor  #: (K − 1,) degree − 1 of edge-frame coefficients 1..K−1
     node_gate_index: torch.Tensor  #: (S − 1,) degree − 1 of node coefficients 1..S−1

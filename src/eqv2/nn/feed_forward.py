@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from eqv2.nn.activation import gate_activation, s2_activation, separable_s2_activation
+from eqv2.nn.activation import (
+    SphereGrid,
+    gate_activation,
+    s2_activation,
+    separable_s2_activation,
+)
 from eqv2.nn.context import SphereGrids
 from eqv2.nn.so3_linear import SO3Linear
 
@@ -62,13 +67,22 @@ class FeedForward(nn.Module):
             scalars = self.gating_linear(x[:, 0])
         h = self.so3_linear_1(x)
         if self.grid_mlp is not None:
-            h = torch.matmul(grids.node_from, self.grid_mlp(torch.matmul(grids.node_to, h)))
+            h = self._grid_mlp(h, grids.node)
             if scalars is not None:
                 h = torch.cat((scalars.unsqueeze(1), h[:, 1:]), dim=1)
         elif self.use_gate_act:
             h = gate_activation(scalars, h, grids.node_gate_index)
         elif self.use_sep_s2_act:
-            h = separable_s2_activation(scalars, h, grids.node_to, grids.node_from)
+            h = separable_s2_activation(scalars, h, grids.node)
         else:
-            h = s2_activation(h, grids.node_to, grids.node_from)
+            h = s2_activation(h, grids.node)
         return self.so3_linear_2(h)
+
+    def _grid_mlp(self, h: torch.Tensor, grid: SphereGrid) -> torch.Tensor:
+        """The channel MLP at every grid point, with (coefficient, node·channel) GEMMs."""
+        num_nodes, n, channels = h.shape
+        columns = h.transpose(0, 1).reshape(n, num_nodes * channels)
+        values = torch.mm(grid.to_grid, columns).view(-1, num_nodes, channels)  # (G, N, H)
+        values = self.grid_mlp(values).view(-1, num_nodes * channels)
+        out = torch.mm(grid.from_grid, values)
+        return out.view(n, num_nodes, channels).transpose(0, 1)

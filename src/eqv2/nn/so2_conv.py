@@ -30,11 +30,11 @@ class SO2OrderConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (E, 2, n_in) with rows (+m, −m) → (E, 2, n_out)."""
-        y = self.fc(x)
-        y_r, y_i = y.split(self.out_features, dim=2)
-        pos = y_r[:, 0] - y_i[:, 1]
-        neg = y_r[:, 1] + y_i[:, 0]
-        return torch.stack((pos, neg), dim=1)
+        w_r, w_i = self.fc.weight.split(self.out_features, dim=0)
+        # [y₊, y₋] = [x₊, x₋] · [[W_rᵀ, W_iᵀ], [−W_iᵀ, W_rᵀ]]: one GEMM, output already laid out
+        weight = torch.cat((torch.cat((w_r, -w_i), dim=1), torch.cat((w_i, w_r), dim=1)), dim=0)
+        y = torch.mm(x.reshape(x.shape[0], -1), weight.T)
+        return y.view(x.shape[0], 2, self.out_features)
 
 
 class SO2Convolution(nn.Module):

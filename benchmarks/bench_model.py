@@ -582,6 +582,15 @@ def _fmt(x: float | None, spec: str = ".0f") -> str:
     return "–" if x is None else format(x, spec)
 
 
+BUSY_CORES = 0.3  # other processes using more than this during a case make its timing suspect
+
+
+def _t(r: dict) -> str:
+    """Median seconds, marked † when other processes competed for the CPU during the case."""
+    busy = r.get("foreign_cpu_cores", 0.0) > BUSY_CORES
+    return f"{r['median_ms'] / 1000:.3f}" + ("†" if busy else "")
+
+
 def markdown_table(results: list[dict]) -> str:
     """One row per (config, eqv2 mode, reference mode); ratios are reference / eqv2; times are
     medians (the speed-up of the fastest runs in brackets: less sensitive to a busy machine)."""
@@ -600,17 +609,23 @@ def markdown_table(results: list[dict]) -> str:
         matched = [refs[(r["config"], m)] for m in ref_modes if (r["config"], m) in refs]
         if not matched:
             rows.append(
-                f"| {r['config']} | {r['mode']} | {r['median_ms'] / 1000:.3f} | "
+                f"| {r['config']} | {r['mode']} | {_t(r)} | "
                 f"{r['graph_ms'] / 1000:.3f} | – | – | – | {mem_s} | – | – |"
             )
         for ref in matched:
             rows.append(
-                f"| {r['config']} | {r['mode']} | {r['median_ms'] / 1000:.3f} | "
-                f"{r['graph_ms'] / 1000:.3f} | {ref['mode']} | {ref['median_ms'] / 1000:.3f} | "
+                f"| {r['config']} | {r['mode']} | {_t(r)} | "
+                f"{r['graph_ms'] / 1000:.3f} | {ref['mode']} | {_t(ref)} | "
                 f"{ref['median_ms'] / r['median_ms']:.2f}× ({ref['min_ms'] / r['min_ms']:.2f}×) | "
                 f"{mem_s} | "
                 f"{ref['peak_rss_mb']:.0f} | {ref['peak_rss_mb'] / r['peak_rss_mb']:.2f}× |"
             )
+    if any(r.get("foreign_cpu_cores", 0.0) > BUSY_CORES for r in results):
+        rows += [
+            "",
+            f"† other processes used more than {BUSY_CORES} cores during this case (see the "
+            "details): its median is inflated; the ratio of the fastest runs is the better guide.",
+        ]
     return "\n".join(rows)
 
 

@@ -179,11 +179,6 @@ def test_unnamed_structure_is_named_by_index(potential):
     assert msg.startswith("Structure 3 has an atom with Z=0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Potential.predict validates each batch_size chunk separately, so errors give the "
-    "structure's index within its chunk instead of its index in the user's list",
-)
 def test_index_in_error_is_the_index_in_the_users_list(potential):
     bad = water()
     bad.numbers[0] = 0

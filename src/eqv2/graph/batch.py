@@ -57,6 +57,7 @@ def batch_structures(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     max_atomic_number: int | None = None,
+    index_offset: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Validate structures, build their radius graphs and merge them into one batch.
 
@@ -72,6 +73,8 @@ def batch_structures(
         dtype: floating dtype of ``pos``, ``cell``, ``cell_offsets`` and ``edge_vec``.
         device: where the tensors go.
         max_atomic_number: largest allowed Z (``None``: no upper bound).
+        index_offset: added to structure indices in error messages, when ``structures`` is a
+            slice of the user's list (batched prediction).
 
     Returns:
         ``atomic_numbers (N,) long``, ``pos (N,3)``, ``batch (N,) long``, ``natoms (B,) long``,
@@ -89,7 +92,7 @@ def batch_structures(
     cutoff, max_neighbors = check_graph_args(cutoff, max_neighbors)
 
     positions, cells, pbcs, graphs = [], [], [], []
-    for index, atoms in enumerate(structures):
+    for index, atoms in enumerate(structures, start=index_offset):
         if not isinstance(atoms, Atoms):
             raise ValueError(
                 f"Structure {index} is a {type(atoms).__name__}, not an ase.Atoms. "

@@ -85,8 +85,13 @@ class Potential(nn.Module):
             out["forces"] = raw["forces"] * f["std"] + f["mean"]
         return out
 
-    def build_graph(self, structures: Sequence[Atoms]) -> dict[str, torch.Tensor]:
-        """Validate structures and batch them into one graph for this model."""
+    def build_graph(
+        self, structures: Sequence[Atoms], index_offset: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """Validate structures and batch them into one graph for this model.
+
+        ``index_offset`` is the position of ``structures[0]`` in the user's list (for messages).
+        """
         c = self.config
         return batch_structures(
             list(structures),
@@ -96,6 +101,7 @@ class Potential(nn.Module):
             dtype=self.dtype,
             device=self.device,
             max_atomic_number=c.max_num_elements - 1,
+            index_offset=index_offset,
         )
 
     def predict(
@@ -116,7 +122,7 @@ class Potential(nn.Module):
             with torch.inference_mode():
                 for start in range(0, len(items), batch_size):
                     chunk = items[start : start + batch_size]
-                    graph = self.build_graph(chunk)
+                    graph = self.build_graph(chunk, index_offset=start)
                     out = self(graph)
                     energy = out["energy"].double().cpu().numpy()
                     forces = out["forces"].double().cpu().numpy() if "forces" in out else None

@@ -201,18 +201,14 @@ class EquiformerV2(nn.Module):
             rot = edge_frames(edge_vec, roll=self.frame_roll)
         to_edge, from_edge = edge_rotation(rot.to(edge_vec.dtype), c.lmax, c.mmax)
 
+        src_z, dst_z = atomic_numbers.index_select(0, src), atomic_numbers.index_select(0, dst)
         scalars = self.distance_expansion(edge_vec.norm(dim=1))
         if self.source_embedding is not None:
             scalars = torch.cat(
-                (
-                    scalars,
-                    self.source_embedding(atomic_numbers[src]),
-                    self.target_embedding(atomic_numbers[dst]),
-                ),
-                dim=1,
+                (scalars, self.source_embedding(src_z), self.target_embedding(dst_z)), dim=1
             )
         edges = EdgeContext(
-            src, dst, atomic_numbers, scalars, to_edge, from_edge, batch, num_nodes, num_graphs
+            src, dst, src_z, dst_z, scalars, to_edge, from_edge, batch, num_nodes, num_graphs
         )
         grids = self._grids()
 

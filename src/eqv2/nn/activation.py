@@ -65,9 +65,8 @@ class _GridSiLU(torch.autograd.Function):
         for start in range(0, columns.shape[1], GRID_CHUNK):
             block = slice(start, start + GRID_CHUNK)
             values = torch.mm(to_grid, columns[:, block])
-            sig = torch.sigmoid(values)
-            dsilu = sig.mul_(values.mul_(1 - sig).add_(1))  # σ(g)·(1 + g·(1 − σ(g)))
-            grad_values = torch.mm(from_grid.T, grad_out[:, block]).mul_(dsilu)
+            grad_values = torch.mm(from_grid.T, grad_out[:, block])
+            grad_values = torch.ops.aten.silu_backward(grad_values, values)  # one fused pass
             torch.mm(to_grid.T, grad_values, out=grad_in[:, block])
         return grad_in, None, None
 

@@ -108,14 +108,15 @@ class GraphAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, edges: EdgeContext, grids: SphereGrids) -> torch.Tensor:
         """x: (N, S, C) l-major node features → (N, S, output_channels)."""
-        message = torch.cat((x[edges.src], x[edges.dst]), dim=2)  # (E, S, 2C)
+        # index_select (not x[idx]): its backward is a fast index_add rather than index_put
+        message = torch.cat((x.index_select(0, edges.src), x.index_select(0, edges.dst)), dim=2)
         rad_func = self.rad_func if self.rad_func is not None else self.so2_conv_1.rad_func
         radial = rad_func.forward_edges(
             edges.scalars,
             self.source_embedding,
             self.target_embedding,
-            edges.atomic_numbers[edges.src],
-            edges.atomic_numbers[edges.dst],
+            edges.src_z,
+            edges.dst_z,
         )
         if self.rad_func is not None:
             weight = radial.view(-1, self.lmax + 1, 2 * self.sphere_channels)

@@ -18,7 +18,8 @@ class EdgeContext(NamedTuple):
 
     src: torch.Tensor  #: (E,) source node j of each edge
     dst: torch.Tensor  #: (E,) target node i of each edge (softmax and sums group by it)
-    atomic_numbers: torch.Tensor  #: (N,) atomic numbers
+    src_z: torch.Tensor  #: (E,) atomic number of each edge's source
+    dst_z: torch.Tensor  #: (E,) atomic number of each edge's target
     scalars: torch.Tensor  #: (E, F) invariant edge features (distance basis [+ atom embeddings])
     to_edge: torch.Tensor  #: (E, K, S) global l-major → edge-frame m-major (|m| ≤ mmax)
     from_edge: torch.Tensor  #: (E, S, K) edge-frame m-major → global l-major (rescaled)

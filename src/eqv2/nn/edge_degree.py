@@ -48,8 +48,8 @@ class EdgeDegreeEmbedding(nn.Module):
             edges.scalars,
             self.source_embedding,
             self.target_embedding,
-            edges.atomic_numbers[edges.src],
-            edges.atomic_numbers[edges.dst],
+            edges.src_z,
+            edges.dst_z,
         )
         m0 = radial.view(-1, self.lmax + 1, self.sphere_channels)
         # only the m = 0 columns (the first lmax+1 of the m-major layout) are non-zero

@@ -72,6 +72,6 @@ class RadialMLP(nn.Module):
         dim = source_embedding.embedding_dim
         w_rbf, w_src, w_tgt = first.weight.split([scalars.shape[1], dim, dim], dim=1)
         hidden = torch.addmm(first.bias, scalars, w_rbf.T)
-        hidden = hidden + (source_embedding.weight @ w_src.T)[source_z]
-        hidden = hidden + (target_embedding.weight @ w_tgt.T)[target_z]
+        hidden = hidden + (source_embedding.weight @ w_src.T).index_select(0, source_z)
+        hidden = hidden + (target_embedding.weight @ w_tgt.T).index_select(0, target_z)
         return self.net[1:](hidden)

@@ -66,6 +66,8 @@ class EquiformerV2(nn.Module):
             raise ValueError(f"frame_roll={frame_roll!r}: choose one of {FRAME_ROLLS}.")
         self.config = config
         self.frame_roll = frame_roll
+        #: set when training on −dE/dx forces: S2 activations then support double backward
+        self.differentiable_twice = False
         c = config
         lmax, mmax, C = c.lmax, c.mmax, c.sphere_channels
 
@@ -177,6 +179,7 @@ class EquiformerV2(nn.Module):
             SphereGrid(self.grid_node_to, self.grid_node_from),
             self.edge_gate_index,
             self.node_gate_index,
+            self.differentiable_twice,
         )
 
     # -- forward ------------------------------------------------------------------------------

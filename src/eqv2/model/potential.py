@@ -18,6 +18,7 @@ from torch import nn
 
 from eqv2.graph import batch_structures
 from eqv2.model.equiformer_v2 import EquiformerV2
+from eqv2.model.gradients import energy_derivatives
 
 NUM_ELEMENT_REFERENCES = 119
 
@@ -73,8 +74,39 @@ class Potential(nn.Module):
     def device(self) -> torch.device:
         return self.model.sphere_embedding.weight.device
 
-    def forward(self, graph: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        raw = self.model(graph)
+    @property
+    def conservative(self) -> bool:
+        """Whether forces are −dE/dx (the model has no direct force head)."""
+        return self.model.force_block is None
+
+    def forward(
+        self, graph: Mapping[str, torch.Tensor], stress: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Energies (B,) and forces (N, 3), plus stress (B, 3, 3) in eV/Å³ if asked.
+
+        Forces come from the direct head when the model has one, else from −dE/dx; the stress
+        is always the strain derivative of the energy. Derivatives need autograd, so call this
+        under ``torch.no_grad()`` (not ``inference_mode``) when they are computed.
+        """
+        if not (stress or self.conservative):
+            return self._denormalize(self.model(graph), graph)
+        direct: dict[str, torch.Tensor] = {}
+
+        def energy(g: dict[str, torch.Tensor]) -> torch.Tensor:
+            direct.update(self._denormalize(self.model(g), g))
+            return direct["energy"]
+
+        with torch.enable_grad():
+            out = energy_derivatives(
+                energy, graph, stress=stress, create_graph=self.training and torch.is_grad_enabled()
+            )
+        if "forces" in direct:
+            out["forces"] = direct["forces"]
+        return out
+
+    def _denormalize(
+        self, raw: Mapping[str, torch.Tensor], graph: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         e, f = self.normalizers["energy"], self.normalizers["forces"]
         energy = raw["energy"] * e["std"] + e["mean"]
         if self.has_element_references:
@@ -105,11 +137,12 @@ class Potential(nn.Module):
         )
 
     def predict(
-        self, structures: Atoms | Sequence[Atoms], batch_size: int = 16
+        self, structures: Atoms | Sequence[Atoms], batch_size: int = 16, stress: bool = False
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Energy (float, eV) and forces ((N, 3) array, eV/Å) per structure.
 
-        A single ``Atoms`` gives one dict; a list gives a list in input order.
+        With ``stress=True`` also ``stress`` ((3, 3) array, eV/Å³, strain derivative of the
+        energy). A single ``Atoms`` gives one dict; a list gives a list in input order.
         """
         single = isinstance(structures, Atoms)
         items = [structures] if single else list(structures)
@@ -119,18 +152,22 @@ class Potential(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode():
+            # autograd is needed for -dE/dx and stress, which inference_mode forbids
+            needs_grad = stress or self.conservative
+            with torch.no_grad() if needs_grad else torch.inference_mode():
                 for start in range(0, len(items), batch_size):
                     chunk = items[start : start + batch_size]
                     graph = self.build_graph(chunk, index_offset=start)
-                    out = self(graph)
-                    energy = out["energy"].double().cpu().numpy()
-                    forces = out["forces"].double().cpu().numpy() if "forces" in out else None
+                    out = self(graph, stress=stress)
+                    out = {k: v.detach().double().cpu().numpy() for k, v in out.items()}
+                    energy, forces = out["energy"], out.get("forces")
                     bounds = np.cumsum([0] + [len(a) for a in chunk])
                     for k in range(len(chunk)):
                         result: dict[str, Any] = {"energy": float(energy[k])}
                         if forces is not None:
                             result["forces"] = forces[bounds[k] : bounds[k + 1]].copy()
+                        if "stress" in out:
+                            result["stress"] = out["stress"][k]
                         results.append(result)
         finally:
             self.train(was_training)

@@ -14,7 +14,7 @@ from eqv2.nn.activation import (
     separable_s2_activation,
 )
 from eqv2.nn.context import EdgeContext, SphereGrids
-from eqv2.nn.radial import RadialMLP
+from eqv2.nn.radial import RadialMLP, atom_edge_embeddings
 from eqv2.nn.segment import segment_softmax, segment_sum
 from eqv2.nn.so2_conv import SO2Convolution
 from eqv2.nn.so3_linear import SO3Linear, degree_index
@@ -66,15 +66,9 @@ class GraphAttention(nn.Module):
         self.use_gate_act = use_gate_act
         self.use_sep_s2_act = use_sep_s2_act
 
-        edge_channels = list(edge_channels)
-        if use_atom_edge_embedding:
-            self.source_embedding = nn.Embedding(max_num_elements, edge_channels[-1])
-            self.target_embedding = nn.Embedding(max_num_elements, edge_channels[-1])
-            nn.init.uniform_(self.source_embedding.weight, -0.001, 0.001)
-            nn.init.uniform_(self.target_embedding.weight, -0.001, 0.001)
-            edge_channels[0] += 2 * edge_channels[-1]
-        else:
-            self.source_embedding = self.target_embedding = None
+        self.source_embedding, self.target_embedding, edge_channels = atom_edge_embeddings(
+            use_atom_edge_embedding, max_num_elements, edge_channels
+        )
 
         extra = num_heads * attn_alpha_channels
         if use_gate_act:
@@ -130,9 +124,11 @@ class GraphAttention(nn.Module):
         if self.use_gate_act:
             message = gate_activation(gates, message, grids.edge_gate_index)
         elif self.use_sep_s2_act:
-            message = separable_s2_activation(gates, message, grids.edge)
+            message = separable_s2_activation(
+                gates, message, grids.edge, grids.differentiable_twice
+            )
         else:
-            message = s2_activation(message, grids.edge)
+            message = s2_activation(message, grids.edge, grids.differentiable_twice)
         message, _ = self.so2_conv_2(message)
 
         alpha = self.alpha_act(

@@ -36,3 +36,5 @@ class SphereGrids(NamedTuple):
     node: SphereGrid
     edge_gate_index: torch.Tensor  #: (K − 1,) degree − 1 of edge-frame coefficients 1..K−1
     node_gate_index: torch.Tensor  #: (S − 1,) degree − 1 of node coefficients 1..S−1
+    #: use plain autograd ops in S2 activations (needed to train on −dE/dx forces)
+    differentiable_twice: bool = False

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from eqv2.nn.context import EdgeContext
-from eqv2.nn.radial import RadialMLP
+from eqv2.nn.radial import RadialMLP, atom_edge_embeddings
 from eqv2.nn.segment import segment_sum
 
 
@@ -31,15 +31,9 @@ class EdgeDegreeEmbedding(nn.Module):
         super().__init__()
         self.sphere_channels = sphere_channels
         self.lmax = lmax
-        edge_channels = list(edge_channels)
-        if use_atom_edge_embedding:
-            self.source_embedding = nn.Embedding(max_num_elements, edge_channels[-1])
-            self.target_embedding = nn.Embedding(max_num_elements, edge_channels[-1])
-            nn.init.uniform_(self.source_embedding.weight, -0.001, 0.001)
-            nn.init.uniform_(self.target_embedding.weight, -0.001, 0.001)
-            edge_channels[0] += 2 * edge_channels[-1]
-        else:
-            self.source_embedding = self.target_embedding = None
+        self.source_embedding, self.target_embedding, edge_channels = atom_edge_embeddings(
+            use_atom_edge_embedding, max_num_elements, edge_channels
+        )
         self.rad_func = RadialMLP([*edge_channels, (lmax + 1) * sphere_channels])
         self.rescale_factor = rescale_factor
 

@@ -73,9 +73,9 @@ class FeedForward(nn.Module):
         elif self.use_gate_act:
             h = gate_activation(scalars, h, grids.node_gate_index)
         elif self.use_sep_s2_act:
-            h = separable_s2_activation(scalars, h, grids.node)
+            h = separable_s2_activation(scalars, h, grids.node, grids.differentiable_twice)
         else:
-            h = s2_activation(h, grids.node)
+            h = s2_activation(h, grids.node, grids.differentiable_twice)
         return self.so3_linear_2(h)
 
     def _grid_mlp(self, h: torch.Tensor, grid: SphereGrid) -> torch.Tensor:

@@ -75,3 +75,22 @@ class RadialMLP(nn.Module):
         hidden = hidden + (source_embedding.weight @ w_src.T).index_select(0, source_z)
         hidden = hidden + (target_embedding.weight @ w_tgt.T).index_select(0, target_z)
         return self.net[1:](hidden)
+
+
+def atom_edge_embeddings(
+    enabled: bool, max_num_elements: int, edge_channels: list[int]
+) -> tuple[nn.Embedding | None, nn.Embedding | None, list[int]]:
+    """Source and target element embeddings appended to a radial MLP's edge scalars.
+
+    Returns the two embeddings (or None when disabled) and the radial MLP's channel list with
+    its input widened by them. Initialised U(±0.001) as in the reference.
+    """
+    edge_channels = list(edge_channels)
+    if not enabled:
+        return None, None, edge_channels
+    dim = edge_channels[-1]
+    source, target = nn.Embedding(max_num_elements, dim), nn.Embedding(max_num_elements, dim)
+    nn.init.uniform_(source.weight, -0.001, 0.001)
+    nn.init.uniform_(target.weight, -0.001, 0.001)
+    edge_channels[0] += 2 * dim
+    return source, target, edge_channels

@@ -98,7 +98,9 @@ def separable_s2_activation(
     scalars: (B, C) dedicated scalar channels; x: (B, n, C).
     """
     out = s2_activation(x, grid, differentiable_twice)
-    return torch.cat((F.silu(scalars).unsqueeze(1), out[:, 1:]), dim=1)
+    # split (not out[:, 1:]): its backward concatenates instead of zero-filling a full tensor
+    _, rest = out.split([1, out.shape[1] - 1], dim=1)
+    return torch.cat((F.silu(scalars).unsqueeze(1), rest), dim=1)
 
 
 def gate_activation(gates: torch.Tensor, x: torch.Tensor, gate_index: torch.Tensor) -> torch.Tensor:
@@ -109,4 +111,5 @@ def gate_activation(gates: torch.Tensor, x: torch.Tensor, gate_index: torch.Tens
     """
     num_channels = x.shape[-1]
     g = torch.sigmoid(gates).view(gates.shape[0], -1, num_channels).index_select(1, gate_index)
-    return torch.cat((F.silu(x[:, :1]), x[:, 1:] * g), dim=1)
+    scalar, rest = x.split([1, x.shape[1] - 1], dim=1)
+    return torch.cat((F.silu(scalar), rest * g), dim=1)

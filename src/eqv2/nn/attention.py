@@ -120,7 +120,7 @@ class GraphAttention(nn.Module):
 
         message, extra = self.so2_conv_1(message, radial)
         n_alpha = self.num_heads * self.attn_alpha_channels
-        alpha, gates = extra[:, :n_alpha], extra[:, n_alpha:]
+        alpha, gates = extra.split([n_alpha, extra.shape[1] - n_alpha], dim=1)
         if self.use_gate_act:
             message = gate_activation(gates, message, grids.edge_gate_index)
         elif self.use_sep_s2_act:

@@ -95,7 +95,9 @@ class SO2Convolution(nn.Module):
             rad = radial.split(self.rad_sizes, dim=1)
 
         n0 = self.block_sizes[0]
-        x0 = x[:, :n0].reshape(num_edges, -1)
+        # one split for all orders: its backward is a single concatenation
+        blocks = x.split([n0] + [2 * n for n in self.block_sizes[1:]], dim=1)
+        x0 = blocks[0].reshape(num_edges, -1)
         if rad is not None:
             x0 = x0 * rad[0]
         y0 = self.fc_m0(x0)
@@ -104,12 +106,10 @@ class SO2Convolution(nn.Module):
             extra, y0 = y0.split([self.extra_m0_channels, y0.shape[1] - self.extra_m0_channels], 1)
         out = [y0.view(num_edges, n0, self.out_channels)]
 
-        offset = n0
         for m, conv in enumerate(self.so2_m_conv, start=1):
             n = self.block_sizes[m]
-            xm = x[:, offset : offset + 2 * n].reshape(num_edges, 2, n * self.in_channels)
+            xm = blocks[m].reshape(num_edges, 2, n * self.in_channels)
             if rad is not None:
                 xm = xm * rad[m].unsqueeze(1)
             out.append(conv(xm).view(num_edges, 2 * n, self.out_channels))
-            offset += 2 * n
         return torch.cat(out, dim=1), extra

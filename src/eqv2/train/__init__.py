@@ -1,0 +1,1 @@
+"""Training: losses, metrics, optimiser groups, schedules, EMA (layer 5)."""

@@ -1,0 +1,114 @@
+"""S2EF evaluation metrics, as OC20 defines them.
+
+* ``energy_mae``: mean |E_pred − E_ref| over structures (eV).
+* ``force_mae``: mean |F_pred − F_ref| over force components of the counted atoms (eV/Å).
+* ``force_cos``: mean cosine between predicted and reference force vectors of counted atoms.
+* ``efwt`` (energy and forces within threshold): fraction of structures with
+  |ΔE| < 0.02 eV **and** max |ΔF| component < 0.03 eV/Å over counted atoms.
+
+OC20 counts only free atoms (not fixed); ``free_atoms_only=False`` counts all atoms. Metrics are
+accumulated over batches with `MetricAccumulator`, so a whole split never has to sit in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+#: OC20's EFwT thresholds.
+EFWT_ENERGY_THRESHOLD = 0.02
+EFWT_FORCE_THRESHOLD = 0.03
+
+
+@dataclass
+class MetricAccumulator:
+    """Running sums for `energy_mae`, `force_mae`, `force_cos` and `efwt` over batches."""
+
+    free_atoms_only: bool = True
+    _sums: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("energy_abs", "force_abs", "force_cos", "efwt"), 0.0)
+    )
+    _counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("structures", "components", "atoms"), 0)
+    )
+
+    def update(
+        self,
+        energy_pred: torch.Tensor,
+        energy_ref: torch.Tensor,
+        forces_pred: torch.Tensor,
+        forces_ref: torch.Tensor,
+        batch: torch.Tensor,
+        fixed: torch.Tensor | None = None,
+    ) -> None:
+        """Add one batch: energies (B,), forces (N, 3), ``batch`` (N,) structure index,
+        ``fixed`` (N,) bool (ignored when ``free_atoms_only`` is False)."""
+        e_pred = energy_pred.detach().double().cpu()
+        e_ref = energy_ref.detach().double().cpu()
+        f_pred = forces_pred.detach().double().cpu()
+        f_ref = forces_ref.detach().double().cpu()
+        batch = batch.detach().cpu().long()
+        keep = torch.ones(len(batch), dtype=torch.bool)
+        if self.free_atoms_only and fixed is not None:
+            keep = ~fixed.detach().cpu().bool()
+        num = len(e_pred)
+        d_e = (e_pred - e_ref).abs()
+        d_f = (f_pred - f_ref).abs()[keep]
+        self._sums["energy_abs"] += float(d_e.sum())
+        self._sums["force_abs"] += float(d_f.sum())
+        cos = torch.nn.functional.cosine_similarity(f_pred[keep], f_ref[keep], dim=1, eps=1e-12)
+        self._sums["force_cos"] += float(cos.sum())
+        # worst force component per structure over counted atoms (0 if none counted)
+        worst = torch.zeros(num, dtype=torch.float64)
+        if d_f.numel():
+            worst = worst.scatter_reduce(0, batch[keep], d_f.amax(dim=1), "amax", include_self=True)
+        within = (d_e < EFWT_ENERGY_THRESHOLD) & (worst < EFWT_FORCE_THRESHOLD)
+        self._sums["efwt"] += float(within.sum())
+        self._counts["structures"] += num
+        self._counts["components"] += d_f.numel()
+        self._counts["atoms"] += int(keep.sum())
+
+    def compute(self) -> dict[str, float]:
+        """``{"energy_mae", "force_mae", "force_cos", "efwt", "n_structures"}``."""
+        s, c = self._sums, self._counts
+        nan = float("nan")
+        return {
+            "energy_mae": s["energy_abs"] / c["structures"] if c["structures"] else nan,
+            "force_mae": s["force_abs"] / c["components"] if c["components"] else nan,
+            "force_cos": s["force_cos"] / c["atoms"] if c["atoms"] else nan,
+            "efwt": s["efwt"] / c["structures"] if c["structures"] else nan,
+            "n_structures": c["structures"],
+        }
+
+
+def s2ef_metrics(
+    energy_pred: np.ndarray | torch.Tensor,
+    energy_ref: np.ndarray | torch.Tensor,
+    forces_pred: np.ndarray | torch.Tensor,
+    forces_ref: np.ndarray | torch.Tensor,
+    batch: np.ndarray | torch.Tensor,
+    fixed: np.ndarray | torch.Tensor | None = None,
+    free_atoms_only: bool = True,
+) -> dict[str, float]:
+    """All S2EF metrics for one set of predictions (see the module docstring)."""
+    acc = MetricAccumulator(free_atoms_only=free_atoms_only)
+    acc.update(
+        *(torch.as_tensor(v) for v in (energy_pred, energy_ref, forces_pred, forces_ref, batch)),
+        None if fixed is None else torch.as_tensor(fixed),
+    )
+    return acc.compute()
+
+
+def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
+    """A plain-text table: one row per split, columns as OC20 reports them."""
+    header = f"{'split':<10} {'n':>6} {'energy MAE (eV)':>16} {'force MAE (eV/Å)':>17} "
+    header += f"{'force cos':>10} {'EFwT':>7}"
+    lines = [header, "-" * len(header)]
+    for split, m in metrics.items():
+        lines.append(
+            f"{split:<10} {m['n_structures']:>6d} {m['energy_mae']:>16.4f} "
+            f"{m['force_mae']:>17.4f} {m['force_cos']:>10.4f} {m['efwt']:>7.1%}"
+        )
+    return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -186,6 +187,10 @@ def test_splits_by_system_are_disjoint_and_deterministic(ds: GeneratedDataset) -
 def test_write_and_read_back(ds: GeneratedDataset, tmp_path) -> None:
     paths = write_dataset(ds, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in paths.values():  # plain-file permissions, not mkstemp's private 0600
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     splits = ds.split_ids()
     by_id = {s.system_id: s for s in ds.systems}
     seen: dict[str, set[int]] = {}

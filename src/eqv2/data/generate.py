@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -393,6 +394,7 @@ def write_dataset(
             path = out / f"{label}.extxyz"
             with atomic_write_path(path) as tmp:
                 ase_write(tmp, images, format="extxyz")
+                _readable(tmp)
             written[label] = path
         counts[name] = {
             "systems": len(ids),
@@ -441,6 +443,7 @@ def write_dataset(
     path = out / "metadata.json"
     with atomic_write_path(path) as tmp:
         tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        _readable(tmp)
     written["metadata"] = path
     return written
 
@@ -541,6 +544,13 @@ def _adsorbate_pool(c: GeneratorConfig) -> list[Atoms]:
             )
         pool.append(atoms)
     return pool
+
+
+def _readable(path: Path) -> None:
+    """Give a temporary file the mode a plain ``open`` would (mkstemp makes it 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _md5(path: str) -> str:

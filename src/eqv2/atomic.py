@@ -13,6 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` atomically.
@@ -32,6 +38,7 @@ def atomic_write_path(path: str | os.PathLike, suffix: str | None = None) -> Ite
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_mode())  # mkstemp makes 0600; give what a plain open would
         os.replace(tmp, target)
         with contextlib.suppress(OSError):  # make the rename durable where supported
             dir_fd = os.open(target.parent, os.O_RDONLY)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -394,7 +393,6 @@ def write_dataset(
             path = out / f"{label}.extxyz"
             with atomic_write_path(path) as tmp:
                 ase_write(tmp, images, format="extxyz")
-                _readable(tmp)
             written[label] = path
         counts[name] = {
             "systems": len(ids),
@@ -443,7 +441,6 @@ def write_dataset(
     path = out / "metadata.json"
     with atomic_write_path(path) as tmp:
         tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-        _readable(tmp)
     written["metadata"] = path
     return written
 
@@ -544,13 +541,6 @@ def _adsorbate_pool(c: GeneratorConfig) -> list[Atoms]:
             )
         pool.append(atoms)
     return pool
-
-
-def _readable(path: Path) -> None:
-    """Give a temporary file the mode a plain ``open`` would (mkstemp makes it 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _md5(path: str) -> str:

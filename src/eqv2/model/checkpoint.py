@@ -199,8 +199,8 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
     new one. On any error the temporary file is removed and the old file is left untouched.
     """
     path = Path(path)
-    with atomic_write_path(path, suffix=".tmp") as tmp:
-        torch.save(obj, tmp)
+    with atomic_write_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
     return path
 
 

@@ -30,11 +30,11 @@ def _build(
     device: str | torch.device,
     source: str,
 ) -> Potential:
-    model = EquiformerV2(config)
+    model = EquiformerV2(config).to(dtype or torch.float32)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     validate_state_dict(state_dict, expected, source=source)
-    with torch.no_grad():
-        model.load_state_dict({k: v.to(torch.float32) for k, v in state_dict.items()}, strict=True)
+    with torch.no_grad():  # copies cast to the model's dtype (float64 files stay exact)
+        model.load_state_dict(dict(state_dict), strict=True)
     potential = Potential(model, normalizers, element_references)
     potential.to(device=device, dtype=dtype or torch.float32)
     return potential.eval()

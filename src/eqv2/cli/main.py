@@ -6,17 +6,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from eqv2.cli import demo, predict
+from eqv2.cli import data, demo, predict, train
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eqv2",
-        description="EquiformerV2: predict energies and forces, load fairchem checkpoints.",
+        description="EquiformerV2: train, evaluate and predict; load fairchem checkpoints.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo.add_parser(sub)
+    train.add_parsers(sub)
     predict.add_parser(sub)
+    data.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,64 @@
+"""``eqv2 train`` and ``eqv2 evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train EquiformerV2 on labelled structures (S2EF)")
+    p.add_argument("config", type=Path, help="run config YAML (see configs/)")
+    p.add_argument("--train", help="training structures (extxyz, ASE db, OC20 LMDB, eqv2 store)")
+    p.add_argument("--val", help="validation structures")
+    p.add_argument("--test", help="test structures (evaluated at the end)")
+    p.add_argument("--out", type=Path, default=Path("runs/eqv2"), help="output directory")
+    p.add_argument("--max-steps", type=int, help="override train.max_steps")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config value, e.g. --set train.lr=1e-3")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--init-from", help="fine-tune from an eqv2 or fairchem checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser("evaluate", help="S2EF metrics of a checkpoint on labelled structures")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("data", help="labelled structures")
+    e.add_argument("--out", type=Path, help="write metrics JSON here")
+    e.add_argument("--energy-key", default="energy")
+    e.add_argument("--forces-key", default="forces")
+    e.set_defaults(func=run_evaluate)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from eqv2.train.metrics import format_metrics
+    from eqv2.train.run_config import load_run_config
+
+    overrides = list(args.set)
+    for key in ("train", "val", "test"):
+        if getattr(args, key):
+            overrides.append(f"data.{key}={getattr(args, key)}")
+    if args.max_steps is not None:
+        overrides.append(f"train.max_steps={args.max_steps}")
+    run = load_run_config(args.config, overrides)
+    from eqv2.train.workflow import run_training
+
+    metrics = run_training(
+        run, args.out, resume=args.resume, init_from=args.init_from, progress=not args.no_progress
+    )
+    print(format_metrics({k: v for k, v in metrics.items() if not k.endswith("_baseline")}))
+    print(f"\nwrote {args.out}/final.pt, metrics.json, learning_curves.png, parity plots")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from eqv2.train.metrics import format_metrics
+    from eqv2.train.run_config import DataConfig
+    from eqv2.train.workflow import evaluate_checkpoint, write_json
+
+    data = DataConfig(energy_key=args.energy_key, forces_key=args.forces_key)
+    metrics = evaluate_checkpoint(args.checkpoint, args.data, data)
+    print(format_metrics({Path(args.data).name: metrics}))
+    if args.out:
+        write_json(metrics, args.out)
+    return 0

@@ -1,0 +1,196 @@
+"""The whole training job: read data, fit targets, train, evaluate, write metrics and plots.
+
+``run_training(run_config, out_dir)`` is what ``eqv2 train`` calls; ``evaluate_checkpoint`` is
+``eqv2 evaluate``. Outputs in ``out_dir``: ``checkpoint.pt`` (latest, with training state),
+``best.pt`` (best validation force MAE, EMA weights), ``final.pt`` (EMA weights at the end),
+``log.csv``, ``metrics.json``, ``learning_curves.png``, ``parity_<split>.png``, ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from eqv2.atomic import atomic_write_path
+from eqv2.data.readers import read_structures
+from eqv2.data.records import to_atoms
+from eqv2.data.targets import NUM_ELEMENTS, fit_element_references, fit_normalizers
+from eqv2.model.equiformer_v2 import EquiformerV2
+from eqv2.model.loading import load_model, save_model
+from eqv2.model.potential import Potential
+from eqv2.train.metrics import format_metrics, s2ef_metrics
+from eqv2.train.plots import learning_curves, parity_plots
+from eqv2.train.run_config import DataConfig, RunConfig
+from eqv2.train.trainer import CHECKPOINT_NAME, LabelledSet, Trainer
+
+
+def read_labelled(path: str | Path, data: DataConfig, name: str) -> LabelledSet:
+    """Structures with energy and force labels from any supported file (errors name it)."""
+    records = read_structures(
+        path, energy_key=data.energy_key, forces_key=data.forces_key, require=("energy", "forces")
+    )
+    return LabelledSet.from_atoms([to_atoms(r) for r in records], name)
+
+
+def fit_targets(
+    train: LabelledSet, data: DataConfig
+) -> tuple[dict[str, dict[str, float]], np.ndarray | None]:
+    """Normalisers and element references from the training set (or the user's E0s)."""
+    from ase.data import atomic_numbers
+
+    numbers = [a.numbers for a in train.structures]
+    refs = None
+    if data.e0s:
+        refs = np.zeros(NUM_ELEMENTS)
+        for symbol, value in data.e0s.items():
+            if symbol not in atomic_numbers:
+                raise ValueError(f"data.e0s: unknown element {symbol!r}; use symbols like 'Cu'.")
+            refs[atomic_numbers[symbol]] = float(value)
+    elif data.linear_references:
+        refs = fit_element_references(numbers, train.energies)
+    normalizers = fit_normalizers(train.energies, train.forces, numbers, refs)
+    return {k: dict(v) for k, v in normalizers.items()}, refs
+
+
+def _predict_set(potential: Potential, data: LabelledSet, batch_size: int = 8) -> dict[str, Any]:
+    results = potential.predict(data.structures, batch_size=batch_size)
+    return {
+        "energy": np.array([r["energy"] for r in results]),
+        "forces": np.concatenate([r["forces"] for r in results]),
+    }
+
+
+def evaluate_set(
+    potential: Potential, data: LabelledSet, free_atoms_only: bool = True
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """S2EF metrics of ``potential`` on ``data`` and the predictions."""
+    pred = _predict_set(potential, data)
+    batch = np.repeat(np.arange(len(data.structures)), data.natoms)
+    fixed = np.concatenate([_fixed(a) for a in data.structures])
+    metrics = s2ef_metrics(
+        pred["energy"], data.energies, pred["forces"], np.concatenate(data.forces), batch, fixed,
+        free_atoms_only,
+    )  # fmt: skip
+    return metrics, pred
+
+
+def baseline_metrics(data: LabelledSet, free_atoms_only: bool = True) -> dict[str, float]:
+    """The predict-zero-forces / mean-energy baseline, for scale."""
+    batch = np.repeat(np.arange(len(data.structures)), data.natoms)
+    fixed = np.concatenate([_fixed(a) for a in data.structures])
+    forces = np.concatenate(data.forces)
+    energy = np.full(len(data.energies), data.energies.mean())
+    return s2ef_metrics(
+        energy, data.energies, np.zeros_like(forces), forces, batch, fixed, free_atoms_only
+    )
+
+
+def _fixed(atoms) -> np.ndarray:
+    from ase.constraints import FixAtoms
+
+    mask = np.zeros(len(atoms), dtype=bool)
+    for c in atoms.constraints:
+        if isinstance(c, FixAtoms):
+            mask[c.get_indices()] = True
+    return mask
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    with atomic_write_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    return Path(path)
+
+
+def run_training(
+    run: RunConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    init_from: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train, evaluate every split with the final EMA weights, write metrics and plots."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not run.data.train:
+        raise ValueError(f"{run.source}: data.train is not set; pass --train PATH.")
+    train = read_labelled(run.data.train, run.data, "train")
+    val = read_labelled(run.data.val, run.data, "val") if run.data.val else None
+    test = read_labelled(run.data.test, run.data, "test") if run.data.test else None
+
+    if init_from is not None:  # fine-tuning keeps the source's config, normalisers and refs
+        potential = load_model(init_from)
+    else:
+        normalizers, refs = fit_targets(train, run.data)
+        torch.manual_seed(run.train.seed)
+        potential = Potential(
+            EquiformerV2(run.model), normalizers, None if refs is None else torch.as_tensor(refs)
+        )
+    with atomic_write_path(out / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=run.train.max_steps, desc="train", unit="step", dynamic_ncols=True)
+
+    def on_step(row: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.n = row["step"]
+            bar.set_postfix(loss=f"{row['loss']:.4f}", struct_s=f"{row['structures_per_s']:.1f}")
+            bar.refresh()
+
+    trainer = Trainer(potential, train, out, run.train, val=val, on_step=on_step)
+    if resume and (out / CHECKPOINT_NAME).exists():
+        trainer.resume()
+    trainer.fit()
+    if bar is not None:
+        bar.close()
+
+    # final model: EMA weights
+    if trainer.ema is not None:
+        with trainer.ema.applied(trainer.model):
+            save_model(potential, out / "final.pt", extra={"step": trainer.step})
+    else:
+        save_model(potential, out / "final.pt", extra={"step": trainer.step})
+    final = load_model(out / "final.pt")
+
+    metrics: dict[str, Any] = {}
+    for name, data in (("train", train), ("val", val), ("test", test)):
+        if data is None:
+            continue
+        metrics[name], pred = evaluate_set(final, data, run.train.free_atoms_only)
+        metrics[f"{name}_baseline"] = baseline_metrics(data, run.train.free_atoms_only)
+        if name != "train":
+            parity_plots(data.energies, pred["energy"], np.concatenate(data.forces),
+                         pred["forces"], out / f"parity_{name}.png", f"{name} set")  # fmt: skip
+    write_json(metrics, out / "metrics.json")
+    learning_curves(out / "log.csv", out / "learning_curves.png")
+    return metrics
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, data_path: str | Path, data: DataConfig | None = None
+) -> dict[str, float]:
+    """``eqv2 evaluate``: S2EF metrics of a checkpoint on a labelled file."""
+    data = data or DataConfig()
+    potential = load_model(checkpoint)
+    labelled = read_labelled(data_path, data, Path(data_path).name)
+    metrics, _ = evaluate_set(potential, labelled)
+    return metrics
+
+
+__all__ = [
+    "baseline_metrics",
+    "evaluate_checkpoint",
+    "evaluate_set",
+    "fit_targets",
+    "format_metrics",
+    "read_labelled",
+    "run_training",
+]

@@ -1,0 +1,98 @@
+"""The command line end to end: generate data, train, evaluate, predict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ase.io import read
+
+from eqv2.cli import main
+
+TINY_YAML = """
+model:
+  num_layers: 1
+  sphere_channels: 8
+  attn_hidden_channels: 8
+  num_heads: 2
+  attn_alpha_channels: 4
+  attn_value_channels: 4
+  ffn_hidden_channels: 8
+  edge_channels: 8
+  lmax_list: [2]
+  mmax_list: [1]
+  grid_resolution: 8
+  max_radius: 4.5
+  max_neighbors: 12
+  norm_type: layer_norm_sh
+  use_grid_mlp: true
+train:
+  max_steps: 6
+  lr: 2e-3
+  warmup_steps: 1
+  max_atoms_per_batch: 80
+  eval_every: 3
+  checkpoint_every: 3
+"""
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    assert main(["data", "generate", "--out", str(out), "--systems", "3", "--seed", "2",
+                 "--relax-steps", "4", "--rattle-frames", "1"]) == 0  # fmt: skip
+    return out
+
+
+def test_train_evaluate_predict(dataset, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    run = tmp_path / "run"
+    train, val = str(dataset / "train.extxyz"), str(dataset / "val.extxyz")
+    code = main(["train", str(config), "--train", train, "--val", val, "--out", str(run),
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    for name in ("final.pt", "best.pt", "checkpoint.pt", "log.csv", "metrics.json",
+                 "learning_curves.png", "parity_val.png", "config.yaml"):  # fmt: skip
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["val"]) == {"energy_mae", "force_mae", "force_cos", "efwt", "n_structures"}
+    assert "val" in capsys.readouterr().out
+
+    out_json = tmp_path / "m.json"
+    assert main(["evaluate", str(run / "final.pt"), str(dataset / "val.extxyz"),
+                 "--out", str(out_json)]) == 0  # fmt: skip
+    evaluated = json.loads(out_json.read_text())
+    assert evaluated["force_mae"] == pytest.approx(metrics["val"]["force_mae"], rel=1e-5)
+
+    predicted = tmp_path / "pred.extxyz"
+    assert main(["predict", str(run / "final.pt"), str(dataset / "val.extxyz"),
+                 "-o", str(predicted)]) == 0  # fmt: skip
+    frames = read(predicted, ":")
+    assert len(frames) == evaluated["n_structures"]
+    assert frames[0].get_forces().shape == (len(frames[0]), 3)
+
+
+def test_config_typo_is_reported(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("train:\n  max_step: 3\n")
+    assert main(["train", str(config), "--train", "x.extxyz", "--out", str(tmp_path)]) == 2
+    assert "Did you mean 'max_steps'" in capsys.readouterr().err
+
+
+def test_training_without_forces_is_refused(tmp_path, capsys):
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    atoms = bulk("Cu", cubic=True)
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0)
+    data = tmp_path / "energies_only.extxyz"
+    write(data, [atoms])
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    code = main(["train", str(config), "--train", str(data), "--out", str(tmp_path / "r"),
+                 "--no-progress"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "energies_only.extxyz" in err and "forces" in err

@@ -22,12 +22,16 @@ _MODEL_API = (
     "save_model",
 )
 
+_SIMULATE_API = ("EqV2Calculator", "load_calculator")
+
 __all__ = [
+    "EqV2Calculator",
     "EquiformerV2",
     "EquiformerV2Config",
     "Potential",
     "__version__",
     "export_fairchem",
+    "load_calculator",
     "load_model",
     "save_model",
 ]
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
         load_model,
         save_model,
     )
+    from eqv2.simulate import EqV2Calculator, load_calculator
 
 
 def __getattr__(name: str) -> Any:
@@ -49,4 +54,8 @@ def __getattr__(name: str) -> Any:
         import eqv2.model
 
         return getattr(eqv2.model, name)
+    if name in _SIMULATE_API:
+        import eqv2.simulate
+
+        return getattr(eqv2.simulate, name)
     raise AttributeError(f"module 'eqv2' has no attribute {name!r}")

@@ -184,6 +184,11 @@ def test_missing_record_empty_lmdb_and_bad_fields(tmp_path: Path) -> None:
     bad = write_oc20_lmdb(tmp_path / "bad3.lmdb", [pickle_record(fields, 2)])
     with pytest.raises(DataError, match=r"bad3\.lmdb, structure 0: field 'energy' is nan"):
         read_structures(bad)
+    fields["y"] = 1.0
+    fields["natoms"] = 4
+    bad = write_oc20_lmdb(tmp_path / "bad5.lmdb", [pickle_record(fields, 2)])
+    with pytest.raises(DataError, match=r"bad5\.lmdb, structure 0: field 'natoms' is 4"):
+        read_structures(bad)
     del fields["pos"]
     bad = write_oc20_lmdb(tmp_path / "bad4.lmdb", [pickle_record(fields, 1)])
     with pytest.raises(DataError, match=r"bad4\.lmdb, structure 0: field 'pos' is missing"):

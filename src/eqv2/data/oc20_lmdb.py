@@ -98,6 +98,12 @@ def record_to_structure(
     if not np.all(numbers == np.round(numbers)):
         raise DataError(f"{label}: field 'atomic_numbers' holds non-integer values.")
     pos = np.asarray(f["pos"], dtype=np.float64)
+    natoms = _scalar(f["natoms"]) if f.get("natoms") is not None else None
+    if natoms is not None and natoms != numbers.size:
+        raise DataError(
+            f"{label}: field 'natoms' is {natoms} but 'atomic_numbers' has {numbers.size} "
+            "entries. Fix: the record is inconsistent; regenerate the LMDB file."
+        )
     cell = f.get("cell")
     cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
     if cell.shape == (1, 3, 3):

@@ -279,7 +279,9 @@ def from_atoms(
     Fixed atoms come from ``FixAtoms`` constraints (other constraints are ignored) or, when
     there are none, from an extxyz ``move_mask`` array (``False`` = fixed); tags from
     ``atoms.get_tags()``. ``info`` gets the scalar entries of ``atoms.info`` plus ``source``,
-    ``index`` and ``name`` (chemical formula when the file gives none).
+    ``index`` and ``name`` (chemical formula when the file gives none). A ``virial`` is not
+    converted to stress (its sign and volume conventions vary between codes): convert it first
+    and store it under ``stress_key``.
     """
     from ase.constraints import FixAtoms
 

@@ -38,6 +38,17 @@ Data.__module__ = Data2.__module__ = "torch_geometric.data.data"
 Data.__qualname__ = Data2.__qualname__ = Data.__name__ = Data2.__name__ = "Data"
 GlobalStorage.__module__ = "torch_geometric.data.storage"
 
+
+class DataTensorAttr:  # PyG>=2.1 keeps these classes (not instances) in Data.__dict__
+    pass
+
+
+class DataEdgeAttr:
+    pass
+
+
+DataTensorAttr.__module__ = DataEdgeAttr.__module__ = "torch_geometric.data.data"
+
 _MODULES = (
     "torch_geometric",
     "torch_geometric.data",
@@ -53,7 +64,10 @@ def fake_pyg(data_cls: type) -> Iterator[None]:
     try:
         for m in _MODULES:
             sys.modules[m] = types.ModuleType(m)
-        sys.modules["torch_geometric.data.data"].Data = data_cls  # type: ignore[attr-defined]
+        mod = sys.modules["torch_geometric.data.data"]
+        mod.Data = data_cls  # type: ignore[attr-defined]
+        mod.DataTensorAttr = DataTensorAttr  # type: ignore[attr-defined]
+        mod.DataEdgeAttr = DataEdgeAttr  # type: ignore[attr-defined]
         sys.modules["torch_geometric.data.storage"].GlobalStorage = GlobalStorage  # type: ignore[attr-defined]
         yield
     finally:
@@ -98,7 +112,9 @@ def pickle_record(fields: dict[str, Any], layout: int) -> bytes:
     data = Data2()
     store = GlobalStorage()
     store.__dict__.update({"_mapping": dict(fields), "_key": None, "_parent": data})
-    data.__dict__["_store"] = store
+    data.__dict__.update(
+        {"_store": store, "_tensor_attr_cls": DataTensorAttr, "_edge_attr_cls": DataEdgeAttr}
+    )
     with fake_pyg(Data2):
         return pickle.dumps(data, protocol=-1)
 

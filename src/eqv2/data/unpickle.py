@@ -24,13 +24,14 @@ Allow-list (module, name) -> what it becomes:
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 from typing import Any
 
 from eqv2.data.errors import UnsafePickleError
 
-__all__ = ["ALLOWED", "PygData", "PygStorage", "safe_loads"]
+__all__ = ["PygData", "PygStorage", "allowed_globals", "safe_loads"]
 
 
 class PygStorage(dict):
@@ -136,7 +137,16 @@ def _build_allowed() -> dict[tuple[str, str], Any]:
     return allowed
 
 
-ALLOWED: dict[tuple[str, str], Any] = _build_allowed()
+@functools.cache
+def allowed_globals() -> dict[tuple[str, str], Any]:
+    """The allow-list, built on first use (so importing eqv2.data does not import torch)."""
+    return _build_allowed()
+
+
+def __getattr__(name: str) -> Any:  # ``ALLOWED`` as a lazily built module attribute
+    if name == "ALLOWED":
+        return allowed_globals()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -146,7 +156,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return ALLOWED[(module, name)]
+            return allowed_globals()[(module, name)]
         except KeyError:
             raise UnsafePickleError(
                 f"{self._label}: refused to load global '{module}.{name}' (not on eqv2's "

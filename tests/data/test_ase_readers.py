@@ -112,8 +112,15 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
 def test_garbage_file(tmp_path: Path) -> None:
     p = tmp_path / "bad.extxyz"
     p.write_text("3\nnot a comment line\nH 0 0\n")
-    with pytest.raises(DataError, match=r"bad\.extxyz: ASE could not read"):
+    with pytest.raises(DataError, match=r"bad\.extxyz, structure 0: ASE could not read"):
         read_structures(p)
+    good = tmp_path / "good.extxyz"
+    ase.io.write(good, [to_atoms(random_structure(i, 2, decimals=8)) for i in range(2)])
+    p.write_text(good.read_text() + "2\nLattice=broken\nH 0 0 0\n")
+    with pytest.raises(DataError, match=r"bad\.extxyz, structure 2: ASE could not read"):
+        read_structures(p)
+    with pytest.raises(DataError, match=r"bad\.extxyz: ASE could not read"):
+        read_structures(p, index=":2")  # a selection reads the whole file, which fails too
 
 
 def test_forces_absent_when_required(tmp_path: Path) -> None:

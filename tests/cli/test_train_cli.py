@@ -96,3 +96,17 @@ def test_training_without_forces_is_refused(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "energies_only.extxyz" in err and "forces" in err
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    out = tmp_path / "demo"
+    code = main(["demo", "--out", str(out), "--config", str(config), "--systems", "3",
+                 "--max-steps", "3", "--no-progress"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "predict zero" in printed and "relaxed-energy MAE" in printed
+    metrics = json.loads((out / "run" / "metrics.json").read_text())
+    assert metrics["relaxation"]["n"] >= 1
+    assert len(read(out / "run" / "relaxed_test.extxyz", ":")) == metrics["relaxation"]["n"]

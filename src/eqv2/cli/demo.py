@@ -1,9 +1,11 @@
-"""``eqv2 demo``: predict energies and forces of real OC20/OC22 samples with a fresh model.
+"""``eqv2 demo``: the main job end to end on an embedded default, in a few minutes on a CPU.
 
-Until training lands this is the main job: it exercises the whole inference path (readers,
-periodic graphs, the model, batching) on the structures in ``../shared/data/oc_samples`` and
-prints a table. The model is randomly initialised, so the numbers show the pipeline works and
-how fast it is, not chemistry.
+1. generate a small OC20-like dataset labelled by EMT (a stand-in for DFT);
+2. train a small EquiformerV2 with ``configs/quickstart.yaml``;
+3. evaluate it on held-out systems and print the metrics next to the predict-zero baseline;
+4. relax the held-out initial structures with the trained model (ASE BFGS) and compare the
+   relaxed energies with EMT's;
+5. write the checkpoint, metrics and plots under ``--out``.
 """
 
 from __future__ import annotations
@@ -12,79 +14,110 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
+REPO = Path(__file__).resolve().parents[3]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "oc_samples"
+#: The demo's dataset: three metals, two facets, small adsorbates, and rattled frames with
+#: sizeable forces. Chosen so a 5-minute CPU model learns visibly: on trial runs (40 systems,
+#: quickstart config) its test force MAE was ~0.10 eV/Å against 0.35 for predicting zero;
+#: with all seven metals and four facets it was 0.12 against 0.26.
+DEMO_DATA = dict(
+    metals=("Cu", "Pd", "Pt"),
+    facets=("111", "100"),
+    adsorbates=("*H", "*O", "*OH", "*CO", "*N", "*C"),
+    rattle_frames=8,
+    rattle_std=0.1,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="predict OC20/OC22 samples with a randomly initialised model")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of .extxyz files")
-    p.add_argument("--max-structures", type=int, default=12)
+    p = sub.add_parser("demo", help="generate EMT data, train, evaluate, relax (a few minutes)")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--config", type=Path, default=QUICKSTART)
+    p.add_argument("--systems", type=int, default=40, help="slab+adsorbate systems to generate")
+    p.add_argument("--max-steps", type=int, help="override the config's train.max_steps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
+def _relax_test_systems(model_path: Path, is2re_path: Path, out: Path) -> dict[str, float]:
+    """ML relaxations of the held-out initial structures; |E_ML,relaxed − E_EMT,relaxed|."""
+    import numpy as np
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import read, write
+    from ase.optimize import BFGS
+
+    from eqv2.atomic import atomic_write_path
+    from eqv2.simulate import load_calculator
+
+    frames = read(is2re_path, ":")
+    calc = load_calculator(model_path)
+    errors, steps, relaxed = [], [], []
+    for initial in frames[0::2]:
+        atoms = initial.copy()
+        atoms.calc = calc
+        opt = BFGS(atoms, logfile=None)
+        opt.run(fmax=0.05, steps=100)
+        energy = atoms.get_potential_energy()
+        errors.append(abs(energy - float(initial.info["energy_relaxed"])))
+        steps.append(opt.get_number_of_steps())
+        # freeze this structure's results: the shared calculator moves on to the next one
+        forces = atoms.get_forces(apply_constraint=False)
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        relaxed.append(atoms)
+    with atomic_write_path(out / "relaxed_test.extxyz") as tmp:
+        write(tmp, relaxed, format="extxyz")
+    return {
+        "n": len(errors),
+        "relaxed_energy_mae": float(np.mean(errors)),
+        "mean_steps": float(np.mean(steps)),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
-    from ase.io import read
+    from eqv2.data.generate import generate_dataset, write_dataset
+    from eqv2.train.run_config import load_run_config
+    from eqv2.train.workflow import run_training, write_json
 
-    from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
-
-    files = sorted(Path(args.data).glob("*.extxyz"))
-    if not files:
-        raise FileNotFoundError(
-            f"no .extxyz files in {args.data}; pass --data FOLDER with structures to predict"
-        )
-    structures = []
-    for path in files:
-        frames = read(path, ":")
-        step = max(1, len(frames) // 4)
-        for k, atoms in enumerate(frames[::step][:4]):
-            atoms.info.setdefault("name", f"{path.stem}[{k * step}]")
-            structures.append(atoms)
-    structures = structures[: args.max_structures]
-
-    torch.manual_seed(args.seed)
-    config = EquiformerV2Config(
-        num_layers=2,
-        sphere_channels=32,
-        attn_hidden_channels=32,
-        num_heads=2,
-        attn_alpha_channels=16,
-        attn_value_channels=8,
-        ffn_hidden_channels=64,
-        lmax_list=[4],
-        mmax_list=[2],
-        grid_resolution=18,
-        max_neighbors=20,
-        max_radius=6.0,
-        edge_channels=32,
-        norm_type="layer_norm_sh",
-        use_grid_mlp=True,
-        alpha_drop=0.0,
-        drop_path_rate=0.0,
-    )
-    potential = Potential(EquiformerV2(config))
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    print(f"[1/4] generating {args.systems} EMT-labelled slab+adsorbate systems ...", flush=True)
+    ds = generate_dataset(args.systems, seed=args.seed, **DEMO_DATA)
+    files = write_dataset(ds, out / "data")
     print(
-        f"EquiformerV2 (random weights): {potential.model.num_params:,} parameters, "
-        f"lmax={config.lmax}, mmax={config.mmax}, {config.num_layers} layers"
+        f"      {len(ds.s2ef_frames)} frames in {out / 'data'} ({time.perf_counter() - t0:.0f} s)"
     )
-    start = time.perf_counter()
-    results = potential.predict(structures, batch_size=4)
-    elapsed = time.perf_counter() - start
-    header = f"{'structure':<44} {'atoms':>5} {'pbc':>5} {'E_model (eV)':>13} {'max|F| (eV/Å)':>14}"
+
+    overrides = [f"data.{k}={files[k]}" for k in ("train", "val", "test") if k in files]
+    if args.max_steps is not None:
+        overrides.append(f"train.max_steps={args.max_steps}")
+    run_config = load_run_config(args.config, overrides)
+    print(f"[2/4] training ({run_config.train.max_steps} steps, config {args.config}) ...")
+    t1 = time.perf_counter()
+    metrics = run_training(run_config, out / "run", progress=not args.no_progress)
+    print(f"      trained in {time.perf_counter() - t1:.0f} s")
+
+    print("[3/4] evaluating on held-out systems (EMA weights)")
+    header = f"{'split':<6} {'model':<14} {'energy MAE (eV)':>16} {'force MAE (eV/Å)':>17} "
+    header += f"{'force cos':>10} {'EFwT':>7}"
     print(header)
     print("-" * len(header))
-    for atoms, res in zip(structures, results, strict=True):
-        pbc = "".join("T" if p else "F" for p in atoms.pbc)
-        fmax = float((res["forces"] ** 2).sum(1).max() ** 0.5)
-        print(
-            f"{atoms.info['name'][:44]:<44} {len(atoms):>5} {pbc:>5} "
-            f"{res['energy']:>13.5f} {fmax:>14.5f}"
-        )
-    natoms = sum(len(a) for a in structures)
-    print(
-        f"\n{len(structures)} structures, {natoms} atoms in {elapsed:.2f} s "
-        f"({natoms / elapsed:.0f} atoms/s on {torch.get_num_threads()} threads)"
-    )
+    for split in ("val", "test"):
+        for label, key in (("EquiformerV2", split), ("predict zero", f"{split}_baseline")):
+            if key in metrics:
+                m = metrics[key]
+                print(f"{split:<6} {label:<14} {m['energy_mae']:>16.4f} {m['force_mae']:>17.4f} "
+                      f"{m['force_cos']:>10.3f} {m['efwt']:>7.1%}")  # fmt: skip
+    print("      (predict zero: zero forces and the mean training energy)")
+
+    print("[4/4] relaxing the held-out initial structures with the model (BFGS, fmax 0.05)")
+    relax = _relax_test_systems(out / "run" / "final.pt", files["is2re_test"], out / "run")
+    mae, mean_steps = relax["relaxed_energy_mae"], relax["mean_steps"]
+    print(f"      {relax['n']} systems, relaxed-energy MAE vs EMT {mae:.3f} eV, "
+          f"{mean_steps:.0f} steps on average")  # fmt: skip
+    metrics["relaxation"] = relax
+    write_json(metrics, out / "run" / "metrics.json")
+    print(f"\nDone in {time.perf_counter() - t0:.0f} s. Checkpoint {out / 'run' / 'final.pt'}; "
+          f"metrics.json, learning_curves.png, parity_test.png in {out / 'run'}.")  # fmt: skip
     return 0

@@ -89,3 +89,15 @@ def test_missing_labels_are_named(tmp_path):
     pot = Potential(EquiformerV2(EquiformerV2Config(**TINY)))
     with pytest.raises(ValueError, match="train structure 0 \\('bare'\\) has no energy/forces"):
         Trainer(pot, [atoms], tmp_path, TrainerConfig(max_steps=1))
+
+
+def test_conservative_model_trains_on_gradient_forces(frames, tmp_path):
+    few = frames[:4]  # one fixed batch: the loss must go down when fitting it
+    pot = _potential(few, direct_forces=False, alpha_drop=0.0, drop_path_rate=0.0)
+    config = TrainerConfig(max_steps=15, lr=2e-3, warmup_steps=1, max_atoms_per_batch=1000,
+                           checkpoint_every=100, eval_every=100, ema_decay=None,
+                           force_coefficient=10.0)  # fmt: skip
+    losses = []
+    Trainer(pot, few, tmp_path, config, on_step=lambda r: losses.append(r["loss"])).fit()
+    assert pot.model.differentiable_twice
+    assert all(np.isfinite(losses)) and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses

@@ -25,6 +25,7 @@ from ase import Atoms
 
 from eqv2.atomic import atomic_write_path
 from eqv2.model.checkpoint import load_checkpoint
+from eqv2.model.gradients import energy_derivatives
 from eqv2.model.loading import save_model
 from eqv2.model.potential import Potential
 from eqv2.train.batching import atom_balanced_batches, epoch_order
@@ -140,6 +141,8 @@ class Trainer:
             c.lr_min_factor,
         )  # fmt: skip
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay else None
+        # training on −dE/dx needs second derivatives through the S2 activations
+        self.model.differentiable_twice = self.potential.conservative
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -172,14 +175,14 @@ class Trainer:
             ]
         )
         dtype, device = graph["pos"].dtype, graph["pos"].device
-        e = (torch.as_tensor(energies, dtype=dtype, device=device) - norm["energy"]["mean"]) / norm[
-            "energy"
-        ]["std"]
+        e_norm, f_norm = norm["energy"], norm["forces"]
+        e = (torch.as_tensor(energies, dtype=dtype, device=device) - e_norm["mean"]) / e_norm["std"]
         f = torch.as_tensor(
             np.concatenate([data.forces[i] for i in indices]), dtype=dtype, device=device
         )
-        f = (f - norm["forces"]["mean"]) / norm["forces"]["std"]
-        return e, f
+        if self.potential.conservative:  # forces are −d(normalised E)/dx: scaled like energies
+            return e, f / e_norm["std"]
+        return e, (f - f_norm["mean"]) / f_norm["std"]
 
     # -- one optimisation step ----------------------------------------------------------------
     def train_step(self, indices: list[int]) -> dict[str, float]:
@@ -187,7 +190,10 @@ class Trainer:
         self.model.train()
         graph = self.potential.build_graph([self.train_set.structures[i] for i in indices])
         target_e, target_f = self._targets(self.train_set, indices, graph)
-        out = self.model(graph)
+        if self.potential.conservative:
+            out = energy_derivatives(lambda g: self.model(g)["energy"], graph, create_graph=True)
+        else:
+            out = self.model(graph)
         loss, parts = s2ef_loss(
             out, target_e, target_f, graph["natoms"], graph["fixed"], c.energy_coefficient,
             c.force_coefficient, c.energy_loss, c.free_atoms_only,

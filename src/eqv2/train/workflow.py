@@ -137,13 +137,18 @@ def run_training(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=run.train.max_steps, desc="train", unit="step", dynamic_ncols=True)
+        # disable=None: no bar when the output is not a terminal (logs, CI)
+        bar = tqdm(
+            total=run.train.max_steps, desc="train", unit="step", dynamic_ncols=True,
+            disable=None, mininterval=0.5,
+        )  # fmt: skip
 
     def on_step(row: dict[str, Any]) -> None:
         if bar is not None:
-            bar.n = row["step"]
-            bar.set_postfix(loss=f"{row['loss']:.4f}", struct_s=f"{row['structures_per_s']:.1f}")
-            bar.refresh()
+            bar.set_postfix(
+                loss=f"{row['loss']:.4f}", struct_s=f"{row['structures_per_s']:.1f}", refresh=False
+            )
+            bar.update(row["step"] - bar.n)
 
     trainer = Trainer(potential, train, out, run.train, val=val, on_step=on_step)
     if resume and (out / CHECKPOINT_NAME).exists():

@@ -1,6 +1,7 @@
 # Two entry points: `make demo` (main job) and `make test` (test suite).
 # Both create .venv/ and install what they need. torch is installed first and pinned
-# so pip never pulls a multi-GB CUDA build; GPU users see README.md.
+# (unless .venv already has a torch, e.g. a CUDA build a GPU user installed: README.md),
+# so pip never pulls a multi-GB CUDA build on its own.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 

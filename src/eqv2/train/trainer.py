@@ -10,6 +10,7 @@ uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -214,7 +215,7 @@ class Trainer:
     def evaluate(self, data: LabelledSet, batch_structures: int = 8) -> dict[str, float]:
         """S2EF metrics in eV and eV/Å (EMA weights when training keeps an EMA)."""
         acc = MetricAccumulator(free_atoms_only=self.config.free_atoms_only)
-        context = self.ema.applied(self.model) if self.ema is not None else _null()
+        context = self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
         with context:
             self.potential.eval()
             for start in range(0, len(data.structures), batch_structures):
@@ -334,17 +335,9 @@ class Trainer:
         return last
 
     def _save_best(self) -> None:
-        context = self.ema.applied(self.model) if self.ema is not None else _null()
+        context = self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
         with context:
             save_model(self.potential, self.out_dir / BEST_NAME, extra={"step": self.step})
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def write_metrics_json(metrics: dict, path: str | Path) -> None:

@@ -338,11 +338,3 @@ class Trainer:
         context = self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
         with context:
             save_model(self.potential, self.out_dir / BEST_NAME, extra={"step": self.step})
-
-
-def write_metrics_json(metrics: dict, path: str | Path) -> None:
-    """Write metrics as JSON atomically."""
-    import json
-
-    with atomic_write_path(path) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")

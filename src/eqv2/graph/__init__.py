@@ -4,7 +4,7 @@ Layer 2 of eqv2 (imports only numpy, torch, ase and vesin). Edges are ``(source 
 with messages flowing j → i and ``edge_vec = pos[j] - pos[i] + cell_offsets @ cell``.
 """
 
-from eqv2.graph.batch import batch_structures
+from eqv2.graph.batch import batch_structures, fixed_mask
 from eqv2.graph.cells import check_cell
 from eqv2.graph.edges import edge_vectors
 from eqv2.graph.neighbors import NeighborList, radius_graph
@@ -16,6 +16,7 @@ __all__ = [
     "batch_structures",
     "check_cell",
     "edge_vectors",
+    "fixed_mask",
     "radius_graph",
     "structure_label",
     "validate_structure",

@@ -21,7 +21,7 @@ from eqv2.graph.validate import MIN_ATOM_DISTANCE, check_contacts, check_fields,
 __all__ = ["batch_structures"]
 
 
-def _fixed_mask(atoms: Atoms) -> np.ndarray:
+def fixed_mask(atoms: Atoms) -> np.ndarray:
     """Atoms frozen by ``FixAtoms`` constraints (other constraint types do not fix whole atoms)."""
     fixed = np.zeros(len(atoms), dtype=bool)
     for constraint in atoms.constraints:
@@ -129,6 +129,6 @@ def batch_structures(
         "edge_index": longs(edge_index),
         "cell_offsets": floats(np.concatenate([g.cell_offsets for g in graphs]).astype(np.float64)),
         "edge_vec": floats(np.concatenate([g.edge_vec for g in graphs])),
-        "fixed": torch.from_numpy(np.concatenate([_fixed_mask(a) for a in structures])).to(device),
+        "fixed": torch.from_numpy(np.concatenate([fixed_mask(a) for a in structures])).to(device),
         "tags": longs(np.concatenate([a.get_tags() for a in structures])),
     }

@@ -20,6 +20,7 @@ from eqv2.atomic import atomic_write_path
 from eqv2.data.readers import read_structures
 from eqv2.data.records import to_atoms
 from eqv2.data.targets import NUM_ELEMENTS, fit_element_references, fit_normalizers
+from eqv2.graph import fixed_mask
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.loading import load_model, save_model
 from eqv2.model.potential import Potential
@@ -57,6 +58,12 @@ def fit_targets(
     return {k: dict(v) for k, v in normalizers.items()}, refs
 
 
+def _atom_index(data: LabelledSet) -> tuple[np.ndarray, np.ndarray]:
+    """Structure index and fixed flag of every atom of ``data``, in order."""
+    batch = np.repeat(np.arange(len(data.structures)), data.natoms)
+    return batch, np.concatenate([fixed_mask(a) for a in data.structures])
+
+
 def _predict_set(potential: Potential, data: LabelledSet, batch_size: int = 8) -> dict[str, Any]:
     results = potential.predict(data.structures, batch_size=batch_size)
     return {
@@ -70,8 +77,7 @@ def evaluate_set(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """S2EF metrics of ``potential`` on ``data`` and the predictions."""
     pred = _predict_set(potential, data)
-    batch = np.repeat(np.arange(len(data.structures)), data.natoms)
-    fixed = np.concatenate([_fixed(a) for a in data.structures])
+    batch, fixed = _atom_index(data)
     metrics = s2ef_metrics(
         pred["energy"], data.energies, pred["forces"], np.concatenate(data.forces), batch, fixed,
         free_atoms_only,
@@ -81,23 +87,12 @@ def evaluate_set(
 
 def baseline_metrics(data: LabelledSet, free_atoms_only: bool = True) -> dict[str, float]:
     """The predict-zero-forces / mean-energy baseline, for scale."""
-    batch = np.repeat(np.arange(len(data.structures)), data.natoms)
-    fixed = np.concatenate([_fixed(a) for a in data.structures])
+    batch, fixed = _atom_index(data)
     forces = np.concatenate(data.forces)
     energy = np.full(len(data.energies), data.energies.mean())
     return s2ef_metrics(
         energy, data.energies, np.zeros_like(forces), forces, batch, fixed, free_atoms_only
     )
-
-
-def _fixed(atoms) -> np.ndarray:
-    from ase.constraints import FixAtoms
-
-    mask = np.zeros(len(atoms), dtype=bool)
-    for c in atoms.constraints:
-        if isinstance(c, FixAtoms):
-            mask[c.get_indices()] = True
-    return mask
 
 
 def write_json(obj: Any, path: str | Path) -> Path:

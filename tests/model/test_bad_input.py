@@ -16,17 +16,11 @@ from ase import Atoms
 
 import eqv2
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from tests.tiny import tiny
 
 MAX_NUM_ELEMENTS = 20
-TINY = dict(
-    num_layers=1,
-    sphere_channels=8,
-    attn_hidden_channels=8,
-    num_heads=2,
-    attn_alpha_channels=4,
-    attn_value_channels=4,
+TINY = tiny(
     ffn_hidden_channels=16,
-    edge_channels=8,
     lmax_list=[2],
     mmax_list=[1],
     max_radius=5.0,

@@ -28,16 +28,10 @@ from ase.build import bulk, molecule
 
 from eqv2.graph import batch_structures
 from eqv2.model import EquiformerV2, EquiformerV2Config
+from tests.tiny import tiny
 
-TINY = dict(
-    num_layers=1,
-    sphere_channels=8,
-    attn_hidden_channels=8,
-    num_heads=2,
-    attn_alpha_channels=4,
-    attn_value_channels=4,
+TINY = tiny(
     ffn_hidden_channels=16,
-    edge_channels=8,
     lmax_list=[4],
     mmax_list=[2],
     grid_resolution=18,

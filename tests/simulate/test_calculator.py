@@ -7,11 +7,17 @@ from ase.optimize import BFGS
 
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
 from eqv2.simulate import EqV2Calculator
+from tests.tiny import tiny
 
-TINY = dict(num_layers=1, sphere_channels=8, attn_hidden_channels=8, num_heads=2,
-            attn_alpha_channels=4, attn_value_channels=4, ffn_hidden_channels=8, edge_channels=8,
-            lmax_list=[2], mmax_list=[1], grid_resolution=8, max_radius=4.5, max_neighbors=12,
-            max_num_elements=30)  # fmt: skip
+TINY = tiny(
+    ffn_hidden_channels=8,
+    lmax_list=[2],
+    mmax_list=[1],
+    grid_resolution=8,
+    max_radius=4.5,
+    max_neighbors=12,
+    max_num_elements=30,
+)
 
 
 @pytest.fixture

@@ -4,11 +4,17 @@ import torch
 from eqv2.model import EquiformerV2, EquiformerV2Config
 from eqv2.train.ema import EMA
 from eqv2.train.optim import cosine_warmup_factor, make_optimizer, no_weight_decay_names
+from tests.tiny import tiny
 
-TINY = dict(num_layers=1, sphere_channels=8, attn_hidden_channels=8, num_heads=2,
-            attn_alpha_channels=4, attn_value_channels=4, ffn_hidden_channels=8,
-            edge_channels=8, lmax_list=[2], mmax_list=[1], grid_resolution=8,
-            use_grid_mlp=True, load_energy_lin_ref=True, norm_type="layer_norm_sh")  # fmt: skip
+TINY = tiny(
+    ffn_hidden_channels=8,
+    lmax_list=[2],
+    mmax_list=[1],
+    grid_resolution=8,
+    use_grid_mlp=True,
+    load_energy_lin_ref=True,
+    norm_type="layer_norm_sh",
+)
 
 
 def test_weight_decay_groups():

@@ -11,11 +11,18 @@ from eqv2.data.generate import generate_dataset
 from eqv2.data.targets import fit_element_references, fit_normalizers
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
 from eqv2.train.trainer import Trainer, TrainerConfig
+from tests.tiny import tiny
 
-TINY = dict(num_layers=1, sphere_channels=8, attn_hidden_channels=8, num_heads=2,
-            attn_alpha_channels=4, attn_value_channels=4, ffn_hidden_channels=8, edge_channels=8,
-            lmax_list=[2], mmax_list=[1], grid_resolution=8, max_radius=5.0, max_neighbors=12,
-            norm_type="layer_norm_sh", use_grid_mlp=True)  # fmt: skip
+TINY = tiny(
+    ffn_hidden_channels=8,
+    lmax_list=[2],
+    mmax_list=[1],
+    grid_resolution=8,
+    max_radius=5.0,
+    max_neighbors=12,
+    norm_type="layer_norm_sh",
+    use_grid_mlp=True,
+)
 
 
 @pytest.fixture(scope="module")

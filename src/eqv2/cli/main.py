@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from eqv2.cli import data, demo, predict, train
+from eqv2.cli import data, demo, predict, relax, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     predict.add_parser(sub)
     data.add_parsers(sub)
+    relax.add_parser(sub)
     return parser
 
 

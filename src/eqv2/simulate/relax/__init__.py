@@ -1,0 +1,21 @@
+"""Batched structure relaxation: many structures, one model call per optimiser step."""
+
+from eqv2.simulate.relax.engine import DEFAULT_MAX_ATOMS, RelaxResult, relax_structures
+from eqv2.simulate.relax.optimizers import (
+    OPTIMIZERS,
+    BatchedFIRE,
+    BatchedLBFGS,
+    lbfgs_direction,
+    make_optimizer,
+)
+
+__all__ = [
+    "DEFAULT_MAX_ATOMS",
+    "OPTIMIZERS",
+    "BatchedFIRE",
+    "BatchedLBFGS",
+    "RelaxResult",
+    "lbfgs_direction",
+    "make_optimizer",
+    "relax_structures",
+]

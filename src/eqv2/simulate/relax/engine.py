@@ -1,0 +1,398 @@
+"""Relax many structures together: one batched model call per optimiser step.
+
+Structures wait in input order and enter the running batch while it stays under an atom (and
+optionally edge) budget; each step builds one graph for the whole batch, runs the model once,
+and advances every structure with its own optimiser state. A structure leaves as soon as it
+converges, reaches the step limit or fails, and waiting ones take its place (in-flight batching).
+A failure (unknown element, no free atoms, non-finite model output, a graph that cannot be
+built) stops only that structure, with a message saying which one, what and how to fix it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.constraints import FixAtoms
+
+from eqv2.graph import fixed_mask, structure_label
+from eqv2.model.potential import Potential
+from eqv2.simulate.relax.optimizers import make_optimizer
+from eqv2.simulate.relax.segments import Segments
+from eqv2.simulate.relax.trajectory import trajectory_path, write_trajectory
+
+__all__ = ["DEFAULT_MAX_ATOMS", "RelaxResult", "relax_structures"]
+
+#: Default atom budget of the running batch: a few OC20-sized structures on a CPU. Raise it on
+#: a GPU (memory grows about linearly with atoms and edges).
+DEFAULT_MAX_ATOMS = 1024
+
+
+@dataclass
+class RelaxResult:
+    """The outcome of relaxing one structure.
+
+    Attributes:
+        index: position in the input list.
+        atoms: the final structure (a copy of the input with the final positions): its ``info``
+            kept plus ``converged`` and ``relax_steps`` (and ``relax_error`` on failure); a
+            ``SinglePointCalculator`` with the final energy and raw forces unless it failed.
+        energy: final energy in eV (None when the structure was stopped by an error).
+        forces: (N, 3) raw model forces in eV/Å at the final positions, fixed atoms included
+            (None on error).
+        converged: whether the largest force on a free atom is at most ``fmax``.
+        steps: optimiser steps taken.
+        error: why the structure was stopped, or None.
+        trajectory: every evaluated frame (with energy and forces), first to last, when asked.
+    """
+
+    index: int
+    atoms: Atoms
+    energy: float | None
+    forces: np.ndarray | None
+    converged: bool
+    steps: int
+    error: str | None = None
+    trajectory: list[Atoms] | None = None
+
+
+@dataclass
+class _Running:
+    """A structure in the running batch."""
+
+    index: int
+    atoms: Atoms  # working copy; its positions are the current ones
+    free: np.ndarray  # (n,) atoms the optimiser may move
+    edges: int  # edge count of its latest graph (for the edge budget)
+    steps: int = 0
+    frames: list[Atoms] | None = None
+
+
+class _StructureError(ValueError):
+    """A problem that stops one structure (the message is user-facing)."""
+
+
+def _label(index: int, atoms: Atoms | None) -> str:
+    """``Structure 3 ('name', Cu12O)``: the structure's index, name and formula."""
+    if not isinstance(atoms, Atoms):
+        return f"Structure {index}"
+    name = atoms.info.get("name")
+    formula = atoms.get_chemical_formula()
+    return f"Structure {index} ({name!r}, {formula})" if name else f"Structure {index} ({formula})"
+
+
+def _rephrase(exc: Exception, index: int, atoms: Atoms) -> str:
+    """A graph/validation message with the formula added to its ``Structure i`` prefix."""
+    message = str(exc)
+    prefix = structure_label(index, atoms)
+    if message.startswith(prefix + " "):
+        message = message[len(prefix) + 1 :]
+    return f"{_label(index, atoms)} {message}"
+
+
+def _free_atoms(index: int, atoms: Atoms, fix_tags: Sequence[int]) -> np.ndarray:
+    """(n,) mask of atoms the optimiser moves: not FixAtoms-fixed, tag not in ``fix_tags``."""
+    other = [type(c).__name__ for c in atoms.constraints if not isinstance(c, FixAtoms)]
+    if other:
+        raise _StructureError(
+            f"{_label(index, atoms)} has constraint(s) {', '.join(sorted(set(other)))}, which "
+            "the batched relaxation does not support (only FixAtoms and fix_tags). Remove them, "
+            "or relax this structure with an ASE optimiser and eqv2.EqV2Calculator."
+        )
+    free = ~fixed_mask(atoms)
+    if len(fix_tags):
+        free &= ~np.isin(atoms.get_tags(), np.asarray(fix_tags))
+    if not free.any():
+        raise _StructureError(
+            f"{_label(index, atoms)} has no free atoms: all {len(atoms)} are fixed by FixAtoms "
+            f"or by fix_tags={tuple(fix_tags)}. Nothing can move; free some atoms or evaluate it "
+            "with Potential.predict instead."
+        )
+    return free
+
+
+def _prepare(
+    potential: Potential,
+    index: int,
+    atoms: object,
+    fix_tags: Sequence[int],
+    keep_frames: bool,
+) -> _Running:
+    """Check a waiting structure and make its running state (raises ``_StructureError``)."""
+    if not isinstance(atoms, Atoms):
+        raise _StructureError(
+            f"Structure {index} is a {type(atoms).__name__}, not an ase.Atoms. Read structures "
+            "with ase.io.read(path, ':') or build them with ase.Atoms(...)."
+        )
+    work = atoms.copy()
+    work.calc = None
+    free = _free_atoms(index, work, fix_tags)
+    try:  # validates elements, cell and contacts; the edge count serves the edge budget
+        edges = int(potential.build_graph([work], index_offset=index)["edge_index"].shape[1])
+    except ValueError as exc:
+        raise _StructureError(_rephrase(exc, index, work)) from exc
+    return _Running(index, work, free, edges, frames=[] if keep_frames else None)
+
+
+def _fits(candidate: _Running, running: list[_Running], max_atoms, max_edges) -> bool:
+    """Whether ``candidate`` may join; an empty batch takes anything (no deadlock)."""
+    if not running:
+        return True
+    atoms = sum(len(r.atoms) for r in running) + len(candidate.atoms)
+    edges = sum(r.edges for r in running) + candidate.edges
+    return (max_atoms is None or atoms <= max_atoms) and (max_edges is None or edges <= max_edges)
+
+
+def _build_graph(
+    potential: Potential, running: list[_Running]
+) -> tuple[dict[str, torch.Tensor] | None, dict[int, str]]:
+    """One graph for the batch; on failure find the culprits one by one and build without them.
+
+    Returns the graph (None if nothing is left) and ``{position in running: error message}``.
+    """
+    try:
+        return potential.build_graph([r.atoms for r in running]), {}
+    except ValueError:
+        pass
+    failed: dict[int, str] = {}
+    for k, r in enumerate(running):
+        try:
+            potential.build_graph([r.atoms], index_offset=r.index)
+        except ValueError as exc:
+            failed[k] = f"{_rephrase(exc, r.index, r.atoms)} (at relaxation step {r.steps})"
+    rest = [r.atoms for k, r in enumerate(running) if k not in failed]
+    return (potential.build_graph(rest) if rest else None), failed
+
+
+def _evaluate(
+    potential: Potential, graph: dict[str, torch.Tensor]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B,) energies and (N, 3) forces as float64 arrays, as ``Potential.predict`` runs them."""
+    # -dE/dx needs autograd, which inference_mode forbids
+    with torch.no_grad() if potential.conservative else torch.inference_mode():
+        out = potential(graph)
+    energy = out["energy"].detach().double().cpu().numpy()
+    forces = out["forces"].detach().double().cpu().numpy()
+    return energy, forces
+
+
+def _nonfinite_message(r: _Running, energy: float, forces: np.ndarray) -> str | None:
+    bad_atoms = np.flatnonzero(~np.isfinite(forces).all(axis=1))
+    if np.isfinite(energy) and len(bad_atoms) == 0:
+        return None
+    what = [] if np.isfinite(energy) else [f"energy {energy}"]
+    if len(bad_atoms):
+        what.append(f"non-finite forces on {len(bad_atoms)} atom(s) (first: atom {bad_atoms[0]})")
+    return (
+        f"{_label(r.index, r.atoms)}: the model returned {' and '.join(what)} at relaxation step "
+        f"{r.steps}. The structure may be far outside the training data (check its geometry "
+        "and elements) or the model is broken (check it with Potential.predict)."
+    )
+
+
+def _frame(atoms: Atoms, energy: float, forces: np.ndarray) -> Atoms:
+    frame = atoms.copy()
+    frame.calc = SinglePointCalculator(frame, energy=energy, forces=forces.copy())
+    return frame
+
+
+def _check_arguments(fmax: float, steps: int, max_atoms: int | None, max_edges: int | None) -> None:
+    if not fmax > 0:
+        raise ValueError(f"fmax={fmax} eV/Å: must be positive (OC20 uses 0.05).")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps={steps!r}: must be an integer >= 0 (OC20 uses 300).")
+    for name, value in (("max_atoms", max_atoms), ("max_edges", max_edges)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name}={value}: must be at least 1, or None for no limit.")
+
+
+def relax_structures(
+    potential: Potential,
+    structures: Sequence[Atoms],
+    *,
+    optimizer: str = "lbfgs",
+    fmax: float = 0.05,
+    steps: int = 300,
+    max_atoms: int | None = DEFAULT_MAX_ATOMS,
+    max_edges: int | None = None,
+    fix_tags: Sequence[int] = (),
+    keep_trajectory: bool = False,
+    trajectory_dir: str | Path | None = None,
+    progress: bool = False,
+    optimizer_options: dict[str, float] | None = None,
+) -> list[RelaxResult]:
+    """Relax structures with ``potential``, many at once, one batched model call per step.
+
+    Each structure has its own optimiser state and stops when the largest force on its free
+    atoms is at most ``fmax`` or after ``steps`` optimiser steps (as ASE's ``run(fmax, steps)``:
+    at most ``steps + 1`` evaluations). Atoms fixed by ``FixAtoms`` or whose tag is in
+    ``fix_tags`` never move. Structures enter the running batch in input order while its atoms
+    (and edges) stay within the budgets; a structure larger than the budget runs alone.
+
+    Args:
+        potential: the model (its device and dtype are used as they are).
+        structures: the input structures (not modified; a single ``Atoms`` is taken as a list).
+        optimizer: ``"lbfgs"`` (ASE's LBFGS with the OC20 settings: max step 0.04 Å, memory 50,
+            damping 1, initial curvature 70 eV/Å²) or ``"fire"`` (ASE's FIRE defaults).
+        fmax: convergence threshold on the largest free-atom force (eV/Å).
+        steps: largest number of optimiser steps per structure.
+        max_atoms: atom budget of the running batch (None: no limit).
+        max_edges: edge budget of the running batch (None: no limit); checked on admission with
+            each structure's latest edge count.
+        fix_tags: tags whose atoms are fixed, e.g. ``(0,)`` for OC20 subsurface atoms.
+        keep_trajectory: return every evaluated frame in ``RelaxResult.trajectory``.
+        trajectory_dir: if given, write each structure's frames to
+            ``trajectory_dir/relax_<index>.extxyz`` (atomically, when it finishes).
+        progress: print progress lines to stderr.
+        optimizer_options: overrides of the optimiser's parameters (e.g. ``{"maxstep": 0.1}``).
+
+    Returns:
+        One :class:`RelaxResult` per input structure, in input order. Failed structures have
+        ``error`` set and keep their last positions; the others are unaffected.
+
+    Raises:
+        ValueError: an argument is out of range or ``optimizer`` is unknown.
+    """
+    _check_arguments(fmax, steps, max_atoms, max_edges)
+    items = [structures] if isinstance(structures, Atoms) else list(structures)
+    opt = make_optimizer(optimizer, **(optimizer_options or {}))
+    fix_tags = tuple(int(t) for t in fix_tags)
+    keep_frames = keep_trajectory or trajectory_dir is not None
+    results: list[RelaxResult | None] = [None] * len(items)
+    report = _Progress(len(items)) if progress else None
+
+    def finish(r: _Running, energy, forces, converged: bool, error: str | None) -> None:
+        atoms = r.atoms
+        atoms.info["converged"] = bool(converged)
+        atoms.info["relax_steps"] = int(r.steps)
+        if error is not None:
+            atoms.info["relax_error"] = error
+        else:
+            atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces.copy())
+        if trajectory_dir is not None and r.frames is not None:
+            write_trajectory(trajectory_path(trajectory_dir, r.index), r.frames)
+        results[r.index] = RelaxResult(
+            index=r.index,
+            atoms=atoms,
+            energy=None if error is not None else float(energy),
+            forces=None if error is not None else forces.copy(),
+            converged=bool(converged),
+            steps=int(r.steps),
+            error=error,
+            trajectory=r.frames if keep_trajectory else None,
+        )
+        if report is not None:
+            report.done(converged, error)
+
+    waiting = deque(range(len(items)))
+    running: list[_Running] = []
+    was_training = potential.training
+    potential.eval()
+    try:
+        while waiting or running:
+            # Admit waiting structures in input order while the budget allows.
+            joined: list[_Running] = []
+            while waiting:
+                index = waiting[0]
+                try:
+                    candidate = _prepare(potential, index, items[index], fix_tags, keep_frames)
+                except _StructureError as exc:
+                    waiting.popleft()
+                    blank = items[index].copy() if isinstance(items[index], Atoms) else Atoms()
+                    blank.calc = None
+                    finish(
+                        _Running(index, blank, np.zeros(0, bool), 0), None, None, False, str(exc)
+                    )
+                    continue
+                if not _fits(candidate, running + joined, max_atoms, max_edges):
+                    break
+                waiting.popleft()
+                joined.append(candidate)
+            if joined:
+                running += joined
+                opt.add([len(r.atoms) for r in joined])
+            if not running:
+                continue
+
+            graph, broken = _build_graph(potential, running)
+            if broken:
+                keep = np.array([k not in broken for k in range(len(running))])
+                opt.keep(keep, Segments([len(r.atoms) for r in running]))
+                for k, message in broken.items():
+                    finish(running[k], None, None, False, message)
+                running = [r for r, kept in zip(running, keep, strict=True) if kept]
+                if graph is None:
+                    continue
+            seg = Segments([len(r.atoms) for r in running])
+            energies, forces = _evaluate(potential, graph)
+            per_structure = seg.split(forces)
+            edge_counts = np.bincount(
+                graph["batch"][graph["edge_index"][1]].cpu().numpy(), minlength=len(running)
+            )
+
+            free = np.concatenate([r.free for r in running])
+            fmax_free = seg.max(np.where(free, np.linalg.norm(forces, axis=1), 0.0))
+            stay = np.ones(len(running), dtype=bool)
+            for k, r in enumerate(running):
+                r.edges = int(edge_counts[k])
+                error = _nonfinite_message(r, energies[k], per_structure[k])
+                if r.frames is not None:
+                    r.frames.append(_frame(r.atoms, energies[k], per_structure[k]))
+                converged = error is None and fmax_free[k] <= fmax
+                if error is not None or converged or r.steps >= steps:
+                    stay[k] = False
+                    finish(r, energies[k], per_structure[k], converged, error)
+            if not stay.all():
+                opt.keep(stay, seg)
+                rows = seg.rows(stay)
+                forces, free = forces[rows], free[rows]
+                running = [r for r, kept in zip(running, stay, strict=True) if kept]
+                seg = Segments([len(r.atoms) for r in running])
+            if not running:
+                continue
+
+            positions = np.concatenate([r.atoms.positions for r in running])
+            step = opt.step(positions, np.where(free[:, None], forces, 0.0), seg)
+            step[~free] = 0.0  # fixed atoms never move, whatever the optimiser did
+            for r, dr in zip(running, seg.split(step), strict=True):
+                r.atoms.positions = r.atoms.positions + dr
+                r.steps += 1
+            if report is not None:
+                report.tick(running)
+    finally:
+        potential.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+class _Progress:
+    """Progress lines on stderr: when structures finish, at most once a second."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.finished, self.converged, self.failed = total, 0, 0, 0
+        self.last = 0.0
+
+    def done(self, converged: bool, error: str | None) -> None:
+        self.finished += 1
+        self.converged += int(converged)
+        self.failed += int(error is not None)
+
+    def tick(self, running: list[_Running]) -> None:
+        now = time.monotonic()
+        if now - self.last < 1.0:
+            return
+        self.last = now
+        n_atoms = sum(len(r.atoms) for r in running)
+        print(
+            f"relax: {self.finished}/{self.total} done ({self.converged} converged, "
+            f"{self.failed} failed); {len(running)} running ({n_atoms} atoms)",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -1,0 +1,33 @@
+"""The tiny energy-conserving model of the relaxation tests (see conftest.py for why seed 0)."""
+
+from __future__ import annotations
+
+import torch
+from ase import Atoms
+
+from eqv2.data.generate import generate_dataset
+from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from tests.tiny import tiny
+
+RELAX_MODEL = tiny(
+    ffn_hidden_channels=8,
+    lmax_list=[1],
+    mmax_list=[1],
+    grid_resolution=6,
+    max_radius=3.5,
+    max_neighbors=500,
+    direct_forces=False,
+)
+
+
+def make_potential(dtype: torch.dtype = torch.float64, **overrides) -> Potential:
+    """The tiny conservative model (seed 0), energies scaled so forces are ~0.2-0.6 eV/Å."""
+    torch.manual_seed(0)
+    model = EquiformerV2(EquiformerV2Config(**{**RELAX_MODEL, **overrides}))
+    return Potential(model, normalizers={"energy": {"std": 2.0}}).to(dtype).eval()
+
+
+def generated_systems(n: int = 8) -> list[Atoms]:
+    """``n`` generated initial structures (13-20 atoms, bottom 2 of 3 layers fixed, tags 0/1/2)."""
+    ds = generate_dataset(n, seed=1, relax_steps=0, rattle_frames=0, sizes=((2, 2),), layers=(3,))
+    return [s.initial for s in ds.systems]

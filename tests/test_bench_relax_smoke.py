@@ -1,0 +1,36 @@
+"""Smoke test: benchmarks/bench_relax.py runs end to end on a tiny case."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import torch
+
+from tests.conftest import REPO
+
+BENCH = REPO / "benchmarks" / "bench_relax.py"
+
+
+def test_bench_relax_tiny_case(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_relax", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_relax"] = bench
+    spec.loader.exec_module(bench)
+    out = tmp_path / "relax.json"
+    threads = torch.get_num_threads()
+    argv = ["--n", "2", "--model", "tiny", "--sizes", "2x2", "--layers", "3", "--steps", "3"]
+    try:
+        assert (
+            bench.main([*argv, "--threads", "1", "--max-atoms", "10", "100", f"--out={out}"]) == 0
+        )
+    finally:
+        torch.set_num_threads(threads)
+    data = json.loads(out.read_text())
+    assert data["n_structures"] == 2 and [r["max_atoms"] for r in data["batched"]] == [10, 100]
+    one_by_one, together = data["batched"]
+    assert one_by_one["model_calls"] == one_by_one["evaluations"] == data["sequential_evaluations"]
+    assert together["model_calls"] < together["evaluations"]
+    assert one_by_one["max_abs_dE"] < 1e-5  # alone, the engine takes ASE's path
+    assert "speed-up" in capsys.readouterr().out

@@ -25,7 +25,7 @@ from ase.constraints import FixAtoms
 
 from eqv2.graph import fixed_mask, structure_label
 from eqv2.model.potential import Potential
-from eqv2.simulate.relax.optimizers import make_optimizer
+from eqv2.simulate.relax.optimizers import BatchedOptimizer, make_optimizer
 from eqv2.simulate.relax.segments import Segments
 from eqv2.simulate.relax.trajectory import trajectory_path, write_trajectory
 
@@ -142,7 +142,9 @@ def _prepare(
     return _Running(index, work, free, edges, frames=[] if keep_frames else None)
 
 
-def _fits(candidate: _Running, running: list[_Running], max_atoms, max_edges) -> bool:
+def _fits(
+    candidate: _Running, running: list[_Running], max_atoms: int | None, max_edges: int | None
+) -> bool:
     """Whether ``candidate`` may join; an empty batch takes anything (no deadlock)."""
     if not running:
         return True
@@ -263,13 +265,164 @@ def relax_structures(
     """
     _check_arguments(fmax, steps, max_atoms, max_edges)
     items = [structures] if isinstance(structures, Atoms) else list(structures)
-    opt = make_optimizer(optimizer, **(optimizer_options or {}))
-    fix_tags = tuple(int(t) for t in fix_tags)
-    keep_frames = keep_trajectory or trajectory_dir is not None
-    results: list[RelaxResult | None] = [None] * len(items)
-    report = _Progress(len(items)) if progress else None
+    relaxer = _BatchRelaxer(
+        potential,
+        items,
+        make_optimizer(optimizer, **(optimizer_options or {})),
+        fmax=fmax,
+        steps=steps,
+        max_atoms=max_atoms,
+        max_edges=max_edges,
+        fix_tags=tuple(int(t) for t in fix_tags),
+        keep_trajectory=keep_trajectory,
+        trajectory_dir=trajectory_dir,
+        progress=_Progress(len(items)) if progress else None,
+    )
+    was_training = potential.training
+    potential.eval()
+    try:
+        return relaxer.run()
+    finally:
+        potential.train(was_training)
 
-    def finish(r: _Running, energy, forces, converged: bool, error: str | None) -> None:
+
+class _BatchRelaxer:
+    """The in-flight batching loop of :func:`relax_structures` (one instance per call)."""
+
+    def __init__(
+        self,
+        potential: Potential,
+        items: list,
+        opt: BatchedOptimizer,
+        *,
+        fmax: float,
+        steps: int,
+        max_atoms: int | None,
+        max_edges: int | None,
+        fix_tags: tuple[int, ...],
+        keep_trajectory: bool,
+        trajectory_dir: str | Path | None,
+        progress: _Progress | None,
+    ) -> None:
+        self.potential, self.items, self.opt = potential, items, opt
+        self.fmax, self.steps = fmax, steps
+        self.max_atoms, self.max_edges, self.fix_tags = max_atoms, max_edges, fix_tags
+        self.keep_trajectory, self.trajectory_dir = keep_trajectory, trajectory_dir
+        self.progress = progress
+        self.results: list[RelaxResult | None] = [None] * len(items)
+        self.waiting = deque(range(len(items)))
+        self.prepared: dict[int, _Running] = {}  # checked, waiting for room in the batch
+        self.running: list[_Running] = []
+
+    def run(self) -> list[RelaxResult]:
+        while self.waiting or self.running:
+            self._admit()
+            if not self.running:
+                continue
+            graph = self._graph()
+            if graph is None:
+                continue
+            forces, free = self._evaluate_and_retire(graph)
+            if self.running:
+                self._advance(forces, free)
+        return self.results  # type: ignore[return-value]
+
+    def _admit(self) -> None:
+        """Move waiting structures into the batch, in input order, while the budget allows."""
+        joined: list[_Running] = []
+        while self.waiting:
+            index = self.waiting[0]
+            if index not in self.prepared:
+                try:
+                    self.prepared[index] = _prepare(
+                        self.potential,
+                        index,
+                        self.items[index],
+                        self.fix_tags,
+                        self.keep_trajectory or self.trajectory_dir is not None,
+                    )
+                except _StructureError as exc:
+                    self.waiting.popleft()
+                    item = self.items[index]
+                    blank = item.copy() if isinstance(item, Atoms) else Atoms()
+                    blank.calc = None
+                    self._finish(_Running(index, blank, np.zeros(0, bool), 0), error=str(exc))
+                    continue
+            if not _fits(
+                self.prepared[index], self.running + joined, self.max_atoms, self.max_edges
+            ):
+                break
+            self.waiting.popleft()
+            joined.append(self.prepared.pop(index))
+        if joined:
+            self.running += joined
+            self.opt.add([len(r.atoms) for r in joined])
+
+    def _drop(self, stay: np.ndarray) -> None:
+        """Keep only the running structures where ``stay`` is True (optimiser state too)."""
+        self.opt.keep(stay, self._segments())
+        self.running = [r for r, kept in zip(self.running, stay, strict=True) if kept]
+
+    def _segments(self) -> Segments:
+        return Segments([len(r.atoms) for r in self.running])
+
+    def _graph(self) -> dict[str, torch.Tensor] | None:
+        """The batch's graph; structures whose graph cannot be built are stopped."""
+        graph, broken = _build_graph(self.potential, self.running)
+        if broken:
+            stay = np.array([k not in broken for k in range(len(self.running))])
+            for k, message in broken.items():
+                self._finish(self.running[k], error=message)
+            self._drop(stay)
+        return graph
+
+    def _evaluate_and_retire(self, graph: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """One model call; finished structures leave. Returns forces and free mask of the rest."""
+        seg = self._segments()
+        energies, forces = _evaluate(self.potential, graph)
+        per_structure = seg.split(forces)
+        edge_counts = np.bincount(
+            graph["batch"][graph["edge_index"][1]].cpu().numpy(), minlength=len(self.running)
+        )
+        free = np.concatenate([r.free for r in self.running])
+        fmax_free = seg.max(np.where(free, np.linalg.norm(forces, axis=1), 0.0))
+        stay = np.ones(len(self.running), dtype=bool)
+        for k, r in enumerate(self.running):
+            r.edges = int(edge_counts[k])
+            error = _nonfinite_message(r, energies[k], per_structure[k])
+            if r.frames is not None:
+                r.frames.append(_frame(r.atoms, energies[k], per_structure[k]))
+            converged = error is None and fmax_free[k] <= self.fmax
+            if error is not None or converged or r.steps >= self.steps:
+                stay[k] = False
+                self._finish(r, energies[k], per_structure[k], converged, error)
+        if not stay.all():
+            rows = seg.rows(stay)
+            forces, free = forces[rows], free[rows]
+            self._drop(stay)
+        return forces, free
+
+    def _advance(self, forces: np.ndarray, free: np.ndarray) -> None:
+        """One optimiser step for every running structure."""
+        seg = self._segments()
+        positions = np.concatenate([r.atoms.positions for r in self.running])
+        step = self.opt.step(positions, np.where(free[:, None], forces, 0.0), seg)
+        step[~free] = 0.0  # fixed atoms never move, whatever the optimiser did
+        for r, dr in zip(self.running, seg.split(step), strict=True):
+            r.atoms.positions = r.atoms.positions + dr
+            r.steps += 1
+        if self.progress is not None:
+            self.progress.tick(self.running)
+
+    def _finish(
+        self,
+        r: _Running,
+        energy: float | None = None,
+        forces: np.ndarray | None = None,
+        converged: bool = False,
+        error: str | None = None,
+    ) -> None:
+        """Store the result of a structure that leaves (and write its trajectory)."""
         atoms = r.atoms
         atoms.info["converged"] = bool(converged)
         atoms.info["relax_steps"] = int(r.steps)
@@ -277,9 +430,9 @@ def relax_structures(
             atoms.info["relax_error"] = error
         else:
             atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces.copy())
-        if trajectory_dir is not None and r.frames is not None:
-            write_trajectory(trajectory_path(trajectory_dir, r.index), r.frames)
-        results[r.index] = RelaxResult(
+        if self.trajectory_dir is not None and r.frames is not None:
+            write_trajectory(trajectory_path(self.trajectory_dir, r.index), r.frames)
+        self.results[r.index] = RelaxResult(
             index=r.index,
             atoms=atoms,
             energy=None if error is not None else float(energy),
@@ -287,89 +440,10 @@ def relax_structures(
             converged=bool(converged),
             steps=int(r.steps),
             error=error,
-            trajectory=r.frames if keep_trajectory else None,
+            trajectory=r.frames if self.keep_trajectory else None,
         )
-        if report is not None:
-            report.done(converged, error)
-
-    waiting = deque(range(len(items)))
-    running: list[_Running] = []
-    was_training = potential.training
-    potential.eval()
-    try:
-        while waiting or running:
-            # Admit waiting structures in input order while the budget allows.
-            joined: list[_Running] = []
-            while waiting:
-                index = waiting[0]
-                try:
-                    candidate = _prepare(potential, index, items[index], fix_tags, keep_frames)
-                except _StructureError as exc:
-                    waiting.popleft()
-                    blank = items[index].copy() if isinstance(items[index], Atoms) else Atoms()
-                    blank.calc = None
-                    finish(
-                        _Running(index, blank, np.zeros(0, bool), 0), None, None, False, str(exc)
-                    )
-                    continue
-                if not _fits(candidate, running + joined, max_atoms, max_edges):
-                    break
-                waiting.popleft()
-                joined.append(candidate)
-            if joined:
-                running += joined
-                opt.add([len(r.atoms) for r in joined])
-            if not running:
-                continue
-
-            graph, broken = _build_graph(potential, running)
-            if broken:
-                keep = np.array([k not in broken for k in range(len(running))])
-                opt.keep(keep, Segments([len(r.atoms) for r in running]))
-                for k, message in broken.items():
-                    finish(running[k], None, None, False, message)
-                running = [r for r, kept in zip(running, keep, strict=True) if kept]
-                if graph is None:
-                    continue
-            seg = Segments([len(r.atoms) for r in running])
-            energies, forces = _evaluate(potential, graph)
-            per_structure = seg.split(forces)
-            edge_counts = np.bincount(
-                graph["batch"][graph["edge_index"][1]].cpu().numpy(), minlength=len(running)
-            )
-
-            free = np.concatenate([r.free for r in running])
-            fmax_free = seg.max(np.where(free, np.linalg.norm(forces, axis=1), 0.0))
-            stay = np.ones(len(running), dtype=bool)
-            for k, r in enumerate(running):
-                r.edges = int(edge_counts[k])
-                error = _nonfinite_message(r, energies[k], per_structure[k])
-                if r.frames is not None:
-                    r.frames.append(_frame(r.atoms, energies[k], per_structure[k]))
-                converged = error is None and fmax_free[k] <= fmax
-                if error is not None or converged or r.steps >= steps:
-                    stay[k] = False
-                    finish(r, energies[k], per_structure[k], converged, error)
-            if not stay.all():
-                opt.keep(stay, seg)
-                rows = seg.rows(stay)
-                forces, free = forces[rows], free[rows]
-                running = [r for r, kept in zip(running, stay, strict=True) if kept]
-                seg = Segments([len(r.atoms) for r in running])
-            if not running:
-                continue
-
-            positions = np.concatenate([r.atoms.positions for r in running])
-            step = opt.step(positions, np.where(free[:, None], forces, 0.0), seg)
-            step[~free] = 0.0  # fixed atoms never move, whatever the optimiser did
-            for r, dr in zip(running, seg.split(step), strict=True):
-                r.atoms.positions = r.atoms.positions + dr
-                r.steps += 1
-            if report is not None:
-                report.tick(running)
-    finally:
-        potential.train(was_training)
-    return results  # type: ignore[return-value]
+        if self.progress is not None:
+            self.progress.done(converged, error)
 
 
 class _Progress:

@@ -12,8 +12,9 @@ Usage (from the repository root, with the project's virtual environment):
 Input: ``--n`` OC20-like slab+adsorbate systems from ``eqv2.data.generate`` (initial structures,
 bottom layers fixed, ``--sizes``/``--layers`` control their size). Model: a checkpoint, or random
 weights of a preset (``quickstart``: configs/quickstart.yaml's model; ``tiny``: the test suite's
-relaxation model), energy-conserving (``direct_forces=False``) unless ``--direct-forces``, since
-a random direct-force head is not a gradient and LBFGS would rarely converge on it.
+relaxation model, tests/simulate/relax/tiny_relax.py), energy-conserving
+(``direct_forces=False``) unless ``--direct-forces``, since a random direct-force head is not a
+gradient and LBFGS would rarely converge on it.
 
 Both sides use the same model object, the OC20 LBFGS settings (max step 0.04 Å, memory 50,
 damping 1, initial curvature 70), ``--fmax`` and ``--steps``:
@@ -49,22 +50,6 @@ REPO = HERE.parent
 #: Energy scale (std) of the random presets, chosen so initial forces are ~0.3-0.6 eV/Å.
 ENERGY_SCALE = {"quickstart": 20.0, "tiny": 2.0}
 
-TINY_MODEL: dict[str, Any] = dict(
-    num_layers=1,
-    sphere_channels=8,
-    attn_hidden_channels=8,
-    num_heads=2,
-    attn_alpha_channels=4,
-    attn_value_channels=4,
-    edge_channels=8,
-    ffn_hidden_channels=8,
-    lmax_list=[1],
-    mmax_list=[1],
-    grid_resolution=6,
-    max_radius=3.5,
-    max_neighbors=500,
-)
-
 
 def build_potential(args: argparse.Namespace):
     """The benchmarked model on ``args.device`` in ``args.dtype``."""
@@ -75,7 +60,10 @@ def build_potential(args: argparse.Namespace):
     if args.checkpoint:
         return load_model(args.checkpoint, dtype=dtype, device=args.device)
     if args.model == "tiny":
-        config = EquiformerV2Config(**TINY_MODEL)
+        sys.path.insert(0, str(REPO))  # for the test suite's relaxation model
+        from tests.simulate.relax.tiny_relax import RELAX_MODEL
+
+        config = EquiformerV2Config(**RELAX_MODEL)
     else:
         config = load_run_config(REPO / "configs" / "quickstart.yaml").model
     config = EquiformerV2Config.from_dict({**config.to_dict(), "direct_forces": args.direct_forces})

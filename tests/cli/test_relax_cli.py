@@ -10,15 +10,11 @@ from ase.io import read, write
 from eqv2 import load_model, save_model
 from eqv2.cli.main import main
 from eqv2.simulate import relax_structures
-from tests.simulate.relax.tiny_relax import generated_systems, make_potential
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.simulate.relax.tiny_relax import (  # noqa: F401 (one_thread: an autouse fixture)
+    generated_systems,
+    make_potential,
+    one_thread,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,13 @@ the optimiser and not the landscape.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from eqv2.model import Potential
-from tests.simulate.relax.tiny_relax import generated_systems, make_potential
+from tests.simulate.relax.tiny_relax import (  # noqa: F401 (one_thread: an autouse fixture)
+    generated_systems,
+    make_potential,
+    one_thread,
+)
 
 
 @pytest.fixture
@@ -24,12 +27,3 @@ def potential() -> Potential:
 @pytest.fixture(scope="session")
 def systems():
     return generated_systems(8)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a few atoms run faster on one thread (and do not fight other processes)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from ase import Atoms
 
@@ -31,3 +32,12 @@ def generated_systems(n: int = 8) -> list[Atoms]:
     """``n`` generated initial structures (13-20 atoms, bottom 2 of 3 layers fixed, tags 0/1/2)."""
     ds = generate_dataset(n, seed=1, relax_steps=0, rattle_frames=0, sizes=((2, 2),), layers=(3,))
     return [s.initial for s in ds.systems]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a few atoms run faster on one thread (and do not fight other processes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

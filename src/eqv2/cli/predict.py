@@ -13,7 +13,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .extxyz")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--float64", action="store_true", help="run in double precision")
-    p.add_argument("--use-ema", action="store_true", help="use the EMA weights of a fairchem file")
+    p.add_argument(
+        "--use-ema",
+        action="store_true",
+        help="use the EMA weights of a fairchem file or an eqv2 checkpoint.pt",
+    )
     p.set_defaults(func=run)
 
 

@@ -16,8 +16,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="override train.max_steps")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config value, e.g. --set train.lr=1e-3")  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--init-from", help="fine-tune from an eqv2 or fairchem checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT exactly (weights, optimiser, schedule, data order)",
+    )
+    p.add_argument("--init", "--init-from", dest="init", metavar="CHECKPOINT",
+                   help="fine-tune: start a new run from the weights of an eqv2 or fairchem "
+                   "checkpoint (sets finetune.init_from)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
@@ -44,7 +50,7 @@ def run_train(args: argparse.Namespace) -> int:
     from eqv2.train.workflow import run_training
 
     metrics = run_training(
-        run, args.out, resume=args.resume, init_from=args.init_from, progress=not args.no_progress
+        run, args.out, resume=args.resume, init_from=args.init, progress=not args.no_progress
     )
     print(format_metrics({k: v for k, v in metrics.items() if not k.endswith("_baseline")}))
     print(f"\nwrote {args.out}/final.pt, metrics.json, learning_curves.png, parity plots")

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from eqv2.model.checkpoint import load_checkpoint, safe_load, save_checkpoint
+from eqv2.model.checkpoint import CheckpointError, load_checkpoint, safe_load, save_checkpoint
 from eqv2.model.config import EquiformerV2Config
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.fairchem import (
@@ -40,6 +40,26 @@ def _build(
     return potential.eval()
 
 
+def _eqv2_ema_weights(ckpt: Mapping[str, Any], label: str) -> dict[str, torch.Tensor]:
+    """The weights of an eqv2 training-state checkpoint with its EMA shadow swapped in."""
+    state = ckpt["extra"].get("training_state")
+    ema = state.get("ema") if isinstance(state, Mapping) else None
+    shadow = ema.get("shadow") if isinstance(ema, Mapping) else None
+    if not isinstance(shadow, Mapping):
+        raise CheckpointError(
+            f"{label} holds no EMA weights. eqv2 writes the EMA weights into final.pt and best.pt "
+            "themselves: load those with use_ema=False. use_ema=True reads the EMA kept in a "
+            "training-state checkpoint.pt written with train.ema_decay set."
+        )
+    unknown = sorted(set(shadow) - set(ckpt["state_dict"]))
+    if unknown:
+        raise CheckpointError(
+            f"{label}: the EMA holds parameters the model lacks ({unknown[:3]}); the file is "
+            "damaged. Load it with use_ema=False."
+        )
+    return {name: shadow.get(name, value) for name, value in ckpt["state_dict"].items()}
+
+
 def load_model(
     source: str | os.PathLike | Mapping[str, Any],
     config: EquiformerV2Config | Mapping[str, Any] | None = None,
@@ -60,7 +80,9 @@ def load_model(
         dtype: ``torch.float32`` (default) or ``torch.float64``.
         device: where to run.
         use_ema: use a fairchem file's EMA weights instead of its ``state_dict`` weights
-            (fairchem 1.10's calculator uses ``state_dict``; OCP 0.x's used the EMA).
+            (fairchem 1.10's calculator uses ``state_dict``; OCP 0.x's used the EMA), or the EMA
+            kept in an eqv2 training-state ``checkpoint.pt`` (eqv2's ``final.pt``/``best.pt``
+            already hold EMA weights and have no other).
         trust_pickle: allow unpickling arbitrary objects. Only for files from a source you
             trust: by default loading never runs code stored in the file.
 
@@ -81,7 +103,7 @@ def load_model(
             cfg = EquiformerV2Config.from_dict(cfg)
         return _build(
             cfg,
-            ckpt["state_dict"],
+            _eqv2_ema_weights(ckpt, label) if use_ema else ckpt["state_dict"],
             ckpt.get("normalizers"),
             ckpt.get("element_references"),
             dtype,

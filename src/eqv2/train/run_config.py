@@ -11,6 +11,8 @@ data:    # DataConfig keys
   train: data/train.extxyz
   val: data/val.extxyz
   linear_references: true
+finetune:  # FinetuneConfig keys (optional): start from a trained model
+  init_from: runs/pretrained/final.pt
 ```
 
 Unknown keys anywhere are errors naming the file, the section and the closest valid key;
@@ -32,7 +34,7 @@ import yaml
 from eqv2.model.config import EquiformerV2Config
 from eqv2.train.trainer import TrainerConfig
 
-SECTIONS = ("model", "train", "data")
+SECTIONS = ("model", "train", "data", "finetune")
 
 
 @dataclass
@@ -50,18 +52,49 @@ class DataConfig:
     e0s: dict[str, float] | None = None
 
 
+FINETUNE_TARGETS = ("keep", "refit")
+
+
+@dataclass
+class FinetuneConfig:
+    """Start training from a trained model (eqv2 or fairchem checkpoint) instead of random
+    weights: the weights are loaded, the optimiser, schedule and step count start fresh (unlike
+    ``--resume``, which continues a run exactly). See ``eqv2.train.finetune``."""
+
+    #: checkpoint to start from; None trains from scratch
+    init_from: str | None = None
+    #: take the file's EMA weights (fairchem files, eqv2 ``checkpoint.pt``) instead of the raw ones
+    use_ema: bool = False
+    #: normalisers and element references: "keep" the checkpoint's or "refit" them on the data
+    targets: str = "keep"
+    #: parameters not trained: groups (backbone, heads, energy_head, force_head) or name prefixes
+    freeze: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.targets not in FINETUNE_TARGETS:
+            raise ValueError(f"targets={self.targets!r}: choose one of {FINETUNE_TARGETS}.")
+        if isinstance(self.freeze, str):
+            self.freeze = [self.freeze]
+        self.freeze = [str(item) for item in self.freeze or []]
+
+
 @dataclass
 class RunConfig:
     model: EquiformerV2Config = field(default_factory=EquiformerV2Config)
     train: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     source: str = "<defaults>"
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    #: the model keys the config set (the others are defaults); fine-tuning checks these against
+    #: the checkpoint's config and takes the rest from it
+    model_keys: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.to_dict(),
             "train": dataclasses.asdict(self.train),
             "data": dataclasses.asdict(self.data),
+            "finetune": dataclasses.asdict(self.finetune),
         }
 
 
@@ -118,8 +151,10 @@ def parse_run_config(raw: Mapping[str, Any], source: str = "<dict>") -> RunConfi
     model_raw = {k: _number(v) for k, v in dict(raw.get("model") or {}).items()}
     train_raw = {k: _number(v) for k, v in dict(raw.get("train") or {}).items()}
     data_raw = dict(raw.get("data") or {})
+    finetune_raw = dict(raw.get("finetune") or {})
     _check_keys(train_raw, TrainerConfig, f"{source} [train]")
     _check_keys(data_raw, DataConfig, f"{source} [data]")
+    _check_keys(finetune_raw, FinetuneConfig, f"{source} [finetune]")
     try:
         model = EquiformerV2Config.from_dict(model_raw)
     except ValueError as exc:
@@ -128,7 +163,13 @@ def parse_run_config(raw: Mapping[str, Any], source: str = "<dict>") -> RunConfi
         train = TrainerConfig(**train_raw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source} [train]: {exc}") from exc
-    return RunConfig(model, train, DataConfig(**data_raw), source)
+    try:
+        finetune = FinetuneConfig(**finetune_raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source} [finetune]: {exc}") from exc
+    return RunConfig(
+        model, train, DataConfig(**data_raw), source, finetune, tuple(sorted(model_raw))
+    )
 
 
 def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:

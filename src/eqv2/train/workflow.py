@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,12 @@ def run_training(
     init_from: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train, evaluate every split with the final EMA weights, write metrics and plots."""
+    """Train, evaluate every split with the final EMA weights, write metrics and plots.
+
+    ``resume`` continues the run in ``out_dir`` exactly; ``init_from`` (or
+    ``run.finetune.init_from``) starts a new run from a checkpoint's weights
+    (`eqv2.train.finetune`).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not run.data.train:
@@ -117,11 +123,15 @@ def run_training(
     val = read_labelled(run.data.val, run.data, "val") if run.data.val else None
     test = read_labelled(run.data.test, run.data, "test") if run.data.test else None
 
-    if init_from is not None:  # fine-tuning keeps the source's config, normalisers and refs
-        potential = load_model(init_from)
+    if init_from is not None:
+        run = replace(run, finetune=replace(run.finetune, init_from=str(init_from)))
+    torch.manual_seed(run.train.seed)
+    if run.finetune.init_from:  # checkpoint weights; fresh optimiser, schedule and step count
+        from eqv2.train.finetune import start_finetune  # (it imports this module)
+
+        potential, run = start_finetune(run, train, out)
     else:
         normalizers, refs = fit_targets(train, run.data)
-        torch.manual_seed(run.train.seed)
         potential = Potential(
             EquiformerV2(run.model), normalizers, None if refs is None else torch.as_tensor(refs)
         )

@@ -676,13 +676,14 @@ def markdown_report(env: dict, results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def update_doc(path: Path, generated: str) -> None:
-    """Replace the generated block of ``path`` (between the markers), or append one."""
+def update_doc(path: Path, generated: str, begin: str = DOC_BEGIN, end: str = DOC_END) -> None:
+    """Replace the generated block of ``path`` (between the ``begin``/``end`` markers), or
+    append one."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{DOC_BEGIN}\n{generated}\n{DOC_END}"
-    if DOC_BEGIN in text and DOC_END in text:
-        head, rest = text.split(DOC_BEGIN, 1)
-        _, tail = rest.split(DOC_END, 1)
+    block = f"{begin}\n{generated}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"

@@ -1,4 +1,4 @@
-"""Smoke test: benchmarks/bench_model.py imports and times one tiny case end to end."""
+"""Smoke tests: benchmarks/bench_model.py and bench_train.py time one tiny case end to end."""
 
 from __future__ import annotations
 
@@ -65,3 +65,48 @@ def test_structures_identical_to_reference(tmp_path):
     if not (bench.Path(ref_python).exists() and (tools / "eqv2_ref_common.py").exists()):
         pytest.skip("reference environment not found (set EQV2_REFERENCE_PYTHON)")
     bench.check_against_reference(ref_python, tools)
+
+
+def _load_train_bench():
+    spec = importlib.util.spec_from_file_location(
+        "bench_train", REPO / "benchmarks" / "bench_train.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_train"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow  # a subprocess that imports torch and eqv2
+def test_bench_train_tiny_case(tmp_path):
+    """One eqv2 training step (Trainer.train_step) in a subprocess; the table lands in its own
+    block of the doc, beside bench_model's."""
+    bench = _load_train_bench()
+    out, doc = tmp_path / "train.json", tmp_path / "bench.md"
+    doc.write_text(f"# Benchmarks\n\n{_load().DOC_BEGIN}\nmodel table\n{_load().DOC_END}\n")
+    argv = ["--configs", "tiny", "--runs", "1", "--warmup", "0", "--no-reference",
+            "--wait-quiet=0", "--retry-busy=0", f"--out={out}", f"--update-doc={doc}"]  # fmt: skip
+    assert bench.main(argv) == 0
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["impl"] == "eqv2" and result["config"] == "tiny"
+    assert result["n_atoms"] == 269 and result["n_structures"] == 4 and result["n_edges"] > 0
+    assert result["median_ms"] > 0 and result["peak_rss_mb"] > 0 and result["check_loss"] > 0
+    text = doc.read_text()
+    assert "model table" in text and bench.DOC_BEGIN in text and "| tiny | 31,514 |" in text
+
+
+def test_bench_train_recipe_and_batch_check():
+    bench = _load_train_bench()
+    recipe = bench.read_recipe()
+    assert (recipe["energy_coefficient"], recipe["force_coefficient"]) == (4, 100)
+    assert recipe["grad_clip"] == 100 and recipe["ema_decay"] == 0.999
+    e1, f1 = bench.batch_targets(4, 269)
+    e2, f2 = bench.batch_targets(4, 269)
+    assert bench.fingerprint(e1, f1) == bench.fingerprint(e2, f2)
+    ours = dict(n_structures=4, n_atoms=269, n_edges=5379, targets="abc", n_params=10,
+                check_loss=160.0, check_outputs=[0.1, 0.2, 2.3], shared_weights=True)  # fmt: skip
+    assert bench.batch_check(ours, dict(ours)) == "same"
+    assert "n_edges 5379 vs 5380" in bench.batch_check(ours, {**ours, "n_edges": 5380})
+    assert "eval outputs differ" in bench.batch_check(
+        ours, {**ours, "check_outputs": [0.1, 0.3, 2.3]}
+    )

@@ -650,14 +650,14 @@ def details_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def markdown_report(env: dict, results: list[dict]) -> str:
-    """The generated part of docs/benchmarks.md."""
+def report_header(env: dict) -> list[str]:
+    """The lines that open a generated block: when, which code, which machine, which command."""
     ref_note = (
         f"reference: fairchem-core via `{env['reference_python']}`"
         if env.get("reference_python")
         else "reference: not run"
     )
-    lines = [
+    return [
         f"Generated {env['date']}, commit `{env['commit']}`, torch {env['torch']}, "
         f"Python {env['python']}, device `{env['device']}`, {env['threads']} threads; "
         f"CPU {env['cpu']} ({env['logical_cpus']} logical CPUs, {env['memory_gb']} GB); "
@@ -665,6 +665,13 @@ def markdown_report(env: dict, results: list[dict]) -> str:
         "",
         f"Command: `{env['command']}`",
         "",
+    ]
+
+
+def markdown_report(env: dict, results: list[dict]) -> str:
+    """The generated part of docs/benchmarks.md."""
+    lines = [
+        *report_header(env),
         markdown_table(results),
         "",
         "<details><summary>All cases (medians, repeats, CPU/wall, load)</summary>",
@@ -674,6 +681,52 @@ def markdown_report(env: dict, results: list[dict]) -> str:
         "</details>",
     ]
     return "\n".join(lines)
+
+
+def cuda_missing(device: str) -> bool:
+    """True (and says so) when ``device`` asks for CUDA and there is none."""
+    if not device.startswith("cuda"):
+        return False
+    import torch
+
+    if torch.cuda.is_available():
+        return False
+    print(f"--device {device}: CUDA is not available here; nothing to do.")
+    return True
+
+
+def select_reference(args, needed: str) -> bool:
+    """Set ``args.with_reference`` (the reference environment and ``needed`` in its tools
+    folder exist, it is wanted, and the device is the CPU); returns whether it exists."""
+    ok = Path(args.reference_python).exists() and (Path(args.reference_tools) / needed).exists()
+    args.with_reference = ok and not args.no_reference and args.device == "cpu"
+    return ok
+
+
+def check_selected_reference(args) -> None:
+    """When the reference runs, check its structures and configs equal ours; else say why not."""
+    if args.with_reference:
+        check_against_reference(args.reference_python, Path(args.reference_tools))
+        print("structures and configs: identical to the reference's", flush=True)
+    elif not args.no_reference:
+        why = "CUDA device (reference is CPU-only)" if args.device != "cpu" else "not found"
+        print(f"reference: skipped ({why})", flush=True)
+
+
+def read_results(paths: list[str]) -> tuple[dict, list[dict]]:
+    """The environment (commands joined) and all results of saved results files."""
+    files = [json.loads(Path(p).read_text()) for p in paths]
+    env = dict(files[0]["env"])
+    env["command"] = "; ".join(dict.fromkeys(d["env"]["command"] for d in files))
+    return env, [r for d in files for r in d["results"]]
+
+
+def write_results(path: Path, env: dict, results: list[dict], report: str) -> None:
+    """Save results atomically (called after every case: an interrupted run keeps them)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"env": env, "results": results, "markdown": report}, f, indent=1)
+    os.replace(tmp, path)
 
 
 def update_doc(path: Path, generated: str, begin: str = DOC_BEGIN, end: str = DOC_END) -> None:
@@ -695,12 +748,10 @@ def update_doc(path: Path, generated: str, begin: str = DOC_BEGIN, end: str = DO
     os.replace(tmp, path)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_shared_arguments(ap: argparse.ArgumentParser, out_name: str) -> None:
+    """The options of every benchmark here: cases, repeats, device, reference, quiet machine,
+    results file (``build/<out_name>``) and document."""
     ap.add_argument("--configs", nargs="+", default=["small", "paper31m"], choices=list(CONFIGS))
-    ap.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--warmup", type=int, default=None, help="default: small 3, paper31m 1")
     ap.add_argument("--runs", type=int, default=None, help="default: small 15, paper31m 4")
@@ -719,11 +770,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--no-reference", action="store_true", help="time eqv2 only")
     ap.add_argument(
-        "--check-structures",
-        action="store_true",
-        help="only check that structures and configs equal the reference's, then exit",
-    )
-    ap.add_argument(
         "--wait-quiet",
         type=float,
         default=120.0,
@@ -741,8 +787,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--out",
-        default=str(REPO / "build" / "bench_results.json"),
-        help="JSON results file (default build/bench_results.json, git-ignored)",
+        default=str(REPO / "build" / out_name),
+        help=f"JSON results file (default build/{out_name}, git-ignored)",
     )
     ap.add_argument("--update-doc", default=None, help="rewrite the generated block of this file")
     ap.add_argument(
@@ -753,7 +799,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run nothing: re-print (and with --update-doc, re-write) the report of results "
         "files (several are merged, e.g. one run per config)",
     )
-    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: config:mode
+    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: one case
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_shared_arguments(ap, "bench_results.json")
+    ap.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
+    ap.add_argument(
+        "--check-structures",
+        action="store_true",
+        help="only check that structures and configs equal the reference's, then exit",
+    )
     return ap.parse_args(argv)
 
 
@@ -767,28 +826,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.from_json:
-        files = [json.loads(Path(p).read_text()) for p in args.from_json]
-        env = dict(files[0]["env"])
-        env["command"] = "; ".join(dict.fromkeys(d["env"]["command"] for d in files))
-        report = markdown_report(env, [r for d in files for r in d["results"]])
+        report = markdown_report(*read_results(args.from_json))
         print(report)
         if args.update_doc:
             update_doc(Path(args.update_doc), report)
             print(f"updated {args.update_doc}")
         return 0
 
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            print(f"--device {args.device}: CUDA is not available here; nothing to do.")
-            return 0
-
-    ref_ok = (
-        Path(args.reference_python).exists()
-        and (Path(args.reference_tools) / "bench_reference.py").exists()
-    )
-    args.with_reference = ref_ok and not args.no_reference and args.device == "cpu"
+    if cuda_missing(args.device):
+        return 0
+    ref_ok = select_reference(args, "bench_reference.py")
     if args.check_structures:
         if not ref_ok:
             print("reference environment not found; cannot check", file=sys.stderr)
@@ -796,24 +843,16 @@ def main(argv: list[str] | None = None) -> int:
         check_against_reference(args.reference_python, Path(args.reference_tools))
         print("structures and configs are identical to the reference's")
         return 0
-    if args.with_reference:
-        check_against_reference(args.reference_python, Path(args.reference_tools))
-        print("structures and configs: identical to the reference's", flush=True)
-    elif not args.no_reference:
-        why = "CUDA device (reference is CPU-only)" if args.device != "cpu" else "not found"
-        print(f"reference: skipped ({why})", flush=True)
+    check_selected_reference(args)
 
     results: list[dict] = []
     env = environment(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    def save() -> str:  # after every case, so an interrupted run keeps what it measured
+    def save() -> str:
         report = markdown_report(env, results)
-        tmp = out.with_name(out.name + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"env": env, "results": results, "markdown": report}, f, indent=1)
-        os.replace(tmp, out)
+        write_results(out, env, results, report)
         return report
 
     def record(r: dict | None) -> None:

@@ -398,20 +398,9 @@ def details_table(results: list[dict]) -> str:
 
 def markdown_report(env: dict, results: list[dict]) -> str:
     """The generated "Training throughput" block of docs/benchmarks.md."""
-    ref_note = (
-        f"reference: fairchem-core via `{env['reference_python']}`"
-        if env.get("reference_python")
-        else "reference: not run"
-    )
     recipe = env.get("recipe", {})
     return "\n".join([
-        f"Generated {env['date']}, commit `{env['commit']}`, torch {env['torch']}, "
-        f"Python {env['python']}, device `{env['device']}`, {env['threads']} threads; "
-        f"CPU {env['cpu']} ({env['logical_cpus']} logical CPUs, {env['memory_gb']} GB); "
-        f"{ref_note}.",
-        "",
-        f"Command: `{env['command']}`",
-        "",
+        *bm.report_header(env),
         "One full training step on the 4-structure batch (269 atoms): graph, forward, loss "
         f"(λ_E {recipe.get('energy_coefficient')}, λ_F {recipe.get('force_coefficient')}), "
         f"backward, clip at {recipe.get('grad_clip')}, AdamW, LR schedule, EMA "
@@ -431,51 +420,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--configs", nargs="+", default=["small", "paper31m"], choices=list(bm.CONFIGS))
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    ap.add_argument("--warmup", type=int, default=None, help="default: small 3, paper31m 1")
-    ap.add_argument("--runs", type=int, default=None, help="default: small 15, paper31m 4")
-    ap.add_argument("--quick", action="store_true", help="fewer repeats: small 1/3, paper31m 0/1")
-    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i] (eqv2 only)")
-    ap.add_argument(
-        "--reference-python",
-        default=os.environ.get("EQV2_REFERENCE_PYTHON", bm.DEFAULT_REFERENCE_PYTHON),
-        help="python of a fairchem-core 1.10 environment; skipped when absent",
-    )
-    ap.add_argument(
-        "--reference-tools",
-        default=str(bm.DEFAULT_REFERENCE_TOOLS),
-        help="folder holding eqv2_ref_common.py",
-    )
-    ap.add_argument("--no-reference", action="store_true", help="time eqv2 only")
-    ap.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=120.0,
-        metavar="S",
-        help="before each case wait up to S s for a quiet machine (0: don't)",
-    )
-    ap.add_argument(
-        "--retry-busy",
-        type=int,
-        default=2,
-        metavar="N",
-        help="re-run a disturbed case up to N times (least disturbed kept)",
-    )
-    ap.add_argument(
-        "--out",
-        default=str(REPO / "build" / "bench_train.json"),
-        help="JSON results (default build/bench_train.json, git-ignored)",
-    )
-    ap.add_argument("--update-doc", default=None, help="rewrite the generated block of this file")
-    ap.add_argument(
-        "--from-json",
-        nargs="+",
-        default=None,
-        metavar="PATH",
-        help="run nothing: re-print (with --update-doc re-write) saved results",
-    )
-    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: side:config
+    bm.add_shared_arguments(ap, "bench_train.json")  # --case here: side:config
     ap.add_argument("--recipe", default=None, help=argparse.SUPPRESS)  # internal: JSON
     ap.add_argument("--weights", default=None, help=argparse.SUPPRESS)  # internal: shared init
     return ap.parse_args(argv)
@@ -495,31 +440,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"updated {args.update_doc}")
 
     if args.from_json:
-        files = [json.loads(Path(p).read_text()) for p in args.from_json]
-        env = dict(files[0]["env"])
-        env["command"] = "; ".join(dict.fromkeys(d["env"]["command"] for d in files))
-        report = markdown_report(env, [r for d in files for r in d["results"]])
+        report = markdown_report(*bm.read_results(args.from_json))
         print(report)
         write_doc(report)
         return 0
 
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            print(f"--device {args.device}: CUDA is not available here; nothing to do.")
-            return 0
-    ref_ok = (
-        Path(args.reference_python).exists()
-        and (Path(args.reference_tools) / "eqv2_ref_common.py").exists()
-    )
-    args.with_reference = ref_ok and not args.no_reference and args.device == "cpu"
-    if args.with_reference:
-        bm.check_against_reference(args.reference_python, Path(args.reference_tools))
-        print("structures and configs: identical to the reference's", flush=True)
-    elif not args.no_reference:
-        why = "CUDA device (reference is CPU-only)" if args.device != "cpu" else "not found"
-        print(f"reference: skipped ({why})", flush=True)
+    if bm.cuda_missing(args.device):
+        return 0
+    bm.select_reference(args, "eqv2_ref_common.py")
+    bm.check_selected_reference(args)
 
     env = bm.environment(args)
     env["command"] = " ".join(["benchmarks/bench_train.py"] + sys.argv[1:])
@@ -528,11 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    def save() -> str:  # after every case, so an interrupted run keeps what it measured
+    def save() -> str:
         report = markdown_report(env, results)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps({"env": env, "results": results, "markdown": report}, indent=1))
-        os.replace(tmp, out)
+        bm.write_results(out, env, results, report)
         return report
 
     with tempfile.TemporaryDirectory() as scratch:

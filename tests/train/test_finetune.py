@@ -262,7 +262,6 @@ def _labelled_reference(reference_npz, exp: dict) -> LabelledSet:
     return LabelledSet.from_atoms(out)
 
 
-@pytest.mark.slow  # about 2 small-config training steps per case
 @pytest.mark.parametrize(
     ("name", "use_ema"),
     [("fairchem1_hydra", False), ("legacy_oc20_monolithic", True)],

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from eqv2.cli import data, demo, predict, relax, train
+from eqv2.cli import data, demo, evaluate_relax, predict, relax, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_parser(sub)
     data.add_parsers(sub)
     relax.add_parser(sub)
+    evaluate_relax.add_parser(sub)
     return parser
 
 

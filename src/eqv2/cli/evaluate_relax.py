@@ -1,0 +1,157 @@
+"""``eqv2 evaluate-relax``: IS2RE/IS2RS metrics of relaxations against reference relaxations.
+
+Two modes:
+
+* ``eqv2 evaluate-relax --predicted RELAXED REFERENCE``: score relaxed structures already made
+  (e.g. by ``eqv2 relax``) against reference relaxed ones;
+* ``eqv2 evaluate-relax CHECKPOINT DATA [--reference REFERENCE]``: relax DATA's initial
+  structures with the model (batched, ``eqv2.simulate.relax_structures``), then score them.
+
+DATA/REFERENCE may be the generator's ``is2re_*.extxyz`` (initial and relaxed frame per system),
+initial structures with ``pos_relaxed``/``energy_relaxed``, or plain files (a pair: initial
+structures as DATA, relaxed ones as ``--reference``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate-relax",
+        help="IS2RE/IS2RS metrics (energy MAE, EwT, ADwT) of relaxations against references",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="PATH",
+        help="CHECKPOINT DATA (relax, then score), or REFERENCE alone with --predicted",
+    )
+    p.add_argument("--predicted", type=Path, help="relaxed structures to score (no model run)")
+    p.add_argument("--reference", type=Path, help="reference relaxed structures, if not in DATA")
+    p.add_argument("--out", type=Path, help="write the metrics JSON here")
+    p.add_argument(
+        "--fix-tags",
+        type=int,
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="atoms with this tag are fixed and not scored (repeatable; OC20: 0)",
+    )
+    p.add_argument("--all-atoms", action="store_true", help="score fixed atoms too")
+    g = p.add_argument_group("relaxation (CHECKPOINT DATA mode)")
+    g.add_argument("--fmax", type=float, default=0.05, help="force convergence (eV/Å)")
+    g.add_argument("--steps", type=int, default=300, help="step limit per structure")
+    g.add_argument("--optimizer", choices=("lbfgs", "fire"), default="lbfgs")
+    g.add_argument("--max-atoms", type=int, help="atoms per batched model call")
+    g.add_argument("--float64", action="store_true", help="run the model in double precision")
+    g.add_argument("--use-ema", action="store_true", help="use the EMA weights of a fairchem file")
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _predicted_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    from ase.io import read
+
+    from eqv2.simulate.relax_evaluation import predictions_from_images, read_relax_file
+
+    if len(args.inputs) != 1 or args.reference is not None:
+        raise ValueError(
+            "with --predicted give the reference file as the only positional argument: "
+            "eqv2 evaluate-relax --predicted RELAXED.extxyz REFERENCE.extxyz"
+        )
+    if not args.predicted.is_file():
+        raise FileNotFoundError(f"{args.predicted}: no such file (--predicted).")
+    reference = read_relax_file(args.inputs[0]).reference
+    predictions = predictions_from_images(read(args.predicted, index=":"))
+    settings = {"mode": "predicted", "predicted": str(args.predicted), "reference": args.inputs[0]}
+    return predictions, reference, settings
+
+
+def _relax_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    import torch
+
+    from eqv2 import load_model
+    from eqv2.simulate.relax_evaluation import (
+        check_counts,
+        check_same_atoms,
+        predictions_from_results,
+        read_relax_file,
+    )
+
+    if len(args.inputs) != 2:
+        raise ValueError(
+            f"expected CHECKPOINT DATA, got {len(args.inputs)} paths; to score relaxations "
+            "made already use --predicted RELAXED REFERENCE."
+        )
+    checkpoint, data = args.inputs
+    task = read_relax_file(data)
+    if args.reference is not None:
+        initial = task.initial if task.initial is not None else task.reference
+        reference = read_relax_file(args.reference).reference
+    elif task.initial is None:
+        raise ValueError(
+            f"{data}: holds no initial structures (no info kind='initial' frames and no "
+            "arrays pos_relaxed); pass the reference relaxed structures with --reference "
+            "(then DATA's structures are relaxed), or score relaxations with --predicted."
+        )
+    else:
+        initial, reference = task.initial, task.reference
+    check_counts(len(initial), len(reference))  # before any model time is spent
+    for i, (a, b) in enumerate(zip(initial, reference, strict=True)):
+        check_same_atoms(i, a, b)
+    from eqv2.simulate import relax_structures
+
+    potential = load_model(
+        checkpoint,
+        dtype=torch.float64 if args.float64 else None,
+        device=args.device,
+        use_ema=args.use_ema,
+    )
+    results = relax_structures(
+        potential,
+        initial,
+        optimizer=args.optimizer,
+        fmax=args.fmax,
+        steps=args.steps,
+        max_atoms=args.max_atoms,
+        fix_tags=tuple(args.fix_tags),
+        progress=not args.no_progress,
+    )
+    settings = {
+        "mode": "relax",
+        "checkpoint": checkpoint,
+        "data": data,
+        "reference": str(args.reference) if args.reference else data,
+        "optimizer": args.optimizer,
+        "fmax": args.fmax,
+        "steps": args.steps,
+        "float64": args.float64,
+    }
+    return predictions_from_results(results), reference, settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from eqv2.simulate.relax_evaluation import evaluate_relaxations, format_relax_metrics
+
+    if args.predicted is not None:
+        predictions, reference, settings = _predicted_mode(args)
+    else:
+        predictions, reference, settings = _relax_mode(args)
+    metrics = evaluate_relaxations(
+        predictions, reference, fix_tags=args.fix_tags, free_only=not args.all_atoms
+    )
+    metrics["settings"] = {**settings, "fix_tags": args.fix_tags, "all_atoms": args.all_atoms}
+    print(format_relax_metrics(metrics))
+    if args.out:
+        from eqv2.train.workflow import write_json
+
+        write_json(metrics, args.out)
+        print(f"wrote {args.out}")
+    return 0

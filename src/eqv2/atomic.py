@@ -7,10 +7,12 @@ file under the final name.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _default_mode() -> int:
@@ -49,3 +51,10 @@ def atomic_write_path(path: str | os.PathLike, suffix: str | None = None) -> Ite
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically; return the path."""
+    with atomic_write_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    return Path(path)

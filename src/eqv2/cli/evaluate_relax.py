@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["settings"] = {**settings, "fix_tags": args.fix_tags, "all_atoms": args.all_atoms}
     print(format_relax_metrics(metrics))
     if args.out:
-        from eqv2.train.workflow import write_json
+        from eqv2.atomic import write_json
 
         write_json(metrics, args.out)
         print(f"wrote {args.out}")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from eqv2.cli import data, demo, evaluate_relax, predict, relax, train
+from eqv2.cli import data, demo, evaluate_relax, md, predict, relax, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parsers(sub)
     relax.add_parser(sub)
     evaluate_relax.add_parser(sub)
+    md.add_parser(sub)
     return parser
 
 

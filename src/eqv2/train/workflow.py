@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from eqv2.atomic import atomic_write_path
+from eqv2.atomic import atomic_write_path, write_json
 from eqv2.data.readers import read_structures
 from eqv2.data.records import to_atoms
 from eqv2.data.targets import NUM_ELEMENTS, fit_element_references, fit_normalizers
@@ -94,12 +93,6 @@ def baseline_metrics(data: LabelledSet, free_atoms_only: bool = True) -> dict[st
     return s2ef_metrics(
         energy, data.energies, np.zeros_like(forces), forces, batch, fixed, free_atoms_only
     )
-
-
-def write_json(obj: Any, path: str | Path) -> Path:
-    with atomic_write_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    return Path(path)
 
 
 def run_training(

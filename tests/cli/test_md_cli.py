@@ -1,0 +1,78 @@
+"""``eqv2 md`` end to end: trajectory, JSON report, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from ase.build import molecule
+from ase.io import read, write
+
+import eqv2
+from eqv2.cli import main
+from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from tests.tiny import tiny
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    sizes = dict(ffn_hidden_channels=8, lmax_list=[2], mmax_list=[1], grid_resolution=8)
+    config = EquiformerV2Config(**tiny(**sizes, max_radius=6.0, max_neighbors=50,
+                                       direct_forces=False))  # fmt: skip
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    return eqv2.save_model(Potential(EquiformerV2(config)), path)
+
+
+@pytest.fixture
+def structure(tmp_path):
+    path = tmp_path / "in.extxyz"
+    write(path, [molecule("H2O"), molecule("CO")])
+    return path
+
+
+def test_nve_round_trip(checkpoint, structure, tmp_path, capsys):
+    traj = tmp_path / "traj.extxyz"
+    code = main(["md", str(checkpoint), str(structure), "-o", str(traj), "--index", "1",
+                 "--steps", "6", "--interval", "2", "--timestep-fs", "0.25", "--float64",
+                 "--seed", "3"])  # fmt: skip
+    assert code == 0
+    frames = read(traj, ":")
+    assert [f.info["md_step"] for f in frames] == [0, 2, 4, 6]
+    assert frames[0].get_chemical_formula() == "CO"
+    report = json.loads((tmp_path / "traj.json").read_text())
+    assert report["steps"] == 6 and report["time_fs"] == pytest.approx(1.5)
+    assert report["settings"]["model_conservative"] is True
+    assert report["drift"]["max_abs_dE_eV"] < 1e-3
+    out = capsys.readouterr().out
+    assert "energy drift" in out and "meV/atom/ps" in out and "wrote 4 frames" in out
+
+
+def test_langevin_round_trip(checkpoint, structure, tmp_path, capsys):
+    traj, report = tmp_path / "traj.extxyz", tmp_path / "r.json"
+    code = main(["md", str(checkpoint), str(structure), "-o", str(traj), "--ensemble",
+                 "langevin", "--steps", "3", "--interval", "5", "--temperature-K", "500",
+                 "--friction", "0.02", "--report", str(report)])  # fmt: skip
+    assert code == 0
+    assert len(read(traj, ":")) == 2  # step 0 and the last
+    r = json.loads(report.read_text())
+    assert r["drift"] is None and r["settings"]["friction_per_fs"] == 0.02
+    assert "energy drift" not in capsys.readouterr().out
+
+
+def test_bad_input_writes_nothing(checkpoint, tmp_path, capsys):
+    atoms = molecule("CO")
+    atoms.numbers[0] = 95  # the tiny model knows elements below 90
+    bad = tmp_path / "bad.extxyz"
+    write(bad, atoms)
+    traj = tmp_path / "out" / "traj.extxyz"
+    code = main(["md", str(checkpoint), str(bad), "-o", str(traj), "--steps", "2"])
+    assert code == 2 and "Z=95" in capsys.readouterr().err
+    assert not traj.exists() and not traj.with_suffix(".json").exists()
+    code = main(["md", str(checkpoint), str(bad), "-o", str(traj), "--index", "3"])
+    assert code == 2 and "--index 3: " in capsys.readouterr().err
+    code = main(["md", str(checkpoint), str(tmp_path / "none.xyz"), "-o", str(traj)])
+    assert code == 2 and "none.xyz: no such file" in capsys.readouterr().err

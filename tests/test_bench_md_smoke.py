@@ -1,0 +1,25 @@
+"""Smoke test: benchmarks/bench_md.py runs one tiny case end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_bench_md_tiny(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_md", REPO / "benchmarks" / "bench_md.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "md.json"
+    argv = ["--size", "tiny", "--steps", "2", "--timesteps", "0.5", "--threads", "1"]
+    assert bench.main([*argv, "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [r["model"] for r in data["results"]] == ["tiny random (direct)", "tiny random (-dE/dx)"]
+    assert all(r["ms_per_step"] > 0 for r in data["results"])
+    assert "| tiny random (-dE/dx) | 0.5 |" in capsys.readouterr().out

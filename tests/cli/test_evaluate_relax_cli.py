@@ -43,7 +43,7 @@ def _relax_output(is2re_file, tmp_path, with_relaxed_frames: bool):
         out.append(atoms)
     failed = out[2 if with_relaxed_frames else 1]  # the relaxation of system 1 failed
     failed.calc = None
-    failed.info.update(converged=False, error="Structure 1 (x): NaN forces")
+    failed.info.update(converged=False, relax_error="Structure 1 (x): NaN forces")
     path = tmp_path / "relaxed.extxyz"
     write(path, out)
     return path

@@ -169,10 +169,12 @@ def test_pos_relaxed_layout_and_plain_layout():
 
 def test_predictions_read_relax_output_fields():
     a = _slab(-3.0, converged=False, relax_steps=300)
-    b = _slab(error="Structure 1: NaN forces")
-    p = predictions_from_images([a, b])
+    b = _slab(relax_error="Structure 1: NaN forces")  # what eqv2 relax writes
+    c = _slab(error="boom")
+    p = predictions_from_images([a, b, c])
     assert (p[0].energy, p[0].converged, p[0].steps, p[0].error) == (-3.0, False, 300, None)
     assert p[1].error == "Structure 1: NaN forces" and p[1].energy is None
+    assert p[2].error == "boom"
 
 
 def test_predictions_from_results_are_put_in_input_order():

@@ -38,10 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fix-tags",
         type=int,
-        action="append",
+        nargs="+",
         default=[],
         metavar="TAG",
-        help="atoms with this tag are fixed and not scored (repeatable; OC20: 0)",
+        help="atoms with these tags are fixed and not scored, e.g. 0 for OC20 subsurface atoms",
     )
     p.add_argument("--all-atoms", action="store_true", help="score fixed atoms too")
     g = p.add_argument_group("relaxation (CHECKPOINT DATA mode)")
@@ -114,15 +114,16 @@ def _relax_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[st
         device=args.device,
         use_ema=args.use_ema,
     )
+    budget = {} if args.max_atoms is None else {"max_atoms": args.max_atoms}
     results = relax_structures(
         potential,
         initial,
         optimizer=args.optimizer,
         fmax=args.fmax,
         steps=args.steps,
-        max_atoms=args.max_atoms,
         fix_tags=tuple(args.fix_tags),
         progress=not args.no_progress,
+        **budget,
     )
     settings = {
         "mode": "relax",

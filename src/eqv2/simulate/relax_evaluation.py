@@ -180,16 +180,17 @@ def predictions_from_images(images: Sequence[Atoms]) -> list[Prediction]:
     """Predictions from relaxed structures, e.g. an ``eqv2 relax`` output file.
 
     The energy is the calculator's (extxyz ``energy``) or ``info["energy"]``; ``info`` keys
-    ``converged``, ``relax_steps`` and ``error`` are read when present. When the frames are the
-    relaxation of a whole IS2RE file (some ``kind="initial"``), the frames that started from
-    ``kind="relaxed"`` are dropped, so the rest pair with the file's systems.
+    ``converged``, ``relax_steps`` and ``relax_error`` (or ``error``) are read when present.
+    When the frames are the relaxation of a whole IS2RE file (some ``kind="initial"``), the
+    frames that started from ``kind="relaxed"`` are dropped, so the rest pair with the file's
+    systems.
     """
     images = list(images)
     if any(a.info.get("kind") == "initial" for a in images):
         images = [a for a in images if a.info.get("kind") != "relaxed"]
     out = []
     for atoms in images:
-        error = atoms.info.get("error")
+        error = atoms.info.get("relax_error", atoms.info.get("error"))
         converged = atoms.info.get("converged")
         steps = atoms.info.get("relax_steps")
         out.append(

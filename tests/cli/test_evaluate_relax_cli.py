@@ -17,6 +17,8 @@ from eqv2.data.generate import generate_dataset
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
 from tests.tiny import tiny
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 @pytest.fixture(scope="module")
 def is2re_file(tmp_path_factory):
@@ -120,3 +122,17 @@ def test_relax_mode(is2re_file, checkpoint, tmp_path, capsys):
     assert m2["is2re"] == m["is2re"] and m2["is2rs"] == m["is2rs"]
     code = main(["evaluate-relax", str(checkpoint), str(relaxed), "--steps", "3"])
     assert code == 2 and "holds no initial structures" in capsys.readouterr().err
+
+    # eqv2 relax on the whole IS2RE file, then scored: the same numbers
+    relax_out = tmp_path / "relax_out.extxyz"
+    code = main(["relax", str(checkpoint), str(is2re_file), "-o", str(relax_out), "--steps", "3",
+                 "--quiet"])  # fmt: skip
+    assert code == 0
+    out3 = tmp_path / "metrics3.json"
+    code = main(["evaluate-relax", "--predicted", str(relax_out), str(is2re_file),
+                 "--out", str(out3)])  # fmt: skip
+    assert code == 0
+    m3 = json.loads(out3.read_text())
+    for task, key in [("is2re", "energy_mae"), ("is2rs", "adwt"), ("is2rs", "mean_distance")]:
+        assert m3[task][key] == pytest.approx(m[task][key], rel=1e-4, abs=1e-5)
+    assert m3["n_converged"] == m["n_converged"]

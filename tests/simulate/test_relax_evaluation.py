@@ -140,8 +140,11 @@ def test_generator_layout_round_trip(tmp_path):
     preds = predictions_from_images(read(path, index=":"))
     assert len(preds) == 2 and preds[0].energy == -1.0
 
-    with pytest.raises(ValueError, match=r"frame 1 .* info\['kind'\]='initial', expected 'rel"):
-        split_relax_images([frames[0], frames[0]], "f.extxyz")
+    with pytest.raises(ValueError, match=r"frame 2 .* info\['kind'\]='relaxed', expected 'ini"):
+        split_relax_images([frames[0], frames[1], frames[1], frames[0]], "f.extxyz")
+    # initial frames alone (no relaxed ones) are the structures to relax, not pairs
+    alone = split_relax_images([frames[0], frames[2]], "f.extxyz")
+    assert alone.initial is None and len(alone.reference) == 2
     with pytest.raises(ValueError, match="frames 0 and 1 belong to different systems"):
         split_relax_images([frames[0], frames[3]], "f.extxyz")
     with pytest.raises(ValueError, match="last initial frame"):

@@ -133,7 +133,7 @@ def split_relax_images(images: Sequence[Atoms], source: str = "<structures>") ->
     if not images:
         raise ValueError(f"{source}: holds no structures.")
     kinds = [a.info.get("kind") for a in images]
-    if any(k in ("initial", "relaxed") for k in kinds):
+    if "initial" in kinds and "relaxed" in kinds:
         for i, (atoms, kind) in enumerate(zip(images, kinds, strict=True)):
             expected = "initial" if i % 2 == 0 else "relaxed"
             if kind != expected:

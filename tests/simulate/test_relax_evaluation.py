@@ -178,6 +178,11 @@ def test_predictions_read_relax_output_fields():
     assert (p[0].energy, p[0].converged, p[0].steps, p[0].error) == (-3.0, False, 300, None)
     assert p[1].error == "Structure 1: NaN forces" and p[1].energy is None
     assert p[2].error == "boom"
+    # an input's reference energy kept in info is never taken for the prediction
+    assert predictions_from_images([_slab(energy_relaxed=-5.0)])[0].energy is None
+    in_info = _slab()
+    in_info.info["energy"] = -4.0
+    assert predictions_from_images([in_info])[0].energy == -4.0
 
 
 def test_predictions_from_results_are_put_in_input_order():

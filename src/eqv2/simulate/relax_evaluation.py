@@ -53,7 +53,9 @@ __all__ = [
     "split_relax_images",
 ]
 
-#: ``info`` keys (in order) that may hold a relaxed energy when no calculator result does.
+#: ``info`` keys (in order) that may hold a reference relaxed energy when no calculator result
+#: does. A prediction's energy is read from its calculator or ``info["energy"]`` only: relaxed
+#: structures keep their input's ``info``, where ``energy_relaxed`` is the reference's value.
 _ENERGY_KEYS = ("energy", "energy_relaxed", "y_relaxed")
 
 
@@ -93,12 +95,12 @@ def _info_energy(atoms: Atoms, keys: Sequence[str]) -> float | None:
     return None
 
 
-def _relaxed_energy(atoms: Atoms) -> float | None:
+def _relaxed_energy(atoms: Atoms, info_keys: Sequence[str] = _ENERGY_KEYS) -> float | None:
     """A relaxed structure's energy: its calculator's result, else an ``info`` entry."""
     results = getattr(atoms.calc, "results", None) or {}
     if "energy" in results:
         return float(results["energy"])
-    return _info_energy(atoms, _ENERGY_KEYS)
+    return _info_energy(atoms, info_keys)
 
 
 def _reference_from_initial(atoms: Atoms, index: int, source: str) -> Atoms:
@@ -196,7 +198,7 @@ def predictions_from_images(images: Sequence[Atoms]) -> list[Prediction]:
         out.append(
             Prediction(
                 atoms=atoms,
-                energy=_relaxed_energy(atoms),
+                energy=_relaxed_energy(atoms, info_keys=("energy",)),
                 converged=None if converged is None else bool(converged),
                 steps=None if steps is None else int(steps),
                 error=None if error in (None, "") else str(error),

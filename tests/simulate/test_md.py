@@ -117,6 +117,7 @@ def test_divergence_and_bad_input_leave_no_trajectory(direct, tmp_path):
         (dict(steps=0), "steps=0"),
         (dict(interval=0), "interval=0"),
         (dict(temperature_K=-1.0), "temperature_K=-1.0"),
+        (dict(initial_temperature_K=float("nan")), "initial_temperature_K=nan"),
         (dict(ensemble="langevin", friction_per_fs=0.0), "friction=0.0"),
     ]:
         with pytest.raises(ValueError, match=msg):

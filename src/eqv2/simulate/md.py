@@ -223,6 +223,8 @@ def run_md(
     atoms = atoms.copy()
     atoms.calc = calculator
     t0 = temperature_K if initial_temperature_K is None else float(initial_temperature_K)
+    if not (math.isfinite(t0) and t0 >= 0):
+        raise ValueError(f"initial_temperature_K={t0}: must be >= 0 K.")
     if t0 > 0:
         thermalize_momenta(atoms, t0, rng=np.random.default_rng(velocity_seed))
         if not fixed_mask(atoms).any():

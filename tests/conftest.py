@@ -51,13 +51,3 @@ def seed_spread(small_fixture_dir: Path) -> dict:
     import json
 
     return json.loads((small_fixture_dir / "seed_spread.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def single_thread():
-    """One torch thread for a module of many tiny model calls (thread hand-offs cost more than
-    the maths there, above all on a loaded machine); the previous count is restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
-import pytest
-
 from tests.conftest import REPO
-
-pytestmark = pytest.mark.usefixtures("single_thread")
+from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
 
 
 def test_bench_md_tiny(tmp_path, capsys):

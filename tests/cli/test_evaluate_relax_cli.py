@@ -11,13 +11,11 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 import eqv2
-import eqv2.simulate
 from eqv2.cli import main
 from eqv2.data.generate import generate_dataset
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
 from tests.tiny import tiny
-
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +95,6 @@ def checkpoint(tmp_path_factory):
 
 
 def test_relax_mode(is2re_file, checkpoint, tmp_path, capsys):
-    if not hasattr(eqv2.simulate, "relax_structures"):  # TEMPORARY until the engine lands
-        pytest.skip("eqv2.simulate.relax_structures not on this branch yet")
     out = tmp_path / "metrics.json"
     code = main(["evaluate-relax", str(checkpoint), str(is2re_file), "--steps", "3",
                  "--fmax", "0.05", "--no-progress", "--out", str(out)])  # fmt: skip

@@ -12,9 +12,8 @@ from ase.io import read, write
 import eqv2
 from eqv2.cli import main
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
 from tests.tiny import tiny
-
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

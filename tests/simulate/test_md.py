@@ -9,9 +9,9 @@ from ase.io import read
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
 from eqv2.simulate import EqV2Calculator
 from eqv2.simulate.md import energy_drift, run_md
+from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
 from tests.tiny import tiny
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 # every pair of a small molecule stays inside the 6 Å cutoff and no neighbour is dropped, so the
 # energy is smooth along the trajectory
 SIZES = dict(ffn_hidden_channels=8, lmax_list=[2], mmax_list=[1], grid_resolution=8)

@@ -11,8 +11,8 @@ OC20 counts only free atoms (surface and adsorbate; fixed subsurface atoms move 
 zero) and measures each displacement through the periodic cell. Here the displacement is reduced
 to its true minimum image along the periodic axes only (`eqv2.graph.minimum_image`), which also
 holds for strongly skewed cells and open (non-periodic) axes; OC20's own code wraps fractional
-coordinates on every axis, which agrees with this for the small displacements that count
-towards ADwT.
+coordinates to ±0.5 on every axis, which agrees with this whenever the displacement's fractional
+coordinates lie within ±0.5 (small displacements in near-orthogonal slab cells).
 """
 
 from __future__ import annotations

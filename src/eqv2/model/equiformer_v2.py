@@ -199,10 +199,13 @@ class EquiformerV2(nn.Module):
         src, dst = graph["edge_index"][0], graph["edge_index"][1]
         edge_vec = graph["edge_vec"].to(self.sphere_embedding.weight.dtype)
 
-        rot = graph.get("edge_rot")
-        if rot is None:
-            rot = edge_frames(edge_vec, roll=self.frame_roll)
-        to_edge, from_edge = edge_rotation(rot.to(edge_vec.dtype), c.lmax, c.mmax)
+        # edge frames and Wigner matrices in full precision even under autocast: every message
+        # is rotated with them, and bfloat16 products would break equivariance at ~1e-2
+        with torch.autocast(edge_vec.device.type, enabled=False):
+            rot = graph.get("edge_rot")
+            if rot is None:
+                rot = edge_frames(edge_vec, roll=self.frame_roll)
+            to_edge, from_edge = edge_rotation(rot.to(edge_vec.dtype), c.lmax, c.mmax)
 
         src_z, dst_z = atomic_numbers.index_select(0, src), atomic_numbers.index_select(0, dst)
         scalars = self.distance_expansion(edge_vec.norm(dim=1))
@@ -228,14 +231,15 @@ class EquiformerV2(nn.Module):
             x = block(x, edges, grids)
         x = self.norm(x)
 
-        node_energy = self.energy_block(x, grids)[:, 0, 0]
+        # x leaves the final norm in full precision: so do the energy sum and the forces
+        node_energy = self.energy_block(x, grids)[:, 0, 0].to(x.dtype)
         energy = torch.zeros(num_graphs, dtype=x.dtype, device=x.device)
         energy = energy.index_add(0, batch, node_energy) / c.avg_num_nodes
         if self.energy_lin_ref is not None and c.use_energy_lin_ref:
             energy = energy.index_add(0, batch, self.energy_lin_ref[atomic_numbers].to(x.dtype))
         out = {"energy": energy}
         if self.force_block is not None:
-            out["forces"] = self.force_block(x, edges, grids)[:, 1:4, 0]
+            out["forces"] = self.force_block(x, edges, grids)[:, 1:4, 0].to(x.dtype)
         return out
 
     @property

@@ -37,16 +37,20 @@ def energy_derivatives(
     cell = graph["cell"].detach().to(pos.dtype)
     batch = graph["batch"]
     inputs = [pos]
-    if stress:
-        strain = torch.zeros_like(cell, requires_grad=True)  # (B, 3, 3), symmetric use
-        sym = 0.5 * (strain + strain.transpose(1, 2))
-        deform = torch.eye(3, dtype=pos.dtype, device=pos.device) + sym
-        pos_used = torch.bmm(pos.unsqueeze(1), deform[batch]).squeeze(1)
-        cell_used = torch.bmm(cell, deform)
-        inputs.append(strain)
-    else:
-        pos_used, cell_used = pos, cell
-    edge_vec = edge_vectors(pos_used, cell_used, batch, graph["edge_index"], graph["cell_offsets"])
+    # geometry in full precision even under autocast (bfloat16 would move atoms by ~0.01 Å)
+    with torch.autocast(pos.device.type, enabled=False):
+        if stress:
+            strain = torch.zeros_like(cell, requires_grad=True)  # (B, 3, 3), symmetric use
+            sym = 0.5 * (strain + strain.transpose(1, 2))
+            deform = torch.eye(3, dtype=pos.dtype, device=pos.device) + sym
+            pos_used = torch.bmm(pos.unsqueeze(1), deform[batch]).squeeze(1)
+            cell_used = torch.bmm(cell, deform)
+            inputs.append(strain)
+        else:
+            pos_used, cell_used = pos, cell
+        edge_vec = edge_vectors(
+            pos_used, cell_used, batch, graph["edge_index"], graph["cell_offsets"]
+        )
     energy = energy_fn({**graph, "pos": pos_used, "cell": cell_used, "edge_vec": edge_vec})
     grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
     out = {"energy": energy, "forces": -grads[0]}

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eqv2.nn.precision import autocast_dtype
+
 
 class SmoothLeakyReLU(nn.Module):
     """x·(1+a)/2 + x·(1−a)/2·(2σ(x) − 1): a smooth leaky ReLU (negative slope a)."""
@@ -80,6 +82,12 @@ def s2_activation(
     of stored; ``differentiable_twice=True`` uses plain autograd ops instead (needed when forces
     are −dE/dx and are themselves trained).
     """
+    low = autocast_dtype(x)
+    if low is not None and not differentiable_twice:
+        # autocast does not reach inside the custom kernel: give it one dtype explicitly
+        with torch.autocast(x.device.type, enabled=False):
+            grid = SphereGrid(grid.to_grid.to(low), grid.from_grid.to(low))
+            return s2_activation(x.to(low), grid)
     batch, n, channels = x.shape
     # All (item, channel) pairs as columns: a few large GEMMs instead of B small ones.
     columns = x.transpose(0, 1).reshape(n, batch * channels)

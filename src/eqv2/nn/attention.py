@@ -14,6 +14,7 @@ from eqv2.nn.activation import (
     separable_s2_activation,
 )
 from eqv2.nn.context import EdgeContext, SphereGrids
+from eqv2.nn.norm import LayerNorm
 from eqv2.nn.radial import RadialMLP, atom_edge_embeddings
 from eqv2.nn.segment import segment_softmax, segment_sum
 from eqv2.nn.so2_conv import SO2Convolution
@@ -89,7 +90,7 @@ class GraphAttention(nn.Module):
             edge_channels=None if use_m_share_rad else edge_channels,
             extra_m0_channels=extra,
         )
-        self.alpha_norm = nn.LayerNorm(attn_alpha_channels) if use_attn_renorm else nn.Identity()
+        self.alpha_norm = LayerNorm(attn_alpha_channels) if use_attn_renorm else nn.Identity()
         self.alpha_act = SmoothLeakyReLU(0.2)
         self.alpha_dot = nn.Parameter(torch.empty(num_heads, attn_alpha_channels))
         bound = 1.0 / math.sqrt(attn_alpha_channels)

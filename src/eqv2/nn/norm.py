@@ -10,7 +10,8 @@ Three variants, named as in the reference's configs:
 * ``rms_norm_sh``: one balanced RMS over all degrees including l = 0 (centred), per-degree
   scale, bias on l = 0.
 
-All statistics are computed without Python loops over degrees.
+All statistics are computed without Python loops over degrees, and in float32 under autocast
+(`eqv2.nn.precision`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eqv2.nn.precision import full_precision
 from eqv2.nn.so3_linear import degree_index
 
 EPS = 1e-5
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (same parameters and names) that computes in float32 under autocast."""
+
+    @full_precision
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
 
 
 def _balance_weights(lmax: int, start: int) -> torch.Tensor:
@@ -44,6 +54,7 @@ class EquivariantLayerNorm(nn.Module):
         avg[torch.arange(len(deg)), deg] = 1.0 / (2 * deg.to(torch.float64) + 1)
         self.register_buffer("average", avg, persistent=False)
 
+    @full_precision
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = x[:, :1] - x[:, :1].mean(dim=2, keepdim=True)
         x = torch.cat((x0, x[:, 1:]), dim=1)
@@ -61,11 +72,12 @@ class EquivariantLayerNormSH(nn.Module):
     def __init__(self, lmax: int, num_channels: int, eps: float = EPS) -> None:
         super().__init__()
         self.lmax, self.num_channels, self.eps = lmax, num_channels, eps
-        self.norm_l0 = nn.LayerNorm(num_channels, eps=eps)
+        self.norm_l0 = LayerNorm(num_channels, eps=eps)
         self.affine_weight = nn.Parameter(torch.ones(lmax, num_channels))
         self.register_buffer("balance", _balance_weights(lmax, 1), persistent=False)
         self.register_buffer("degree", degree_index(lmax)[1:] - 1, persistent=False)
 
+    @full_precision
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out0 = self.norm_l0(x[:, :1])
         xv = x[:, 1:]
@@ -86,6 +98,7 @@ class EquivariantRMSNormSH(nn.Module):
         self.register_buffer("balance", _balance_weights(lmax, 0), persistent=False)
         self.register_buffer("degree", degree_index(lmax), persistent=False)
 
+    @full_precision
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = x[:, :1] - x[:, :1].mean(dim=2, keepdim=True)
         x = torch.cat((x0, x[:, 1:]), dim=1)

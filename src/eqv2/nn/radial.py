@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eqv2.nn.norm import LayerNorm
+
 #: The reference's Gaussian basis always has 600 centres, whatever `num_distance_basis` says.
 NUM_GAUSSIANS = 600
 GAUSSIAN_WIDTH_SCALE = 2.0
@@ -43,7 +45,7 @@ class RadialMLP(nn.Module):
         for i in range(1, len(channels)):
             layers.append(nn.Linear(channels[i - 1], channels[i], bias=True))
             if i < len(channels) - 1:
-                layers.append(nn.LayerNorm(channels[i]))
+                layers.append(LayerNorm(channels[i]))
                 layers.append(nn.SiLU())
         self.net = nn.Sequential(*layers)
         self.in_features = channels[0]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import torch
 
+from eqv2.nn.precision import full_precision
 
+
+@full_precision
 def segment_softmax(logits: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
     """Softmax of ``logits`` (E, ...) over the entries sharing the same ``index`` (E,).
 
     Matches the reference (torch_geometric's ``softmax``): the per-segment maximum is
     subtracted (and treated as a constant for autograd), and 1e-16 is added to each sum.
+    Under autocast it runs in float32 (its output is float32).
     """
     shape = (num_segments, *logits.shape[1:])
     expanded = index.view(-1, *([1] * (logits.dim() - 1))).expand_as(logits)

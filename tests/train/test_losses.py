@@ -33,3 +33,24 @@ def test_combined_loss_weights_and_gradients():
     assert parts == {"energy_loss": 1.0, "force_loss": 5.0}
     total.backward()
     assert e.grad.item() == pytest.approx(2.0)
+
+
+def test_denominators_split_a_batch_into_parts_that_add_up():
+    """Two processes' losses over the whole batch's counts add up to the whole batch's loss."""
+    gen = torch.Generator().manual_seed(0)
+    e_pred, e_ref = torch.randn(5, generator=gen), torch.randn(5, generator=gen)
+    f_pred, f_ref = torch.randn(12, 3, generator=gen), torch.randn(12, 3, generator=gen)
+    natoms = torch.tensor([2, 3, 2, 4, 1])
+    fixed = torch.zeros(12, dtype=torch.bool)
+    fixed[[0, 4, 5, 9]] = True
+    whole, _ = s2ef_loss({"energy": e_pred, "forces": f_pred}, e_ref, f_ref, natoms, fixed,
+                         2.0, 3.0, "per_atom_mae")  # fmt: skip
+    parts = []
+    for structures, atoms in (([0, 1], slice(0, 5)), ([2, 3, 4], slice(5, 12))):
+        loss, _ = s2ef_loss({"energy": e_pred[structures], "forces": f_pred[atoms]},
+                            e_ref[structures], f_ref[atoms], natoms[structures], fixed[atoms],
+                            2.0, 3.0, "per_atom_mae", num_structures=5,
+                            num_force_atoms=int((~fixed).sum()))  # fmt: skip
+        parts.append(loss)
+    assert (parts[0] + parts[1]).item() == pytest.approx(whole.item(), rel=1e-6)
+    assert force_l2mae(f_pred, f_ref, denominator=0).item() == 0.0

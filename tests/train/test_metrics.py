@@ -63,3 +63,27 @@ def test_table_lists_every_split():
     m = {"energy_mae": 0.1, "force_mae": 0.02, "force_cos": 0.9, "efwt": 0.25, "n_structures": 4}
     table = format_metrics({"val": m, "test": m})
     assert "val" in table and "test" in table and "25.0%" in table
+
+
+def test_totals_of_parts_add_up_to_the_whole():
+    """What distributed validation does: sum the processes' totals, then compute."""
+    rng = np.random.default_rng(0)
+    e_pred, e_ref = rng.normal(size=4), rng.normal(size=4)
+    f_pred, f_ref = rng.normal(size=(9, 3)), rng.normal(size=(9, 3))
+    batch = np.array([0, 0, 1, 1, 1, 2, 3, 3, 3])
+    fixed = rng.random(9) < 0.3
+    whole = s2ef_metrics(e_pred, e_ref, f_pred, f_ref, batch, fixed)
+    parts = []
+    for structures in ([0, 2], [1, 3]):
+        atoms = np.isin(batch, structures)
+        acc = MetricAccumulator()
+        acc.update(*(torch.as_tensor(v) for v in (e_pred[structures], e_ref[structures],
+                   f_pred[atoms], f_ref[atoms], np.searchsorted(structures, batch[atoms]),
+                   fixed[atoms])))  # fmt: skip
+        parts.append(acc.totals())
+    merged = MetricAccumulator()
+    merged.set_totals(parts[0] + parts[1])
+    for key, value in merged.compute().items():
+        assert value == pytest.approx(whole[key], rel=1e-12), key
+    with pytest.raises(ValueError, match="expected 7 totals"):
+        merged.set_totals(torch.zeros(3))

@@ -32,6 +32,7 @@ def test_preset_loads_and_matches_fairchem_param_count(path):
     run = load_run_config(path)
     assert run.train.warmup_steps < run.train.max_steps
     assert run.train.eval_every <= run.train.max_steps
+    assert run.train.amp == "off" and run.train.device == "auto"  # YAML `off` is False
     model = EquiformerV2(run.model)
     assert model.num_params == FAIRCHEM["counts"][path.name]
 

@@ -12,6 +12,7 @@ from eqv2.data.targets import fit_element_references, fit_normalizers
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
 from eqv2.train.trainer import Trainer, TrainerConfig
 from tests.tiny import tiny
+from tests.train.tb_events import read_scalars
 
 TINY = tiny(
     ffn_hidden_channels=8,
@@ -56,7 +57,7 @@ def test_training_lowers_the_loss(frames, tmp_path):
 
 def test_resume_continues_exactly(frames, tmp_path):
     config = dict(max_steps=8, lr=2e-3, warmup_steps=2, max_atoms_per_batch=60, eval_every=4,
-                  ema_decay=0.9)  # fmt: skip
+                  ema_decay=0.9, device="cpu")  # fmt: skip
     overrides = dict(alpha_drop=0.2, drop_path_rate=0.2)  # randomness must be restored too
     straight = Trainer(_potential(frames, **overrides), frames, tmp_path / "a",
                        TrainerConfig(**config, checkpoint_every=100), val=frames[:3])  # fmt: skip
@@ -88,6 +89,14 @@ def test_resume_continues_exactly(frames, tmp_path):
     assert [r.split(",")[0] for r in log_b] == [r.split(",")[0] for r in log_a]  # no repeats
     for name, a in straight.ema.shadow.items():
         torch.testing.assert_close(a, resumed.ema.shadow[name], rtol=0, atol=0)
+    # TensorBoard: the resumed run's events replace the killed run's steps 4-5, none twice
+    board_a, board_b = read_scalars(tmp_path / "a"), read_scalars(tmp_path / "b")
+    assert board_b["train/loss"] == board_a["train/loss"]
+    assert [step for step, _ in board_b["train/loss"]] == list(range(1, 9))
+    assert [step for step, _ in board_b["val/force_mae"]] == [4, 8]
+    assert set(board_b) == {f"train/{k}" for k in ("loss", "energy_loss", "force_loss", "lr",
+                            "grad_norm", "structures_per_s", "epoch")} | {
+        f"val/{k}" for k in ("energy_mae", "force_mae", "force_cos", "efwt")}  # fmt: skip
 
 
 def test_missing_labels_are_named(tmp_path):
@@ -108,3 +117,36 @@ def test_conservative_model_trains_on_gradient_forces(frames, tmp_path):
     Trainer(pot, few, tmp_path, config, on_step=lambda r: losses.append(r["loss"])).fit()
     assert pot.model.differentiable_twice
     assert all(np.isfinite(losses)) and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def test_bf16_training_lowers_the_loss_with_float32_master_weights(frames, tmp_path):
+    few = frames[:4]  # one fixed batch: the loss must go down when fitting it
+    pot = _potential(few, alpha_drop=0.0, drop_path_rate=0.0)
+    config = TrainerConfig(max_steps=15, lr=5e-3, warmup_steps=1, max_atoms_per_batch=1000,
+                           checkpoint_every=1000, eval_every=1000, ema_decay=None,
+                           force_coefficient=10.0, amp="bf16", device="cpu")  # fmt: skip
+    losses = []
+    Trainer(pot, few, tmp_path, config, on_step=lambda r: losses.append(r["loss"])).fit()
+    assert all(np.isfinite(losses)) and np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), losses
+    assert {p.dtype for p in pot.parameters()} == {torch.float32}
+
+
+def test_bf16_trains_gradient_forces(frames, tmp_path):
+    pot = _potential(frames[:2], direct_forces=False, alpha_drop=0.0, drop_path_rate=0.0)
+    config = TrainerConfig(max_steps=2, warmup_steps=0, max_atoms_per_batch=1000, ema_decay=None,
+                           amp="bf16", device="cpu", tensorboard=False)  # fmt: skip
+    trainer = Trainer(pot, frames[:2], tmp_path, config)
+    row = trainer.train_step([0, 1])
+    assert np.isfinite(row["loss"]) and np.isfinite(row["grad_norm"]) and row["grad_norm"] > 0
+
+
+def test_amp_options(frames, tmp_path):
+    assert TrainerConfig(amp=False).amp == TrainerConfig(amp=None).amp == "off"  # YAML `off`
+    assert TrainerConfig(amp="bfloat16").amp == "bf16"
+    with pytest.raises(ValueError, match="GradScaler"):
+        TrainerConfig(amp="fp16")
+    with pytest.raises(ValueError, match="choose one of"):
+        TrainerConfig(amp="int8")
+    pot = _potential(frames).to(torch.float64)
+    with pytest.raises(ValueError, match="amp=bf16 needs a float32 model"):
+        Trainer(pot, frames, tmp_path, TrainerConfig(amp="bf16", device="cpu"))

@@ -1,4 +1,8 @@
-"""``eqv2 train`` and ``eqv2 evaluate``."""
+"""``eqv2 train`` and ``eqv2 evaluate``.
+
+``torchrun --nproc_per_node N -m eqv2 train ...`` (or torchrun running the ``eqv2`` script)
+trains data-parallel on N processes; rank 0 prints and writes the outputs.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +56,8 @@ def run_train(args: argparse.Namespace) -> int:
     metrics = run_training(
         run, args.out, resume=args.resume, init_from=args.init, progress=not args.no_progress
     )
+    if not metrics:  # a process other than rank 0 of a torchrun job: rank 0 reports
+        return 0
     print(format_metrics({k: v for k, v in metrics.items() if not k.endswith("_baseline")}))
     print(f"\nwrote {args.out}/final.pt, metrics.json, learning_curves.png, parity plots")
     return 0

@@ -3,6 +3,11 @@
 ``loss = λ_E · energy_loss + λ_F · force_loss`` on normalised targets, where the energy loss is
 the MAE over structures (or over per-atom energies) and the force loss is the L2MAE: the mean
 over atoms of the Euclidean norm of the force error, counting free atoms only by default.
+
+Each mean may instead divide by a given ``denominator``: with data-parallel training a process
+holds part of a batch, and dividing its sums by the whole batch's counts makes the processes'
+losses add up to the loss of the whole batch (OC20 normalises the force loss over all free
+atoms of the global batch in the same way).
 """
 
 from __future__ import annotations
@@ -12,29 +17,47 @@ import torch
 ENERGY_LOSSES = ("mae", "per_atom_mae", "mse")
 
 
+def _mean(values: torch.Tensor, denominator: float | None) -> torch.Tensor:
+    if denominator is None:
+        denominator = values.numel()
+    if denominator == 0:  # nothing counted: 0, not NaN, still attached to the graph
+        return values.sum() * 0.0
+    return values.sum() / denominator
+
+
 def energy_loss(
-    pred: torch.Tensor, target: torch.Tensor, natoms: torch.Tensor, kind: str = "mae"
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    natoms: torch.Tensor,
+    kind: str = "mae",
+    denominator: float | None = None,
 ) -> torch.Tensor:
-    """Energy loss over structures (B,)."""
+    """Energy loss over structures (B,): the mean, or the sum over ``denominator``."""
     if kind == "mae":
-        return (pred - target).abs().mean()
-    if kind == "per_atom_mae":
-        return ((pred - target).abs() / natoms.to(pred.dtype)).mean()
-    if kind == "mse":
-        return (pred - target).pow(2).mean()
-    raise ValueError(f"energy loss {kind!r}: choose one of {ENERGY_LOSSES}.")
+        per_structure = (pred - target).abs()
+    elif kind == "per_atom_mae":
+        per_structure = (pred - target).abs() / natoms.to(pred.dtype)
+    elif kind == "mse":
+        per_structure = (pred - target).pow(2)
+    else:
+        raise ValueError(f"energy loss {kind!r}: choose one of {ENERGY_LOSSES}.")
+    return _mean(per_structure, denominator)
 
 
 def force_l2mae(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    denominator: float | None = None,
 ) -> torch.Tensor:
-    """Mean over (masked) atoms of |F_pred − F_ref|₂. An empty mask gives 0, not NaN."""
+    """Mean over (masked) atoms of |F_pred − F_ref|₂, or their sum over ``denominator``.
+
+    An empty mask (or a zero denominator) gives 0, not NaN.
+    """
     norms = (pred - target).norm(dim=1)
     if mask is not None:
         norms = norms[mask]
-    if norms.numel() == 0:
-        return pred.sum() * 0.0
-    return norms.mean()
+    return _mean(norms, denominator)
 
 
 def s2ef_loss(
@@ -47,10 +70,16 @@ def s2ef_loss(
     force_coefficient: float = 1.0,
     energy_kind: str = "mae",
     free_atoms_only: bool = True,
+    num_structures: float | None = None,
+    num_force_atoms: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """λ_E·energy loss + λ_F·force L2MAE, and the two parts as floats for logging."""
-    e = energy_loss(out["energy"], target_energy, natoms, energy_kind)
+    """λ_E·energy loss + λ_F·force L2MAE, and the two parts as floats for logging.
+
+    ``num_structures`` and ``num_force_atoms`` replace the batch's own counts of structures
+    and of counted (free, unless ``free_atoms_only`` is False) atoms as the denominators.
+    """
+    e = energy_loss(out["energy"], target_energy, natoms, energy_kind, num_structures)
     mask = ~fixed.bool() if (free_atoms_only and fixed is not None) else None
-    f = force_l2mae(out["forces"], target_forces, mask)
+    f = force_l2mae(out["forces"], target_forces, mask, num_force_atoms)
     total = energy_coefficient * e + force_coefficient * f
     return total, {"energy_loss": float(e.detach()), "force_loss": float(f.detach())}

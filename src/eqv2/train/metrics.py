@@ -70,6 +70,20 @@ class MetricAccumulator:
         self._counts["components"] += d_f.numel()
         self._counts["atoms"] += int(keep.sum())
 
+    def totals(self) -> torch.Tensor:
+        """The running sums and counts as one float64 vector, to add up across processes."""
+        return torch.tensor([*self._sums.values(), *self._counts.values()], dtype=torch.float64)
+
+    def set_totals(self, totals: torch.Tensor) -> None:
+        """Replace the running sums and counts by ``totals`` (a vector laid out as `totals`)."""
+        values = totals.detach().double().cpu().tolist()
+        if len(values) != len(self._sums) + len(self._counts):
+            raise ValueError(f"expected {len(self._sums) + len(self._counts)} totals.")
+        for key, value in zip(self._sums, values, strict=False):
+            self._sums[key] = value
+        for key, value in zip(self._counts, values[len(self._sums) :], strict=True):
+            self._counts[key] = round(value)
+
     def compute(self) -> dict[str, float]:
         """``{"energy_mae", "force_mae", "force_cos", "efwt", "n_structures"}``."""
         s, c = self._sums, self._counts

@@ -6,15 +6,23 @@ schedule → EMA. Validation uses the EMA weights. Checkpoints (eqv2 format, wri
 hold the weights, normalisers, element references and the complete training state — optimiser,
 scheduler, EMA, RNG, position in the epoch — so ``resume`` after a crash continues exactly as an
 uninterrupted run would.
+
+Under torchrun (a process group initialised, see `eqv2.train.distributed`) the same loop runs
+data-parallel: every process builds the same global batch, trains on its atom-balanced share
+through a ``DistributedDataParallel`` model, and the per-process losses are normalised by the
+global batch's counts, so the gradients equal one process's on the whole global batch. Rank 0
+alone writes logs and checkpoints. ``amp="bf16"`` runs the forward pass under bfloat16
+autocast (float32 master weights; norms, softmax and the loss in float32).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
+import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,24 +32,44 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from eqv2.atomic import atomic_write_path
+from eqv2.graph import fixed_mask
 from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.gradients import energy_derivatives
 from eqv2.model.loading import save_model
 from eqv2.model.potential import Potential
-from eqv2.train.batching import atom_balanced_batches, epoch_order
+from eqv2.train.batching import atom_balanced_batches, epoch_order, split_batch
+from eqv2.train.distributed import (
+    all_gather_objects,
+    all_reduce_sum,
+    process_group_env,
+    resolve_device,
+)
 from eqv2.train.ema import EMA
 from eqv2.train.losses import s2ef_loss
 from eqv2.train.metrics import MetricAccumulator
 from eqv2.train.optim import make_optimizer
+from eqv2.train.scalar_log import ScalarLog
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
+#: Values of ``TrainerConfig.amp``: off, or bfloat16 autocast.
+AMP_MODES = ("off", "bf16")
 
 
 @dataclass
 class TrainerConfig:
-    """Optimisation settings (names follow the paper's recipe)."""
+    """Optimisation settings (names follow the paper's recipe).
+
+    ``max_atoms_per_batch`` and ``max_structures_per_batch`` bound the global batch, whatever
+    the number of processes N: each process trains on about 1/N of it, so a config trains the
+    same way on one process and on N (N processes with B atoms each equal one process with
+    N·B), and the presets keep the paper's batch sizes. A global batch holds at least N
+    structures.
+    ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:K``; under torchrun
+    each process uses ``cuda:LOCAL_RANK``. ``amp``: ``off`` or ``bf16`` (bfloat16 autocast;
+    float16 is refused, it would need loss scaling). ``tensorboard``: also write TensorBoard
+    events next to ``log.csv``.
+    """
 
     max_steps: int = 1000
     lr: float = 2e-4
@@ -60,12 +88,26 @@ class TrainerConfig:
     checkpoint_every: int = 100
     eval_every: int = 100
     seed: int = 0
+    device: str = "auto"
+    amp: str = "off"
+    tensorboard: bool = True
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:
             raise ValueError(f"max_steps={self.max_steps}: must be at least 1.")
         if self.lr <= 0:
             raise ValueError(f"lr={self.lr}: must be positive.")
+        # YAML reads a bare `off`/`no` as False
+        amp = "off" if self.amp in (None, False) else str(self.amp).lower()
+        amp = {"none": "off", "bfloat16": "bf16"}.get(amp, amp)
+        if amp in ("fp16", "float16", "16"):
+            raise ValueError(
+                f"amp={self.amp!r}: float16 needs loss scaling (a GradScaler), which eqv2 does "
+                "not implement; use amp: bf16 (same speed-up on recent GPUs and CPUs, no scaler)."
+            )
+        if amp not in AMP_MODES:
+            raise ValueError(f"amp={self.amp!r}: choose one of {AMP_MODES}.")
+        self.amp = amp
 
 
 @dataclass
@@ -110,7 +152,16 @@ class Trainer:
     """Train ``potential`` on ``train`` (and evaluate on ``val``), writing to ``out_dir``.
 
     ``out_dir`` receives ``checkpoint.pt`` (latest, full training state), ``best.pt`` (best
-    validation force MAE, EMA weights) and ``log.csv``.
+    validation force MAE, EMA weights), ``log.csv`` and a TensorBoard event file. The potential
+    is moved to ``config.device``.
+
+    Data-parallel training starts by itself when a ``torch.distributed`` process group is
+    initialised (``eqv2 train`` under torchrun does that): each step's global batch — cut
+    from the epoch's order by the config's limits, with at least N structures — is split
+    among the N processes by atoms (`split_batch`), the model runs wrapped in
+    ``DistributedDataParallel``, validation is shared among the processes and its metrics
+    summed, and only rank 0 writes files. Every process must call `fit`, `evaluate` and `save`
+    (they communicate); ``on_step`` is called on every process.
     """
 
     def __init__(
@@ -133,10 +184,19 @@ class Trainer:
             self.val_set = (
                 val if isinstance(val, LabelledSet) else LabelledSet.from_atoms(val, "val")
             )
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.on_step = on_step
         c = self.config
+        self.dist = process_group_env()
+        self.device = resolve_device(c.device, self.dist)
+        self.potential.to(self.device)
+        if c.amp == "bf16" and self.potential.dtype != torch.float32:
+            raise ValueError(
+                f"amp=bf16 needs a float32 model (the master weights); this one is "
+                f"{self.potential.dtype}. Use amp: off for float64 training."
+            )
+        self.out_dir = Path(out_dir)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.on_step = on_step
         self.optimizer, self.scheduler = make_optimizer(
             self.model, c.lr, c.weight_decay, c.max_steps, c.warmup_steps, c.warmup_factor,
             c.lr_min_factor,
@@ -144,6 +204,30 @@ class Trainer:
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay else None
         # training on −dE/dx needs second derivatives through the S2 activations
         self.model.differentiable_twice = self.potential.conservative
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        if self.dist.world_size > 1:
+            # no buffer holds state (no batch norm): nothing to broadcast before each forward;
+            # every parameter gets a gradient in every configuration, so no unused-parameter scan
+            ddp = torch.nn.parallel.DistributedDataParallel
+            no_sync = (  # the option's name since torch 2.13
+                "forward_sync_buffers"
+                if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                else "broadcast_buffers"
+            )
+            self.ddp = ddp(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                **{no_sync: False},
+            )
+            # dropout masks must differ between processes (the weights start equal anyway)
+            torch.manual_seed(c.seed + 1_000_003 * self.dist.rank)
+        # counted atoms per structure: the force-loss denominator of a global batch
+        self._force_atoms = np.array(
+            [
+                len(a) - int(fixed_mask(a).sum()) if c.free_atoms_only else len(a)
+                for a in self.train_set.structures
+            ]
+        )
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -151,19 +235,22 @@ class Trainer:
         self._batches = self._epoch_batches(0)
 
     # -- data -------------------------------------------------------------------------------
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        order = epoch_order(len(self.train_set.structures), self.config.seed, epoch)
+    def _epoch_batches(self, epoch: int, world_size: int | None = None) -> list[list[int]]:
+        """The epoch's global batches (the same on every process)."""
+        c = self.config
+        order = epoch_order(len(self.train_set.structures), c.seed, epoch)
         return atom_balanced_batches(
             order,
             self.train_set.natoms,
-            self.config.max_atoms_per_batch,
-            self.config.max_structures_per_batch,
+            c.max_atoms_per_batch,
+            c.max_structures_per_batch,
+            min_structures=world_size or self.dist.world_size,
         )
 
     def _targets(self, data: LabelledSet, indices: list[int], graph: dict) -> tuple:
         """Normalised energy and force targets for a batch (what the raw model predicts)."""
         norm = self.potential.normalizers
-        refs = self.potential.element_references.numpy()
+        refs = self.potential.element_references.cpu().numpy()
         energies = np.array(
             [
                 data.energies[i]
@@ -186,21 +273,52 @@ class Trainer:
         return e, (f - f_norm["mean"]) / f_norm["std"]
 
     # -- one optimisation step ----------------------------------------------------------------
-    def train_step(self, indices: list[int]) -> dict[str, float]:
-        c = self.config
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.amp == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The raw model (through DDP when distributed), under autocast when amp is on."""
+        model = self.ddp if self.ddp is not None else self.model
+        with self._autocast():
+            return model(graph)
+
+    def compute_gradients(self, indices: list[int]) -> dict[str, float]:
+        """Loss and parameter gradients (``.grad``) of the global batch ``indices``.
+
+        This process evaluates its share; gradients are then averaged over the processes
+        (DDP), which gives the gradient of the global batch's loss because each share's loss
+        is normalised by the global batch's structure and atom counts and scaled by the number
+        of processes. Returns the global batch's loss and its two parts.
+        """
+        c, world = self.config, self.dist.world_size
         self.model.train()
-        graph = self.potential.build_graph([self.train_set.structures[i] for i in indices])
-        target_e, target_f = self._targets(self.train_set, indices, graph)
+        mine = split_batch(indices, self.train_set.natoms, world)[self.dist.rank]
+        graph = self.potential.build_graph([self.train_set.structures[i] for i in mine])
+        target_e, target_f = self._targets(self.train_set, mine, graph)
         if self.potential.conservative:
-            out = energy_derivatives(lambda g: self.model(g)["energy"], graph, create_graph=True)
+            # autocast covers the forward only; the force derivative runs outside it
+            out = energy_derivatives(lambda g: self._forward(g)["energy"], graph, create_graph=True)
         else:
-            out = self.model(graph)
+            out = self._forward(graph)
+        out = {k: v.to(target_e.dtype) for k, v in out.items()}  # the loss in full precision
         loss, parts = s2ef_loss(
             out, target_e, target_f, graph["natoms"], graph["fixed"], c.energy_coefficient,
             c.force_coefficient, c.energy_loss, c.free_atoms_only,
+            num_structures=len(indices), num_force_atoms=int(self._force_atoms[indices].sum()),
         )  # fmt: skip
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * world).backward()  # DDP averages over processes: undo its 1/N
+        local = [float(loss.detach()), parts["energy_loss"], parts["force_loss"]]
+        total = all_reduce_sum(torch.tensor(local, dtype=torch.float64)).tolist()
+        return {"loss": total[0], "energy_loss": total[1], "force_loss": total[2]}
+
+    def train_step(self, indices: list[int]) -> dict[str, float]:
+        """One optimisation step on the global batch ``indices``: gradients, clipping, AdamW,
+        LR schedule, EMA. Returns the losses, and the gradient norm before clipping."""
+        c = self.config
+        row = self.compute_gradients(indices)
         grad_norm = float("nan")
         if c.grad_clip:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip))
@@ -208,18 +326,21 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model)
-        return {"loss": float(loss.detach()), **parts, "grad_norm": grad_norm}
+        return {**row, "grad_norm": grad_norm}
 
     # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, data: LabelledSet, batch_structures: int = 8) -> dict[str, float]:
-        """S2EF metrics in eV and eV/Å (EMA weights when training keeps an EMA)."""
+        """S2EF metrics in eV and eV/Å (EMA weights when training keeps an EMA), in full
+        precision. Distributed: each process evaluates every N-th structure; the metric sums
+        are added up, so every process returns the metrics of the whole set."""
         acc = MetricAccumulator(free_atoms_only=self.config.free_atoms_only)
+        mine = list(range(self.dist.rank, len(data.structures), self.dist.world_size))
         context = self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
         with context:
             self.potential.eval()
-            for start in range(0, len(data.structures), batch_structures):
-                idx = list(range(start, min(start + batch_structures, len(data.structures))))
+            for start in range(0, len(mine), batch_structures):
+                idx = mine[start : start + batch_structures]
                 graph = self.potential.build_graph([data.structures[i] for i in idx])
                 out = self.potential(graph)
                 acc.update(
@@ -230,11 +351,22 @@ class Trainer:
                     graph["batch"],
                     graph["fixed"],
                 )
+        acc.set_totals(all_reduce_sum(acc.totals()))
         return acc.compute()
 
     # -- checkpoints -----------------------------------------------------------------------
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
     def save(self, path: Path | None = None) -> Path:
+        """Write the weights and the full training state (rank 0 writes; all must call it)."""
         path = path or self.out_dir / CHECKPOINT_NAME
+        rng_by_rank = all_gather_objects(self._rng_state())
+        if not self.dist.is_main:
+            return path
         state = {
             "step": self.step,
             "epoch": self.epoch,
@@ -244,12 +376,18 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng": torch.get_rng_state(),
+            "rng_by_rank": rng_by_rank,
+            "world_size": self.dist.world_size,
             "trainer_config": dataclasses.asdict(self.config),
         }
         return save_model(self.potential, path, extra={"training_state": state})
 
     def resume(self, path: Path | None = None) -> None:
-        """Restore weights and the full training state from a checkpoint written by `save`."""
+        """Restore weights and the full training state from a checkpoint written by `save`.
+
+        Every process reads the same file. The random streams (dropout) continue exactly when
+        the number of processes is the one that wrote the checkpoint.
+        """
         path = path or self.out_dir / CHECKPOINT_NAME
         ckpt = load_checkpoint(path)
         state = ckpt["extra"].get("training_state")
@@ -268,39 +406,44 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
-        torch.set_rng_state(state["rng"])
+        self._restore_rng(state)
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.best_force_mae = float(state["best_force_mae"])
         self._batches = self._epoch_batches(self.epoch)
-        self._truncate_log()
+        written_by = int(state.get("world_size", 1))
+        if written_by != self.dist.world_size:
+            # the global batches are the same unless a batch was widened to give every process
+            # a structure; then the epoch restarts with the new cut
+            before = self._epoch_batches(self.epoch, written_by)
+            if before[: self.batch_in_epoch] != self._batches[: self.batch_in_epoch]:
+                self.batch_in_epoch = 0
+                warnings.warn(
+                    f"{path} was written by {written_by} process(es) and is resumed with "
+                    f"{self.dist.world_size}, which cut the epoch's batches differently: epoch "
+                    f"{self.epoch} restarts at step {self.step}.",
+                    stacklevel=2,
+                )
 
-    def _truncate_log(self) -> None:
-        """Drop log rows written after the checkpoint (they will be trained again)."""
-        log_path = self.out_dir / "log.csv"
-        if not log_path.exists():
-            return
-        with open(log_path, newline="") as handle:
-            rows = list(csv.reader(handle))
-        if not rows:
-            return
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= self.step]
-        with atomic_write_path(log_path) as tmp, open(tmp, "w", newline="") as handle:
-            csv.writer(handle).writerows(kept)
+    def _restore_rng(self, state: dict[str, Any]) -> None:
+        by_rank = state.get("rng_by_rank")
+        if by_rank is not None and len(by_rank) == self.dist.world_size:
+            mine = by_rank[self.dist.rank]
+            torch.set_rng_state(mine["cpu"])
+            if "cuda" in mine and self.device.type == "cuda":
+                torch.cuda.set_rng_state(mine["cuda"], self.device)
+        else:
+            torch.set_rng_state(state["rng"])
+            if self.dist.world_size > 1:
+                torch.manual_seed(self.config.seed + 1_000_003 * self.dist.rank + self.step)
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train until ``max_steps``; returns the last training losses and validation metrics."""
         c = self.config
-        log_path = self.out_dir / "log.csv"
-        fields = ["step", "epoch", "lr", "loss", "energy_loss", "force_loss", "grad_norm",
-                  "structures_per_s", "val_energy_mae", "val_force_mae"]  # fmt: skip
-        new_log = not log_path.exists()
         last: dict[str, Any] = {}
-        with open(log_path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            if new_log:
-                writer.writeheader()
+        log = ScalarLog(self.out_dir, self.step, c.tensorboard) if self.dist.is_main else None
+        try:
             while self.step < c.max_steps:
                 if self.batch_in_epoch >= len(self._batches):
                     self.epoch += 1
@@ -318,23 +461,28 @@ class Trainer:
                     self.step % c.eval_every == 0 or self.step == c.max_steps
                 ):
                     metrics = self.evaluate(self.val_set)
-                    row.update(
-                        val_energy_mae=metrics["energy_mae"], val_force_mae=metrics["force_mae"]
-                    )
+                    row.update({f"val_{k}": v for k, v in metrics.items() if k != "n_structures"})
                     last["val"] = metrics
                     if metrics["force_mae"] < self.best_force_mae:
                         self.best_force_mae = metrics["force_mae"]
                         self._save_best()
-                writer.writerow({k: row.get(k) for k in fields})
-                handle.flush()
+                if log is not None:
+                    log.write(row)
                 if self.on_step is not None:
                     self.on_step(row)
                 if self.step % c.checkpoint_every == 0 or self.step == c.max_steps:
                     self.save()
+                    if log is not None:
+                        log.flush()
                 last["train"] = row
+        finally:
+            if log is not None:
+                log.close()
         return last
 
     def _save_best(self) -> None:
+        if not self.dist.is_main:
+            return
         context = self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
         with context:
             save_model(self.potential, self.out_dir / BEST_NAME, extra={"step": self.step})

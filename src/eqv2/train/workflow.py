@@ -3,7 +3,8 @@
 ``run_training(run_config, out_dir)`` is what ``eqv2 train`` calls; ``evaluate_checkpoint`` is
 ``eqv2 evaluate``. Outputs in ``out_dir``: ``checkpoint.pt`` (latest, with training state),
 ``best.pt`` (best validation force MAE, EMA weights), ``final.pt`` (EMA weights at the end),
-``log.csv``, ``metrics.json``, ``learning_curves.png``, ``parity_<split>.png``, ``config.yaml``.
+``log.csv``, a TensorBoard event file, ``metrics.json``, ``learning_curves.png``,
+``parity_<split>.png``, ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from eqv2.graph import fixed_mask
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.loading import load_model, save_model
 from eqv2.model.potential import Potential
+from eqv2.train.distributed import distributed_session, resolve_device
 from eqv2.train.metrics import format_metrics, s2ef_metrics
 from eqv2.train.plots import learning_curves, parity_plots
 from eqv2.train.run_config import DataConfig, RunConfig
@@ -106,62 +108,30 @@ def run_training(
 
     ``resume`` continues the run in ``out_dir`` exactly; ``init_from`` (or
     ``run.finetune.init_from``) starts a new run from a checkpoint's weights
-    (`eqv2.train.finetune`).
+    (`eqv2.train.finetune`). Under torchrun every process trains (data-parallel, see
+    `Trainer`); rank 0 then evaluates the splits and writes ``final.pt``, the metrics and the
+    plots alone, and returns the metrics; the other processes return an empty dict.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if not run.data.train:
         raise ValueError(f"{run.source}: data.train is not set; pass --train PATH.")
     train = read_labelled(run.data.train, run.data, "train")
     val = read_labelled(run.data.val, run.data, "val") if run.data.val else None
     test = read_labelled(run.data.test, run.data, "test") if run.data.test else None
 
-    if init_from is not None:
-        run = replace(run, finetune=replace(run.finetune, init_from=str(init_from)))
-    torch.manual_seed(run.train.seed)
-    if run.finetune.init_from:  # checkpoint weights; fresh optimiser, schedule and step count
-        from eqv2.train.finetune import start_finetune  # (it imports this module)
-
-        potential, run = start_finetune(run, train, out)
-    else:
-        normalizers, refs = fit_targets(train, run.data)
-        potential = Potential(
-            EquiformerV2(run.model), normalizers, None if refs is None else torch.as_tensor(refs)
-        )
-    with atomic_write_path(out / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        # disable=None: no bar when the output is not a terminal (logs, CI)
-        bar = tqdm(
-            total=run.train.max_steps, desc="train", unit="step", dynamic_ncols=True,
-            disable=None, mininterval=0.5,
-        )  # fmt: skip
-
-    def on_step(row: dict[str, Any]) -> None:
-        if bar is not None:
-            bar.set_postfix(
-                loss=f"{row['loss']:.4f}", struct_s=f"{row['structures_per_s']:.1f}", refresh=False
-            )
-            bar.update(row["step"] - bar.n)
-
-    trainer = Trainer(potential, train, out, run.train, val=val, on_step=on_step)
-    if resume and (out / CHECKPOINT_NAME).exists():
-        trainer.resume()
-    trainer.fit()
-    if bar is not None:
-        bar.close()
-
+    device = resolve_device(run.train.device)
+    with distributed_session(device) as env:
+        trainer = _fit(run, out, train, val, resume, init_from, progress and env.is_main)
+    if not env.is_main:
+        return {}
+    potential = trainer.potential
     # final model: EMA weights
     if trainer.ema is not None:
         with trainer.ema.applied(trainer.model):
             save_model(potential, out / "final.pt", extra={"step": trainer.step})
     else:
         save_model(potential, out / "final.pt", extra={"step": trainer.step})
-    final = load_model(out / "final.pt")
+    final = load_model(out / "final.pt", device=device)
 
     metrics: dict[str, Any] = {}
     for name, data in (("train", train), ("val", val), ("test", test)):
@@ -175,6 +145,61 @@ def run_training(
     write_json(metrics, out / "metrics.json")
     learning_curves(out / "log.csv", out / "learning_curves.png")
     return metrics
+
+
+def _fit(
+    run: RunConfig,
+    out: Path,
+    train: LabelledSet,
+    val: LabelledSet | None,
+    resume: bool,
+    init_from: str | Path | None,
+    progress: bool,
+) -> Trainer:
+    """Build the potential and the trainer (on every process) and train."""
+    if init_from is not None:
+        run = replace(run, finetune=replace(run.finetune, init_from=str(init_from)))
+    torch.manual_seed(run.train.seed)  # the same initial weights on every process
+    if run.finetune.init_from:  # checkpoint weights; fresh optimiser, schedule and step count
+        from eqv2.train.finetune import start_finetune  # (it imports this module)
+
+        potential, run = start_finetune(run, train, out)
+    else:
+        normalizers, refs = fit_targets(train, run.data)
+        potential = Potential(
+            EquiformerV2(run.model), normalizers, None if refs is None else torch.as_tensor(refs)
+        )
+    trainer = Trainer(potential, train, out, run.train, val=val)
+    if trainer.dist.is_main:
+        with atomic_write_path(out / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
+    if resume and (out / CHECKPOINT_NAME).exists():
+        trainer.resume()
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        # disable=None: no bar when the output is not a terminal (logs, CI)
+        bar = tqdm(
+            total=run.train.max_steps, initial=trainer.step, desc="train", unit="step",
+            dynamic_ncols=True, disable=None, mininterval=0.5,
+        )  # fmt: skip
+
+    def on_step(row: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.set_postfix(
+                loss=f"{row['loss']:.4f}", struct_s=f"{row['structures_per_s']:.1f}", refresh=False
+            )
+            bar.update(row["step"] - bar.n)
+
+    trainer.on_step = on_step
+    try:
+        trainer.fit()
+    finally:
+        if bar is not None:
+            bar.close()
+    return trainer
 
 
 def evaluate_checkpoint(

@@ -25,20 +25,10 @@ from eqv2.train.distributed import (
     resolve_device,
 )
 from eqv2.train.trainer import Trainer, TrainerConfig
-from tests.tiny import tiny
+from tests.train.test_trainer import TINY as TRAINER_TINY
 
-TINY = tiny(
-    ffn_hidden_channels=8,
-    lmax_list=[2],
-    mmax_list=[1],
-    grid_resolution=8,
-    max_radius=5.0,
-    max_neighbors=12,
-    norm_type="layer_norm_sh",
-    use_grid_mlp=True,
-    alpha_drop=0.0,
-    drop_path_rate=0.0,
-)
+#: The trainer tests' model, without dropout (the processes' dropout masks differ).
+TINY = {**TRAINER_TINY, "alpha_drop": 0.0, "drop_path_rate": 0.0}
 #: Structures of different sizes: the two processes' shares differ in atoms and free atoms.
 GLOBAL_BATCH = [5, 0, 3, 6, 1]
 

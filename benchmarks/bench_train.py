@@ -7,6 +7,7 @@ Usage (from the repository root, with the project's virtual environment):
     .venv/bin/python benchmarks/bench_train.py --configs small --quick
     .venv/bin/python benchmarks/bench_train.py --update-doc docs/benchmarks.md
     .venv/bin/python benchmarks/bench_train.py --device cuda --no-reference
+    .venv/bin/python benchmarks/bench_train.py --device cuda --no-reference --amp bf16
 
 One step, on both sides, is what a training loop does per batch: build the graph of the batch,
 forward in train mode (the config's dropouts), loss = λ_E·energy MAE + λ_F·force L2MAE, backward,
@@ -171,7 +172,8 @@ def run_eqv2_case(config_name: str, args) -> dict[str, Any]:
         potential = Potential(EquiformerV2(EquiformerV2Config.from_dict(cfg))).to(args.device)
     model = potential.model
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(potential, structures, out, TrainerConfig(**recipe))
+        settings = TrainerConfig(**recipe, device=args.device, amp=args.amp, tensorboard=False)
+        trainer = Trainer(potential, structures, out, settings)
     indices = list(range(len(structures)))
 
     graph = potential.build_graph(structures)
@@ -199,6 +201,7 @@ def run_eqv2_case(config_name: str, args) -> dict[str, Any]:
         impl="eqv2",
         config=config_name,
         device=args.device,
+        amp=args.amp,
         threads=args.threads,
         n_params=sum(p.numel() for p in model.parameters()),
         n_structures=len(structures),
@@ -305,7 +308,7 @@ def _case_command(python: str, side: str, config_name: str, args, weights: str |
     cmd = [python, str(Path(__file__).resolve()), "--case", f"{side}:{config_name}",
            "--threads", str(args.threads), "--warmup", str(warmup), "--runs", str(runs),
            "--device", args.device, "--recipe", json.dumps(read_recipe()),
-           "--reference-tools", str(args.reference_tools)]  # fmt: skip
+           "--reference-tools", str(args.reference_tools), "--amp", args.amp]  # fmt: skip
     if weights:
         cmd += ["--weights", weights]
     return cmd
@@ -404,7 +407,9 @@ def markdown_report(env: dict, results: list[dict]) -> str:
         "One full training step on the 4-structure batch (269 atoms): graph, forward, loss "
         f"(λ_E {recipe.get('energy_coefficient')}, λ_F {recipe.get('force_coefficient')}), "
         f"backward, clip at {recipe.get('grad_clip')}, AdamW, LR schedule, EMA "
-        f"{recipe.get('ema_decay')}.",
+        f"{recipe.get('ema_decay')}."
+        + (f" eqv2 with train.amp {env['amp']} (the reference in float32)."
+           if env.get("amp", "off") != "off" else ""),
         "",
         markdown_table(results),
         "",
@@ -421,6 +426,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     bm.add_shared_arguments(ap, "bench_train.json")  # --case here: side:config
+    ap.add_argument(
+        "--amp",
+        default="off",
+        choices=("off", "bf16"),
+        help="eqv2's train.amp (bf16: bfloat16 autocast; the reference stays float32)",
+    )
     ap.add_argument("--recipe", default=None, help=argparse.SUPPRESS)  # internal: JSON
     ap.add_argument("--weights", default=None, help=argparse.SUPPRESS)  # internal: shared init
     return ap.parse_args(argv)
@@ -453,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     env = bm.environment(args)
     env["command"] = " ".join(["benchmarks/bench_train.py"] + sys.argv[1:])
     env["recipe"] = read_recipe()
+    env["amp"] = args.amp
     results: list[dict] = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

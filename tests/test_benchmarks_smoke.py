@@ -78,17 +78,20 @@ def _load_train_bench():
 
 
 @pytest.mark.slow  # a subprocess that imports torch and eqv2
-def test_bench_train_tiny_case(tmp_path):
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_bench_train_tiny_case(tmp_path, amp):
     """One eqv2 training step (Trainer.train_step) in a subprocess; the table lands in its own
     block of the doc, beside bench_model's."""
     bench = _load_train_bench()
     out, doc = tmp_path / "train.json", tmp_path / "bench.md"
     doc.write_text(f"# Benchmarks\n\n{_load().DOC_BEGIN}\nmodel table\n{_load().DOC_END}\n")
     argv = ["--configs", "tiny", "--runs", "1", "--warmup", "0", "--no-reference",
-            "--wait-quiet=0", "--retry-busy=0", f"--out={out}", f"--update-doc={doc}"]  # fmt: skip
+            "--wait-quiet=0", "--retry-busy=0", f"--out={out}", f"--update-doc={doc}",
+            f"--amp={amp}"]  # fmt: skip
     assert bench.main(argv) == 0
     (result,) = json.loads(out.read_text())["results"]
-    assert result["impl"] == "eqv2" and result["config"] == "tiny"
+    assert result["impl"] == "eqv2" and result["config"] == "tiny" and result["amp"] == amp
+    assert ("train.amp bf16" in doc.read_text()) == (amp == "bf16")
     assert result["n_atoms"] == 269 and result["n_structures"] == 4 and result["n_edges"] > 0
     assert result["median_ms"] > 0 and result["peak_rss_mb"] > 0 and result["check_loss"] > 0
     text = doc.read_text()

@@ -106,7 +106,11 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
                  "--max-steps", "3", "--no-progress"])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "predict zero" in printed and "relaxed-energy MAE" in printed
+    assert "predict zero" in printed and "ADwT" in printed and "EwT" in printed
     metrics = json.loads((out / "run" / "metrics.json").read_text())
-    assert metrics["relaxation"]["n"] >= 1
-    assert len(read(out / "run" / "relaxed_test.extxyz", ":")) == metrics["relaxation"]["n"]
+    relax = metrics["relaxation"]
+    assert relax["n_structures"] >= 1 and relax["n_evaluated"] == relax["n_structures"]
+    assert 0.0 <= relax["is2rs"]["adwt"] <= 1.0 and relax["is2re"]["energy_mae"] >= 0.0
+    relaxed = read(out / "run" / "relaxed_test.extxyz", ":")
+    assert len(relaxed) == relax["n_structures"]
+    assert all("converged" in a.info and "relax_steps" in a.info for a in relaxed)

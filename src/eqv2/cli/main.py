@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from eqv2.cli import data, demo, evaluate_relax, md, predict, relax, train
+from eqv2.cli import adsorbml, data, demo, evaluate_relax, md, predict, relax, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     relax.add_parser(sub)
     evaluate_relax.add_parser(sub)
     md.add_parser(sub)
+    adsorbml.add_parser(sub)
     return parser
 
 

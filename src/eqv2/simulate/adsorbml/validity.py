@@ -1,0 +1,170 @@
+"""AdsorbML's physical constraints on a relaxed adsorbate+slab structure.
+
+A relaxed configuration is discarded when (Lan et al., npj Comput. Mater. 2023, "AdsorbML"):
+
+- **desorbed**: no adsorbate atom is bonded to any slab atom (with the cushion
+  ``DESORPTION_SCALE``), so the adsorbate floats away;
+- **dissociated**: the bond graph of the adsorbate atoms differs from the initial placement's
+  (a bond broke or formed);
+- **surface changed**: the adsorbate reconstructed the surface: a slab-slab bond in the relaxed
+  adslab is absent from the clean slab even with the cushion ``SURFACE_CHANGE_SCALE``, or a clean
+  slab bond is absent from the adslab even with the cushion. The clean slab is the relaxed clean
+  slab when given (the paper's choice), else the initial placement's slab;
+- **intercalated**: an adsorbate atom is bonded to a fixed subsurface (tag-0) atom, i.e. it went
+  into the slab.
+
+Bonds: atoms i and j are bonded when ``d_ij < scale * (r_i + r_j) + 2 * BOND_SKIN`` with ``r``
+ASE's covalent radii. ``scale`` is 1.0 except where a cushion is named above (1.5 for both, the
+values of the AdsorbML code), and ``BOND_SKIN = 0.3`` A per atom is the skin that ASE's
+``NeighborList`` adds by default, which the reference implementation inherits; without it many
+OC20 gas-phase adsorbate geometries (bonds at 1.0-1.12 covalent sums) would not even be
+connected. Distances use the minimum image of the periodic cell. Tags identify the parts: 2
+adsorbate, 1 free slab, 0 fixed slab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.data import covalent_radii
+from ase.neighborlist import neighbor_list
+
+from eqv2.simulate.adsorbml.inputs import ADSORBATE_TAG
+
+__all__ = [
+    "BOND_SKIN",
+    "DESORPTION_SCALE",
+    "SURFACE_CHANGE_SCALE",
+    "Validity",
+    "check_validity",
+    "connectivity",
+    "has_surface_changed",
+    "is_desorbed",
+    "is_dissociated",
+    "is_intercalated",
+]
+
+BOND_SKIN = 0.3
+DESORPTION_SCALE = 1.5
+SURFACE_CHANGE_SCALE = 1.5
+
+
+@dataclass(frozen=True)
+class Validity:
+    """Which constraints a relaxed structure violates (all False: valid)."""
+
+    desorbed: bool = False
+    dissociated: bool = False
+    surface_changed: bool = False
+    intercalated: bool = False
+
+    @property
+    def valid(self) -> bool:
+        """True when no constraint is violated."""
+        return not self.reasons
+
+    @property
+    def reasons(self) -> list[str]:
+        """Names of the violated constraints, e.g. ``["desorbed"]``."""
+        names = ("desorbed", "dissociated", "surface_changed", "intercalated")
+        return [name for name in names if getattr(self, name)]
+
+
+def connectivity(atoms: Atoms, scale: float = 1.0) -> np.ndarray:
+    """(N, N) bool bond matrix: ``d_ij < scale * (r_i + r_j) + 2 * BOND_SKIN`` (minimum image).
+
+    Bonds of an atom to its own periodic image are ignored (the diagonal is False).
+    """
+    n = len(atoms)
+    bonds = np.zeros((n, n), dtype=bool)
+    if n == 0:
+        return bonds
+    cutoffs = scale * covalent_radii[atoms.numbers] + BOND_SKIN
+    i, j = neighbor_list("ij", atoms, cutoffs.tolist(), self_interaction=False)
+    bonds[i, j] = True
+    np.fill_diagonal(bonds, False)
+    return bonds
+
+
+def _split(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+    tags = atoms.get_tags()
+    ads = np.flatnonzero(tags == ADSORBATE_TAG)
+    if len(ads) == 0:
+        raise ValueError(
+            f"{atoms.get_chemical_formula()}: no adsorbate atom (tag 2); validity checks need "
+            "the adsorbate tagged 2 and slab atoms 0/1"
+        )
+    return ads, np.flatnonzero(tags != ADSORBATE_TAG)
+
+
+def is_desorbed(final: Atoms, scale: float = DESORPTION_SCALE) -> bool:
+    """True when no adsorbate atom is bonded (with cushion ``scale``) to a slab atom."""
+    ads, slab = _split(final)
+    return not connectivity(final, scale)[np.ix_(ads, slab)].any()
+
+
+def is_dissociated(initial: Atoms, final: Atoms) -> bool:
+    """True when the adsorbate's bond graph changed between ``initial`` and ``final``."""
+    ads, _ = _split(initial)
+    _check_same(initial, final)
+    return not np.array_equal(connectivity(initial[ads]), connectivity(final[ads]))
+
+
+def has_surface_changed(
+    final: Atoms, clean_slab: Atoms, scale: float = SURFACE_CHANGE_SCALE
+) -> bool:
+    """True when slab-slab bonds of ``final`` and ``clean_slab`` disagree beyond the cushion.
+
+    Args:
+        final: relaxed adsorbate+slab; its slab atoms (tags 0/1) come first in the same order
+            as ``clean_slab``'s atoms.
+        clean_slab: the (relaxed) clean slab.
+    """
+    _, slab = _split(final)
+    if len(clean_slab) != len(slab) or not np.array_equal(clean_slab.numbers, final.numbers[slab]):
+        raise ValueError(
+            f"clean slab {clean_slab.get_chemical_formula()} does not match the slab atoms of "
+            f"{final.get_chemical_formula()} (same elements in the same order needed)"
+        )
+    adslab = final[slab]
+    formed = connectivity(adslab) & ~connectivity(clean_slab, scale)
+    broken = connectivity(clean_slab) & ~connectivity(adslab, scale)
+    return bool(formed.any() or broken.any())
+
+
+def is_intercalated(final: Atoms) -> bool:
+    """True when an adsorbate atom is bonded to a fixed subsurface (tag-0) atom."""
+    ads, _ = _split(final)
+    frozen = np.flatnonzero(final.get_tags() == 0)
+    if len(frozen) == 0:
+        return False
+    return bool(connectivity(final)[np.ix_(ads, frozen)].any())
+
+
+def _check_same(initial: Atoms, final: Atoms) -> None:
+    if len(initial) != len(final) or not np.array_equal(initial.numbers, final.numbers):
+        raise ValueError(
+            f"initial {initial.get_chemical_formula()} and final {final.get_chemical_formula()} "
+            "are not the same atoms in the same order"
+        )
+
+
+def check_validity(initial: Atoms, final: Atoms, clean_slab: Atoms | None = None) -> Validity:
+    """All four constraints for one relaxation.
+
+    Args:
+        initial: the placement that was relaxed (tags 0/1 slab, 2 adsorbate).
+        final: the relaxed structure (same atoms, same order).
+        clean_slab: the relaxed clean slab; default: the slab atoms of ``initial``.
+    """
+    _check_same(initial, final)
+    if clean_slab is None:
+        clean_slab = initial[initial.get_tags() != ADSORBATE_TAG]
+    return Validity(
+        desorbed=is_desorbed(final),
+        dissociated=is_dissociated(initial, final),
+        surface_changed=has_surface_changed(final, clean_slab),
+        intercalated=is_intercalated(final),
+    )

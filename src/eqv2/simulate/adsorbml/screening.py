@@ -345,10 +345,12 @@ def run_adsorbml(
         raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
     if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
         raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
-    if reference is None and reference_relax is None and reference_energy is None and strategies:
+    if reference is None and reference_relax is None and reference_energy is None:
         strategies = ()  # ranking only
-    elif reference is None and strategies and "ml+sp" in strategies:
+    if "ml+sp" in strategies and reference is None:
         raise ValueError("ML+SP needs a reference calculator (reference=...)")
+    if "ml+rx" in strategies and reference is None and reference_relax is None:
+        raise ValueError("ML+RX needs a reference calculator or reference_relax=...")
     check_slab(slab)
     ads = resolve_adsorbate(adsorbate)
     timings: dict[str, float] = {}

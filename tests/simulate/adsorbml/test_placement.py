@@ -97,3 +97,21 @@ def test_adsorbate_too_big_for_the_cell_is_refused():
     chain.info["binding_indices"] = [0, 3]
     with pytest.raises(ValueError, match="could not place .* without clashes.*larger cell"):
         generate_placements(slab, resolve_adsorbate(chain), 2)
+
+
+def test_placements_touching_the_periodic_image_of_the_slab_are_rejected():
+    slab = tagged_slab(fcc111, (2, 2, 3))
+    slab.pbc = True
+    cell = slab.cell.array.copy()
+    cell[2, 2] = np.ptp(slab.positions[:, 2]) + 4.0  # 4 A from the top to the next slab
+    slab.set_cell(cell)
+    slab.positions[:, 2] -= slab.positions[:, 2].min()
+    with pytest.raises(ValueError, match="could not place .* without clashes.*more vacuum"):
+        generate_placements(slab, _oh(), 2)
+
+
+def test_min_contact_ratio_by_hand(cu111):
+    top = int(np.argmax(cu111.positions[:, 2]))
+    atoms = cu111 + Atoms("H", positions=[cu111.positions[top] + [0, 0, 0.815]], tags=[2])
+    assert min_contact_ratio(atoms) == pytest.approx(0.815 / (0.31 + 1.32))
+    assert min_contact_ratio(cu111) == float("inf")  # no adsorbate

@@ -23,7 +23,7 @@ def test_best_of_top_k_skips_missing_values():
 
 def test_success_is_within_threshold_or_lower():
     assert is_success(-1.0, -1.05)  # 0.05 above
-    assert is_success(-1.0, -1.1 + 1e-12)  # at the threshold
+    assert is_success(0.1, 0.0)  # exactly at the threshold
     assert not is_success(-1.0, -1.2)  # 0.2 above
     assert is_success(-2.0, -1.0)  # lower than the reference: success
     assert not is_success(None, -1.0) and not is_success(-1.0, None)
@@ -53,6 +53,13 @@ def test_top_k_rows_relaxation_costs_and_short_lists():
     assert [r.success for r in rows] == [False, True, True]
     with pytest.raises(ValueError, match="2 energies but 1 call counts"):
         top_k_rows([-1.0, -2.0], [1], -2.0, 10)
+
+
+def test_no_valid_candidate_costs_nothing_and_fails():
+    rows = top_k_rows([], [], -2.0, 100, max_k=2)
+    assert [(r.success, r.calls, r.speedup, r.best_energy) for r in rows] == [
+        (False, 0, None, None)
+    ] * 2
 
 
 def test_unknown_reference_minimum_gives_no_success():

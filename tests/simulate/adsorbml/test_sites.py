@@ -67,7 +67,18 @@ def test_alloy_breaks_symmetry():
     symbols = slab.get_chemical_symbols()
     symbols[-1] = "Pt"  # one top-layer atom
     slab.set_chemical_symbols(symbols)
-    assert len(find_sites(slab)) > pure
+    sites = find_sites(slab)
+    assert len(sites) > pure
+    # ontop: the Pt, its 6 Cu neighbours, the 2 Cu second neighbours of the 3x3 cell
+    assert sorted(s.multiplicity for s in sites if s.kind == "ontop") == [1, 2, 6]
+
+
+def test_small_distortions_make_sites_distinct():
+    slab = tagged_slab(fcc111, (2, 2, 3))
+    top = int(np.argmax(slab.positions[:, 2]))
+    slab.positions[top, 0] += 0.2  # one surface atom shifted 0.2 A in the plane
+    ontop = [s for s in find_sites(slab) if s.kind == "ontop"]
+    assert len(ontop) > 1
 
 
 @settings(max_examples=10, deadline=None)

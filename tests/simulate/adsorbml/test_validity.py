@@ -98,8 +98,9 @@ def test_bonds_cross_periodic_boundaries():
 
 
 def test_bond_criterion_includes_ase_skin():
-    # H-H: 2 * 0.31 + 2 * 0.3 = 1.22 A
-    limit = 2 * 0.31 + 2 * BOND_SKIN
+    # H-H: r(H) + r(H) + 2 * 0.3 A skin = 1.22 A
+    assert BOND_SKIN == 0.3
+    limit = 1.22
     assert connectivity(Atoms("H2", positions=[[0, 0, 0], [0, 0, limit - 0.01]]))[0, 1]
     assert not connectivity(Atoms("H2", positions=[[0, 0, 0], [0, 0, limit + 0.01]]))[0, 1]
 

@@ -11,8 +11,9 @@ Each gets a random spin about the surface normal and a tilt of up to 25 degrees,
 so that the binding atom sits a covalent bond length (``r_cov(adsorbate atom) + mean r_cov(site
 atoms)``, times ``bond_scale``) from its nearest slab atom and every other adsorbate atom at least
 2 A from the slab (the data generator's placement, :mod:`eqv2.data.generate`). A configuration
-that comes within ``CLASH_RATIO`` covalent-radius sums of a slab atom, or within 2.2 A of its own
-periodic image, is rejected and re-drawn (up to ``MAX_TRIES`` times).
+that comes within ``CLASH_RATIO`` covalent-radius sums of a slab atom, within 2.2 A of its own
+periodic image or (periodic z) within ``IMAGE_GAP`` of the slab's next image, is rejected and
+re-drawn (up to ``MAX_TRIES`` times).
 
 Configuration ``k`` of each strategy draws from its own generator
 ``SeedSequence(seed, spawn_key=(strategy, k))``, so it does not depend on how many are asked for.
@@ -34,6 +35,8 @@ __all__ = ["CLASH_RATIO", "generate_placements", "min_contact_ratio"]
 
 #: Smallest allowed adsorbate-slab distance, as a fraction of the covalent-radius sum.
 CLASH_RATIO = 0.75
+#: With periodic z: smallest gap between the adsorbate and the next periodic image of the slab.
+IMAGE_GAP = 2.0
 MAX_TRIES = 16
 _HEURISTIC, _RANDOM = 0, 1
 
@@ -50,6 +53,14 @@ def min_contact_ratio(atoms: Atoms) -> float:
     _, d = get_distances(atoms.positions[ads], atoms.positions[slab], atoms.cell, atoms.pbc)
     radii = covalent_radii[atoms.numbers]
     return float((d / (radii[ads][:, None] + radii[slab][None, :])).min())
+
+
+def _below_next_slab(slab: Atoms, positions: np.ndarray) -> bool:
+    """With periodic z, the adsorbate must stay ``IMAGE_GAP`` below the slab's next image."""
+    if not slab.pbc[2]:
+        return True
+    ceiling = slab.positions[:, 2].min() + slab.cell.array[2, 2] - IMAGE_GAP
+    return bool(positions[:, 2].max() <= ceiling)
 
 
 def _round_robin(sites: list[Site]) -> list[Site]:
@@ -104,7 +115,7 @@ def _try_place(
         if positions is None:
             continue
         atoms = _combine(slab, fixed, adsorbate, positions)
-        if min_contact_ratio(atoms) >= CLASH_RATIO:
+        if min_contact_ratio(atoms) >= CLASH_RATIO and _below_next_slab(slab, positions):
             return atoms, np.asarray(xy, dtype=float)
     return None
 

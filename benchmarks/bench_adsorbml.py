@@ -73,15 +73,27 @@ def build_slab(metal: str, facet: str, size: tuple[int, int, int]) -> Atoms:
     return slab
 
 
-def train_model(work: Path, systems: int, steps: int, seed: int) -> Path:
+#: ``--tiny``: a one-block model so the check takes seconds.
+TINY_MODEL = [
+    "model.num_layers=1", "model.sphere_channels=8", "model.attn_hidden_channels=8",
+    "model.num_heads=2", "model.attn_alpha_channels=4", "model.attn_value_channels=4",
+    "model.ffn_hidden_channels=8", "model.edge_channels=8", "model.lmax_list=[2]",
+    "model.mmax_list=[1]",
+]  # fmt: skip
+
+
+def train_model(
+    work: Path, systems: int, steps: int, seed: int, overrides: list[str] | None = None
+) -> Path:
     """Generate EMT data and train the quick-start model; return the checkpoint."""
     from eqv2.train.run_config import load_run_config
     from eqv2.train.workflow import run_training
 
     t0 = time.perf_counter()
-    ds = generate_dataset(systems, seed=seed, **TRAIN_DATA)
+    data = dict(TRAIN_DATA, relax_steps=5, rattle_frames=1) if overrides else TRAIN_DATA
+    ds = generate_dataset(systems, seed=seed, **data)
     files = write_dataset(ds, work / "data", fractions=(0.9, 0.1, 0.0))
-    overrides = [f"data.{k}={files[k]}" for k in ("train", "val") if k in files]
+    overrides = [f"data.{k}={files[k]}" for k in ("train", "val") if k in files] + (overrides or [])
     overrides.append(f"train.max_steps={steps}")
     if steps < 100:
         overrides += [f"train.eval_every={steps}", f"train.checkpoint_every={steps}"]
@@ -141,13 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="seconds-long run that checks the script")
     args = p.parse_args(argv)
     if args.tiny:
-        args.train_systems, args.train_steps, args.systems = 3, 2, 1
+        args.train_systems, args.train_steps, args.systems = 2, 2, 1
         args.size, args.placements, args.ml_steps, args.reference_steps = (2, 2, 3), 3, 3, 5
 
     t_start = time.perf_counter()
     checkpoint = args.checkpoint or train_model(
-        args.work, args.train_systems, args.train_steps, args.seed
-    )
+        args.work, args.train_systems, args.train_steps, args.seed,
+        TINY_MODEL if args.tiny else None,
+    )  # fmt: skip
     potential = load_model(checkpoint)
     relax = model_relaxer(potential, fmax=0.05, steps=args.ml_steps, max_atoms=args.max_atoms)
 

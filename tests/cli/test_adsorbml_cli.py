@@ -1,0 +1,74 @@
+"""``eqv2 adsorbml`` end to end (tiny model, EMT reference) and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ase import Atoms
+from ase.io import read, write
+
+from eqv2.cli import main
+from eqv2.model.loading import save_model
+from tests.simulate.adsorbml.conftest import tagged_slab, tiny_potential
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adsorbml")
+    checkpoint = save_model(tiny_potential(), root / "tiny.pt")
+    write(root / "slab.extxyz", tagged_slab())
+    write(root / "o.xyz", Atoms("O"))
+    return root, checkpoint
+
+
+def _args(root, checkpoint, out, *extra):
+    return ["adsorbml", str(checkpoint), "--slab", str(root / "slab.extxyz"),
+            "--adsorbate", str(root / "o.xyz"), "--placements", "2", "--top-k", "2",
+            "--steps", "3", "--reference-steps", "10", "--out", str(out), *extra]  # fmt: skip
+
+
+def test_cli_writes_structures_and_report(inputs, tmp_path, capsys):
+    root, checkpoint = inputs
+    out = tmp_path / "run"
+    assert main(_args(root, checkpoint, out)) == 0
+    printed = capsys.readouterr().out
+    assert "ML+SP" in printed and "reference minimum" in printed
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["ml_relaxed.extxyz", "placements.extxyz", "reference_relaxed.extxyz",
+                     "report.json"]  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_placements"] == 2 and len(report["strategies"]["ml+sp"]) == 2
+    assert report["baseline"]["source"] == "reference relaxations"
+    relaxed = read(out / "ml_relaxed.extxyz", ":")
+    assert len(relaxed) == 2 and (relaxed[0].get_tags()[-1] == 2)
+    assert "ml_energy" in relaxed[0].info and relaxed[0].get_potential_energy() is not None
+
+
+def test_cli_with_known_reference_energy(inputs, tmp_path, capsys):
+    root, checkpoint = inputs
+    out = tmp_path / "given"
+    args = _args(root, checkpoint, out, "--reference-energy", "-1.0", "--reference-calls", "50")
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["baseline"] == {"energy": -1.0, "calls": 50, "source": "given",
+                                  "placement_id": None, "n_valid": 0}  # fmt: skip
+    assert report["strategies"]["ml+sp"][0]["speedup"] == 50.0
+    assert not (out / "reference_relaxed.extxyz").exists()
+
+
+def test_cli_bad_inputs_fail_clearly(inputs, tmp_path, capsys):
+    root, checkpoint = inputs
+    untagged = tagged_slab()
+    untagged.set_tags(0)
+    write(tmp_path / "untagged.extxyz", untagged)
+    args = _args(root, checkpoint, tmp_path / "x")
+    args[args.index("--slab") + 1] = str(tmp_path / "untagged.extxyz")
+    assert main(args) == 2
+    assert "no tag-1 (surface) atoms" in capsys.readouterr().err
+
+    args = _args(root, checkpoint, tmp_path / "y")
+    args[args.index("--adsorbate") + 1] = "*XYZ"
+    assert main(args) == 2
+    assert "unknown adsorbate '*XYZ'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -1,0 +1,53 @@
+"""Smoke test: benchmarks/bench_adsorbml.py runs at a tiny size (given or freshly trained model)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from eqv2.data.generate import DEFAULT_ADSORBATE_FILE
+from eqv2.model.loading import save_model
+from tests.conftest import REPO
+from tests.simulate.adsorbml.conftest import tiny_potential
+
+BENCH = REPO / "benchmarks" / "bench_adsorbml.py"
+pytestmark = pytest.mark.skipif(
+    not DEFAULT_ADSORBATE_FILE.is_file(), reason="OC20 adsorbate file not found"
+)
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_adsorbml", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_adsorbml"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check(out):
+    data = json.loads(out.read_text())
+    assert data["settings"]["systems"] == 1 and data["system_names"] == ["Cu(111)+*O"]
+    for strategy in ("ml+sp", "ml+rx"):
+        rows = data["aggregate"][strategy]
+        assert [r["k"] for r in rows] == [1, 2, 3, 4, 5]
+        assert all(0.0 <= r["success_rate"] <= 1.0 for r in rows)
+    assert data["timings_s"]["ml_relax"] > 0 and "| ML+SP | 1 |" in data["markdown"]
+
+
+def test_bench_adsorbml_tiny_with_checkpoint(tmp_path):
+    checkpoint = save_model(tiny_potential(), tmp_path / "tiny.pt")
+    out = tmp_path / "adsorbml.json"
+    argv = ["--tiny", "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert _load().main(argv + ["--work", str(tmp_path / "work")]) == 0
+    _check(out)
+
+
+@pytest.mark.slow
+def test_bench_adsorbml_tiny_trains_its_model(tmp_path):
+    out = tmp_path / "adsorbml.json"
+    assert _load().main(["--tiny", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    _check(out)
+    assert (tmp_path / "work" / "run" / "final.pt").is_file()

@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         reference = EMT()
     if reference is None and args.reference_energy is not None:
         raise ValueError("--reference-energy needs a reference calculator (--reference emt)")
+    if args.reference_calls is not None and args.reference_energy is None:
+        raise ValueError("--reference-calls is the cost of --reference-energy; give both")
     dtype = torch.float64 if args.float64 else None
     potential = load_model(args.checkpoint, dtype=dtype, device=args.device)
     relax = model_relaxer(

@@ -151,19 +151,20 @@ def ase_relaxer(
                         raise FloatingPointError("non-finite energy")
                 energy = float(atoms.get_potential_energy())
                 forces = atoms.get_forces(apply_constraint=False)
+                if not np.isfinite(forces).all():
+                    raise FloatingPointError("non-finite forces")
             except Exception as exc:  # one bad structure must not stop the others
                 error = f"structure {index} ({initial.get_chemical_formula()}): {exc}"
-            done = atoms.copy()
-            done.info.update(converged=bool(converged and error is None), relax_steps=n_calls - 1)
+            taken = max(n_calls - 1, 0)
+            converged = bool(converged) and error is None
+            atoms.calc = None
+            atoms.info.update(converged=converged, relax_steps=taken)
             if error is None:
-                done.calc = SinglePointCalculator(done, energy=energy, forces=forces)
-                results.append(
-                    RelaxResult(index, done, energy, forces, bool(converged), n_calls - 1)
-                )
+                done = _frozen(atoms, energy, forces)
+                results.append(RelaxResult(index, done, energy, forces, converged, taken))
             else:
-                done.info["relax_error"] = error
-                steps_taken = max(n_calls - 1, 0)
-                results.append(RelaxResult(index, done, None, None, False, steps_taken, error))
+                atoms.info["relax_error"] = error
+                results.append(RelaxResult(index, atoms, None, None, False, taken, error))
         return results
 
     return relax

@@ -16,6 +16,7 @@ strategy calls, as the AdsorbML paper counts DFT calls) and writes a JSON file w
 plus a Markdown block for ``docs/benchmarks.md``. Timings are wall seconds on this machine.
 
     python benchmarks/bench_adsorbml.py                      # trains ~5 min, 6 systems
+                                                             # (~15-20 min on 2 quiet cores)
     python benchmarks/bench_adsorbml.py --checkpoint runs/demo/run/final.pt
     python benchmarks/bench_adsorbml.py --tiny               # seconds: checks that it runs
 """
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-steps", type=int, default=500)
     p.add_argument("--systems", type=int, default=len(SYSTEMS), help="first N benchmark systems")
     p.add_argument("--size", type=int, nargs=3, default=(3, 3, 3), help="slab repetitions")
-    p.add_argument("--placements", type=int, default=40)
+    p.add_argument("--placements", type=int, default=30)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--ml-steps", type=int, default=200)
     p.add_argument("--reference-steps", type=int, default=200)

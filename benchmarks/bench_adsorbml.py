@@ -40,6 +40,7 @@ from eqv2.atomic import atomic_write_path
 from eqv2.data.generate import emt_lattice_constant, generate_dataset, write_dataset
 from eqv2.model.loading import load_model
 from eqv2.simulate.adsorbml import aggregate, format_table, model_relaxer, run_adsorbml
+from eqv2.simulate.relax import DEFAULT_MAX_ATOMS
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--ml-steps", type=int, default=200)
     p.add_argument("--reference-steps", type=int, default=200)
-    p.add_argument("--max-atoms", type=int, help="atom budget of a relaxation batch")
+    p.add_argument("--max-atoms", type=int, default=DEFAULT_MAX_ATOMS, help="batch atom budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=REPO / "runs" / "bench_adsorbml")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "adsorbml.json")

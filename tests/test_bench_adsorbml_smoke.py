@@ -11,7 +11,10 @@ import pytest
 from eqv2.data.generate import DEFAULT_ADSORBATE_FILE
 from eqv2.model.loading import save_model
 from tests.conftest import REPO
-from tests.simulate.adsorbml.conftest import tiny_potential
+from tests.simulate.relax.tiny_relax import (  # noqa: F401 (one_thread: an autouse fixture)
+    make_potential,
+    one_thread,
+)
 
 BENCH = REPO / "benchmarks" / "bench_adsorbml.py"
 pytestmark = pytest.mark.skipif(
@@ -38,7 +41,7 @@ def _check(out):
 
 
 def test_bench_adsorbml_tiny_with_checkpoint(tmp_path):
-    checkpoint = save_model(tiny_potential(), tmp_path / "tiny.pt")
+    checkpoint = save_model(make_potential(), tmp_path / "tiny.pt")
     out = tmp_path / "adsorbml.json"
     argv = ["--tiny", "--checkpoint", str(checkpoint), "--out", str(out)]
     assert _load().main(argv + ["--work", str(tmp_path / "work")]) == 0

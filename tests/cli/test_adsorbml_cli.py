@@ -10,13 +10,17 @@ from ase.io import read, write
 
 from eqv2.cli import main
 from eqv2.model.loading import save_model
-from tests.simulate.adsorbml.conftest import tagged_slab, tiny_potential
+from tests.simulate.adsorbml.conftest import tagged_slab
+from tests.simulate.relax.tiny_relax import (  # noqa: F401 (one_thread: an autouse fixture)
+    make_potential,
+    one_thread,
+)
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("adsorbml")
-    checkpoint = save_model(tiny_potential(), root / "tiny.pt")
+    checkpoint = save_model(make_potential(), root / "tiny.pt")
     write(root / "slab.extxyz", tagged_slab())
     write(root / "o.xyz", Atoms("O"))
     return root, checkpoint

@@ -52,7 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=["lbfgs", "fire"], default="lbfgs")
     p.add_argument("--reference-fmax", type=float, default=0.05)
     p.add_argument("--reference-steps", type=int, default=300)
-    p.add_argument("--max-atoms", type=int, help="atom budget of a relaxation batch")
+    p.add_argument(
+        "--max-atoms", type=int, default=None, help="atom budget of a relaxation batch (1024)"
+    )
     p.add_argument(
         "--initial-slab", action="store_true",
         help="check surface changes against the initial slab instead of the relaxed clean slab",
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from eqv2 import load_model
     from eqv2.simulate.adsorbml import model_relaxer, resolve_adsorbate, run_adsorbml
     from eqv2.simulate.adsorbml.outputs import write_outputs
+    from eqv2.simulate.relax import DEFAULT_MAX_ATOMS
 
     if not args.slab.is_file():
         raise FileNotFoundError(f"--slab: no such file {args.slab}")
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     potential = load_model(args.checkpoint, dtype=dtype, device=args.device)
     relax = model_relaxer(
         potential, optimizer=args.optimizer, fmax=args.fmax, steps=args.steps,
-        max_atoms=args.max_atoms,
+        max_atoms=args.max_atoms if args.max_atoms is not None else DEFAULT_MAX_ATOMS,
     )  # fmt: skip
     result = run_adsorbml(
         slab, adsorbate, relax, reference,

@@ -36,18 +36,3 @@ needs_adsorbates = pytest.mark.skipif(
     not DEFAULT_ADSORBATE_FILE.is_file(),
     reason=f"OC20 adsorbate file not found at {DEFAULT_ADSORBATE_FILE}",
 )
-
-
-def tiny_potential(seed: int = 0):
-    """A randomly initialised tiny EquiformerV2 (untrained: only the plumbing is tested)."""
-    import torch
-
-    from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
-    from tests.tiny import tiny
-
-    torch.manual_seed(seed)
-    config = tiny(
-        ffn_hidden_channels=8, lmax_list=[2], mmax_list=[1], grid_resolution=8,
-        max_radius=4.5, max_neighbors=12,
-    )  # fmt: skip
-    return Potential(EquiformerV2(EquiformerV2Config(**config)))

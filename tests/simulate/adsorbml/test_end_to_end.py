@@ -10,13 +10,16 @@ from ase import Atoms
 from ase.calculators.emt import EMT
 
 from eqv2.simulate.adsorbml import model_relaxer, run_adsorbml
-from tests.simulate.adsorbml.conftest import tiny_potential
+from tests.simulate.relax.tiny_relax import (  # noqa: F401 (one_thread: an autouse fixture)
+    make_potential,
+    one_thread,
+)
 
 O_ATOM = Atoms("O", info={"binding_indices": [0]})
 
 
 def test_tiny_model_through_the_engine_with_emt_reference(cu111):
-    potential = tiny_potential()
+    potential = make_potential()
     # an atom budget of two structures per batch makes structures enter as others finish
     relax = model_relaxer(potential, fmax=0.05, steps=4, max_atoms=30)
     result = run_adsorbml(

@@ -27,21 +27,7 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.optimize import BFGS, FIRE, LBFGS
 
-try:
-    from eqv2.simulate import RelaxResult
-except ImportError:  # TEMP until the batched engine lands on main
-
-    @dataclass
-    class RelaxResult:  # type: ignore[no-redef]
-        index: int
-        atoms: Atoms
-        energy: float | None
-        forces: np.ndarray | None
-        converged: bool
-        steps: int
-        error: str | None = None
-        trajectory: list[Atoms] | None = None
-
+from eqv2.simulate.relax import DEFAULT_MAX_ATOMS, RelaxResult, relax_structures
 
 __all__ = [
     "ASE_OPTIMIZERS",
@@ -87,7 +73,7 @@ def model_relaxer(
     optimizer: str = "lbfgs",
     fmax: float = 0.05,
     steps: int = 300,
-    max_atoms: int | None = None,
+    max_atoms: int | None = DEFAULT_MAX_ATOMS,
     max_edges: int | None = None,
     progress: bool = False,
 ) -> Relaxer:
@@ -97,7 +83,6 @@ def model_relaxer(
         potential: an ``eqv2`` ``Potential``.
         optimizer, fmax, steps, max_atoms, max_edges, progress: passed to ``relax_structures``.
     """
-    from eqv2.simulate import relax_structures
 
     def relax(structures: Sequence[Atoms]) -> list[RelaxResult]:
         return relax_structures(

@@ -71,7 +71,7 @@ def build_slab(metal: str, facet: str, size: tuple[int, int, int]) -> Atoms:
     free = slab.get_tags() == 1  # ASE numbers the layers from the top
     slab.set_tags(free.astype(int))
     slab.set_constraint(FixAtoms(mask=~free))
-    slab.info["name"] = f"{metal}({facet})"
+    slab.info = {"name": f"{metal}({facet})"}  # ASE's site table is not extxyz-writable
     return slab
 
 

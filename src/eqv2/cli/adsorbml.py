@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eqv2.cli.model_args import add_model_arguments, load_potential
+
 REFERENCES = ("emt", "none")
 
 
@@ -59,17 +61,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--initial-slab", action="store_true",
         help="check surface changes against the initial slab instead of the relaxed clean slab",
     )  # fmt: skip
-    p.add_argument("--float64", action="store_true", help="run the model in double precision")
-    p.add_argument("--device", default="cpu")
+    add_model_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from ase.io import read
 
-    from eqv2 import load_model
     from eqv2.simulate.adsorbml import model_relaxer, resolve_adsorbate, run_adsorbml
     from eqv2.simulate.adsorbml.outputs import write_outputs
     from eqv2.simulate.relax import DEFAULT_MAX_ATOMS
@@ -90,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--reference-energy needs a reference calculator (--reference emt)")
     if args.reference_calls is not None and args.reference_energy is None:
         raise ValueError("--reference-calls is the cost of --reference-energy; give both")
-    dtype = torch.float64 if args.float64 else None
-    potential = load_model(args.checkpoint, dtype=dtype, device=args.device)
+    potential = load_potential(args)
     relax = model_relaxer(
         potential, optimizer=args.optimizer, fmax=args.fmax, steps=args.steps,
         max_atoms=args.max_atoms if args.max_atoms is not None else DEFAULT_MAX_ATOMS,

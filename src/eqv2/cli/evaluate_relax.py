@@ -18,6 +18,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from eqv2.cli.model_args import add_model_arguments, load_potential
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -49,9 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--steps", type=int, default=300, help="step limit per structure")
     g.add_argument("--optimizer", choices=("lbfgs", "fire"), default="lbfgs")
     g.add_argument("--max-atoms", type=int, help="atoms per batched model call")
-    g.add_argument("--float64", action="store_true", help="run the model in double precision")
-    g.add_argument("--use-ema", action="store_true", help="use the EMA weights of a fairchem file")
-    g.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    add_model_arguments(g)
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -75,9 +75,6 @@ def _predicted_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dic
 
 
 def _relax_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    import torch
-
-    from eqv2 import load_model
     from eqv2.simulate.relax_evaluation import (
         check_counts,
         check_same_atoms,
@@ -108,12 +105,7 @@ def _relax_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[st
         check_same_atoms(i, a, b)
     from eqv2.simulate import relax_structures
 
-    potential = load_model(
-        checkpoint,
-        dtype=torch.float64 if args.float64 else None,
-        device=args.device,
-        use_ema=args.use_ema,
-    )
+    potential = load_potential(args, checkpoint)
     budget = {} if args.max_atoms is None else {"max_atoms": args.max_atoms}
     results = relax_structures(
         potential,
@@ -133,7 +125,7 @@ def _relax_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[st
         "optimizer": args.optimizer,
         "fmax": args.fmax,
         "steps": args.steps,
-        "float64": args.float64,
+        "float64": args.dtype == "float64",
     }
     return predictions_from_results(results), reference, settings
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eqv2.cli.model_args import add_model_arguments, load_potential
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -40,14 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", type=int, default=10, help="write every k-th step")
     p.add_argument("--seed", type=int, default=0, help="seeds velocities and Langevin noise")
     p.add_argument("--report", type=Path, help="JSON report (default: OUTPUT with .json)")
-    p.add_argument("--float64", action="store_true", help="run the model in double precision")
-    p.add_argument("--use-ema", action="store_true", help="use the EMA weights of a fairchem file")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    add_model_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from ase.io import read
 
     from eqv2.simulate import EqV2Calculator
@@ -63,12 +62,7 @@ def run(args: argparse.Namespace) -> int:
         )
     atoms = images[args.index]
     report_path = args.report or args.output.with_suffix(".json")
-    calc = EqV2Calculator(
-        args.checkpoint,
-        device=args.device,
-        dtype=torch.float64 if args.float64 else None,
-        use_ema=args.use_ema,
-    )
+    calc = EqV2Calculator(load_potential(args), device=args.device)
     result = run_md(
         atoms,
         calc,
@@ -87,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=str(args.checkpoint),
         input=str(args.input),
         index=args.index,
-        float64=args.float64,
+        float64=args.dtype == "float64",
         model_conservative=calc.potential.conservative,
     )
     from eqv2.atomic import write_json

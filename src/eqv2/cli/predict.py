@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eqv2.cli.model_args import add_model_arguments, load_potential
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict energies and forces with a checkpoint")
@@ -12,25 +14,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="structures readable by ASE (extxyz, traj, db, ...)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .extxyz")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--float64", action="store_true", help="run in double precision")
-    p.add_argument(
-        "--use-ema",
-        action="store_true",
-        help="use the EMA weights of a fairchem file or an eqv2 checkpoint.pt",
-    )
+    add_model_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import read, write
 
-    from eqv2 import load_model
     from eqv2.atomic import atomic_write_path
 
-    dtype = torch.float64 if args.float64 else None
-    potential = load_model(args.checkpoint, dtype=dtype, use_ema=args.use_ema)
+    potential = load_potential(args)
     structures = read(args.input, ":")
     results = potential.predict(structures, batch_size=args.batch_size)
     for atoms, res in zip(structures, results, strict=True):

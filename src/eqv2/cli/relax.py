@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DTYPES = ("float32", "float64")
+from eqv2.cli.model_args import add_model_arguments, load_potential
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,9 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fix atoms with these tags, e.g. 0 for OC20 subsurface atoms",
     )
     p.add_argument("--trajectory-dir", type=Path, help="write relax_<index>.extxyz per structure")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="model precision")
-    p.add_argument("--use-ema", action="store_true", help="use the EMA weights of a fairchem file")
+    add_model_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
@@ -72,17 +70,13 @@ def _read(path: Path) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from ase.io import write
 
-    from eqv2 import load_model
     from eqv2.atomic import atomic_write_path
     from eqv2.simulate.relax import DEFAULT_MAX_ATOMS, relax_structures
 
     structures = _read(args.input)
-    potential = load_model(
-        args.checkpoint, dtype=getattr(torch, args.dtype), device=args.device, use_ema=args.use_ema
-    )
+    potential = load_potential(args)
     results = relax_structures(
         potential,
         structures,

@@ -276,3 +276,22 @@ def test_atomic_save_interrupt_leaves_no_temp(
     with pytest.raises(KeyboardInterrupt):
         atomic_save({"a": 1}, tmp_path / "x.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_load_model_reads_an_eqv2_file_once_and_takes_it_as_a_dict(tmp_path, monkeypatch):
+    from eqv2.model import EquiformerV2, Potential, loading
+    from tests.tiny import tiny
+
+    torch.manual_seed(0)
+    potential = Potential(EquiformerV2(EquiformerV2Config.from_dict(tiny())))
+    path = eqv2.save_model(potential, tmp_path / "m.pt")
+    reads = []
+    real = loading.safe_load
+    monkeypatch.setattr(loading, "safe_load", lambda *a, **k: reads.append(a) or real(*a, **k))
+    from_file = eqv2.load_model(path)
+    assert len(reads) == 1
+    from_dict = eqv2.load_model(real(path))
+    for (name, a), b in zip(
+        from_file.state_dict().items(), from_dict.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name

@@ -320,7 +320,13 @@ def load_checkpoint(path: PathLike, *, trust_pickle: bool = False) -> dict[str, 
         UnsafeCheckpointError / CorruptCheckpointError / FileNotFoundError: see :func:`safe_load`.
     """
     path = Path(path)
-    ckpt = safe_load(path, trust_pickle=trust_pickle)
+    return validate_checkpoint(safe_load(path, trust_pickle=trust_pickle), str(path))
+
+
+def validate_checkpoint(ckpt: Any, path: str = "<checkpoint>") -> dict[str, Any]:
+    """Check an already-read eqv2 checkpoint (see :func:`load_checkpoint`); ``path`` labels
+    the messages. Returns it as a dict; raises :class:`CheckpointError` as ``load_checkpoint``.
+    """
     if not isinstance(ckpt, Mapping) or ckpt.get("format") != FORMAT_NAME:
         looks_fairchem = isinstance(ckpt, Mapping) and "state_dict" in ckpt and "config" in ckpt
         hint = (

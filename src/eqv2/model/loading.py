@@ -9,7 +9,12 @@ from typing import Any
 
 import torch
 
-from eqv2.model.checkpoint import CheckpointError, load_checkpoint, safe_load, save_checkpoint
+from eqv2.model.checkpoint import (
+    CheckpointError,
+    safe_load,
+    save_checkpoint,
+    validate_checkpoint,
+)
 from eqv2.model.config import EquiformerV2Config
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.fairchem import (
@@ -97,7 +102,7 @@ def load_model(
         obj = safe_load(Path(source), trust_pickle=trust_pickle)
 
     if isinstance(obj, Mapping) and obj.get("format") == "eqv2-checkpoint":
-        ckpt = load_checkpoint(Path(source), trust_pickle=trust_pickle)
+        ckpt = validate_checkpoint(obj, label)  # the file is read once, above
         cfg = config if config is not None else ckpt["config"]
         if not isinstance(cfg, EquiformerV2Config):
             cfg = EquiformerV2Config.from_dict(cfg)

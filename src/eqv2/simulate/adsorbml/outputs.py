@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ase import Atoms
-from ase.io import write as ase_write
 
-from eqv2.atomic import atomic_write_path
+from eqv2.atomic import write_json
 from eqv2.simulate.adsorbml.screening import AdsorbMLResult, Candidate
+from eqv2.simulate.relax.trajectory import write_trajectory as _write_extxyz  # atomic extxyz
 
 __all__ = ["write_outputs"]
 
@@ -38,12 +37,6 @@ def _ml_fields(c: Candidate) -> dict[str, Any]:
     }
 
 
-def _write(path: Path, images: list[Atoms]) -> Path:
-    with atomic_write_path(path) as tmp:
-        ase_write(tmp, images, format="extxyz")
-    return path
-
-
 def write_outputs(result: AdsorbMLResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``result`` under ``out_dir``; return ``{name: path}``.
 
@@ -59,8 +52,10 @@ def write_outputs(result: AdsorbMLResult, out_dir: str | Path) -> dict[str, Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {
-        "placements": _write(out / "placements.extxyz", [c.initial for c in result.candidates]),
-        "ml_relaxed": _write(
+        "placements": _write_extxyz(
+            out / "placements.extxyz", [c.initial for c in result.candidates]
+        ),
+        "ml_relaxed": _write_extxyz(
             out / "ml_relaxed.extxyz",
             [_annotated(c.relaxed, _ml_fields(c)) for c in result.candidates],
         ),
@@ -78,7 +73,7 @@ def write_outputs(result: AdsorbMLResult, out_dir: str | Path) -> dict[str, Path
                 "reference_error": c.reference_error,
             }
             images.append(_annotated(atoms, fields))
-        written["reference_relaxed"] = _write(out / "reference_relaxed.extxyz", images)
+        written["reference_relaxed"] = _write_extxyz(out / "reference_relaxed.extxyz", images)
     rx = [c for c in result.candidates if c.rx_relaxed is not None]
     if rx:
         images = []
@@ -94,9 +89,6 @@ def write_outputs(result: AdsorbMLResult, out_dir: str | Path) -> dict[str, Path
                 "rx_error": c.rx_error,
             }
             images.append(_annotated(c.rx_relaxed, fields))
-        written["reference_rx"] = _write(out / "reference_rx.extxyz", images)
-    report = out / "report.json"
-    with atomic_write_path(report) as tmp:
-        tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    written["report"] = report
+        written["reference_rx"] = _write_extxyz(out / "reference_rx.extxyz", images)
+    written["report"] = write_json(result.to_dict(), out / "report.json")
     return written

@@ -242,10 +242,6 @@ class AdsorbMLResult:
         return "\n".join(lines)
 
 
-def _usable_energy(result: RelaxOutcome) -> bool:
-    return result.error is None and result.energy is not None and math.isfinite(result.energy)
-
-
 def relax_and_check(
     starts: Sequence[Atoms],
     relax: Relaxer,
@@ -274,10 +270,10 @@ def relax_and_check(
     slab_ref = None
     if clean_slab is not None:
         slab_result = results.pop(0)
-        slab_ref = slab_result.atoms if _usable_energy(slab_result) else None
+        slab_ref = slab_result.atoms if _failure(slab_result) is None else None
     validities: list[Validity | None] = []
     for initial, result in zip(initials, results, strict=True):
-        ok = _usable_energy(result) and result.atoms is not None
+        ok = _failure(result) is None and result.atoms is not None
         validities.append(check_validity(initial, result.atoms, slab_ref) if ok else None)
     return results, validities, slab_ref
 
@@ -443,7 +439,7 @@ def run_adsorbml(
         ref_slab = baseline.clean_slab if baseline is not None else None
         if ref_slab is None and relax_clean_slab:
             slab_result = list(ref_relax([slab.copy()]))[0]
-            ref_slab = slab_result.atoms if _usable_energy(slab_result) else None
+            ref_slab = slab_result.atoms if _failure(slab_result) is None else None
         rx_results = list(ref_relax([c.relaxed for c in top]))
         for c, result in zip(top, rx_results, strict=True):
             c.rx_error = _failure(result)

@@ -381,14 +381,20 @@ class _BatchRelaxer:
         seg = self._segments()
         energies, forces = _evaluate(self.potential, graph)
         per_structure = seg.split(forces)
-        edge_counts = np.bincount(
-            graph["batch"][graph["edge_index"][1]].cpu().numpy(), minlength=len(self.running)
+        # edge counts only matter for the edge budget (`_fits`)
+        edge_counts = (
+            np.bincount(
+                graph["batch"][graph["edge_index"][1]].cpu().numpy(), minlength=len(self.running)
+            )
+            if self.max_edges is not None
+            else None
         )
         free = np.concatenate([r.free for r in self.running])
         fmax_free = seg.max(np.where(free, np.linalg.norm(forces, axis=1), 0.0))
         stay = np.ones(len(self.running), dtype=bool)
         for k, r in enumerate(self.running):
-            r.edges = int(edge_counts[k])
+            if edge_counts is not None:
+                r.edges = int(edge_counts[k])
             error = _nonfinite_message(r, energies[k], per_structure[k])
             if r.frames is not None:
                 r.frames.append(_frame(r.atoms, energies[k], per_structure[k]))

@@ -125,8 +125,14 @@ def test_bf16_training_lowers_the_loss_with_float32_master_weights(frames, tmp_p
     config = TrainerConfig(max_steps=15, lr=5e-3, warmup_steps=1, max_atoms_per_batch=1000,
                            checkpoint_every=1000, eval_every=1000, ema_decay=None,
                            force_coefficient=10.0, amp="bf16", device="cpu")  # fmt: skip
-    losses = []
+    losses, linear_out = [], set()
+    # the m = 0 Linear of the first attention runs in bfloat16 under autocast
+    hook = pot.model.blocks[0].ga.so2_conv_1.fc_m0.register_forward_hook(
+        lambda module, inputs, output: linear_out.add(output.dtype)
+    )
     Trainer(pot, few, tmp_path, config, on_step=lambda r: losses.append(r["loss"])).fit()
+    hook.remove()
+    assert linear_out == {torch.bfloat16}
     assert all(np.isfinite(losses)) and np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), losses
     assert {p.dtype for p in pot.parameters()} == {torch.float32}
 

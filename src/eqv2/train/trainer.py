@@ -393,15 +393,7 @@ class Trainer:
         state = ckpt["extra"].get("training_state")
         if state is None:
             raise ValueError(f"{path} holds no training state (not written by Trainer.save).")
-        with torch.no_grad():
-            self.model.load_state_dict(
-                {
-                    k: v.to(p.dtype)
-                    for (k, v), p in zip(
-                        ckpt["state_dict"].items(), self.model.state_dict().values(), strict=True
-                    )
-                }
-            )
+        self.model.load_state_dict(ckpt["state_dict"])  # by name; copies cast to the model's dtype
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None and state["ema"] is not None:

@@ -21,12 +21,18 @@ from eqv2.graph.validate import MIN_ATOM_DISTANCE, check_contacts, check_fields,
 __all__ = ["batch_structures"]
 
 
-def fixed_mask(atoms: Atoms) -> np.ndarray:
-    """Atoms frozen by ``FixAtoms`` constraints (other constraint types do not fix whole atoms)."""
+def fixed_mask(atoms: Atoms, fix_tags: Sequence[int] = ()) -> np.ndarray:
+    """Atoms frozen by ``FixAtoms`` constraints, plus those whose tag is in ``fix_tags``.
+
+    Other constraint types do not fix whole atoms. ``fix_tags=(0,)`` adds OC20's fixed
+    subsurface atoms when a file carries tags but no ``FixAtoms``.
+    """
     fixed = np.zeros(len(atoms), dtype=bool)
     for constraint in atoms.constraints:
         if isinstance(constraint, FixAtoms):
             fixed[constraint.index] = True
+    if len(fix_tags):
+        fixed |= np.isin(atoms.get_tags(), list(fix_tags))
     return fixed
 
 

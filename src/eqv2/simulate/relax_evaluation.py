@@ -283,10 +283,7 @@ def counted_atoms(
     """
     if not free_only:
         return np.ones(len(reference), dtype=bool)
-    fixed = fixed_mask(reference)
-    if len(fix_tags):
-        fixed |= np.isin(reference.get_tags(), list(fix_tags))
-    return ~fixed
+    return ~fixed_mask(reference, fix_tags)
 
 
 def _nan_to_none(x: float) -> float | None:

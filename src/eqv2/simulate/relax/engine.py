@@ -107,9 +107,7 @@ def _free_atoms(index: int, atoms: Atoms, fix_tags: Sequence[int]) -> np.ndarray
             "the batched relaxation does not support (only FixAtoms and fix_tags). Remove them, "
             "or relax this structure with an ASE optimiser and eqv2.EqV2Calculator."
         )
-    free = ~fixed_mask(atoms)
-    if len(fix_tags):
-        free &= ~np.isin(atoms.get_tags(), np.asarray(fix_tags))
+    free = ~fixed_mask(atoms, fix_tags)
     if not free.any():
         raise _StructureError(
             f"{_label(index, atoms)} has no free atoms: all {len(atoms)} are fixed by FixAtoms "

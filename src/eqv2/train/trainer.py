@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from eqv2.data.targets import reference_energy
 from eqv2.graph import fixed_mask
 from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.gradients import energy_derivatives
@@ -228,6 +229,15 @@ class Trainer:
                 for a in self.train_set.structures
             ]
         )
+        # energies minus element references (all 0 without any): fixed for the run
+        refs = self.potential.element_references.cpu().numpy()
+        self._energy_residuals = np.array(
+            [
+                e - reference_energy(a.numbers, refs)
+                for a, e in zip(self.train_set.structures, self.train_set.energies, strict=True)
+            ],
+            dtype=np.float64,
+        )
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -247,21 +257,11 @@ class Trainer:
             min_structures=world_size or self.dist.world_size,
         )
 
-    def _targets(self, data: LabelledSet, indices: list[int], graph: dict) -> tuple:
-        """Normalised energy and force targets for a batch (what the raw model predicts)."""
+    def _targets(self, indices: list[int], graph: dict) -> tuple:
+        """Normalised energy and force targets of training structures (what the model predicts)."""
         norm = self.potential.normalizers
-        refs = self.potential.element_references.cpu().numpy()
-        energies = np.array(
-            [
-                data.energies[i]
-                - (
-                    refs[data.structures[i].numbers].sum()
-                    if self.potential.has_element_references
-                    else 0.0
-                )
-                for i in indices
-            ]
-        )
+        data = self.train_set
+        energies = self._energy_residuals[indices]
         dtype, device = graph["pos"].dtype, graph["pos"].device
         e_norm, f_norm = norm["energy"], norm["forces"]
         e = (torch.as_tensor(energies, dtype=dtype, device=device) - e_norm["mean"]) / e_norm["std"]
@@ -296,7 +296,7 @@ class Trainer:
         self.model.train()
         mine = split_batch(indices, self.train_set.natoms, world)[self.dist.rank]
         graph = self.potential.build_graph([self.train_set.structures[i] for i in mine])
-        target_e, target_f = self._targets(self.train_set, mine, graph)
+        target_e, target_f = self._targets(mine, graph)
         if self.potential.conservative:
             # autocast covers the forward only; the force derivative runs outside it
             out = energy_derivatives(lambda g: self._forward(g)["energy"], graph, create_graph=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from eqv2.allocator import release_memory, tune_allocator
+
 __version__ = "0.1.0"
 
 _MODEL_API = (
@@ -33,7 +35,9 @@ __all__ = [
     "export_fairchem",
     "load_calculator",
     "load_model",
+    "release_memory",
     "save_model",
+    "tune_allocator",
 ]
 
 if TYPE_CHECKING:

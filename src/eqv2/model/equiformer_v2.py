@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from eqv2.allocator import tune_allocator
 from eqv2.model.config import EquiformerV2Config
 from eqv2.nn.activation import SphereGrid
 from eqv2.nn.attention import GraphAttention
@@ -58,6 +59,8 @@ class EquiformerV2(nn.Module):
         **kwargs,
     ) -> None:
         super().__init__()
+        # CPU steps churn through large temporaries: reuse freed memory (eqv2.allocator)
+        tune_allocator()
         if config is None:
             config = EquiformerV2Config.from_dict(kwargs)
         elif kwargs:

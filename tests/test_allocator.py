@@ -1,0 +1,76 @@
+"""eqv2.allocator: freed memory is reused instead of re-faulted (glibc only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+import eqv2
+from eqv2 import allocator
+
+GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+# Allocate, touch and free a 96 MB tensor (above glibc's largest dynamic mmap threshold), then
+# count the minor page faults a second allocation of the same size costs.
+_PROBE = """
+import json, resource, sys, torch
+from eqv2 import allocator
+tuned = allocator.tune_allocator() if sys.argv[1] == "tune" else False
+n = 24 * 2**20
+torch.ones(n).sum()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.ones(n).sum()
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(json.dumps({"tuned": tuned, "faults": faults}))
+"""
+
+
+def _probe(mode: str, env_value: str | None = None) -> dict:
+    env = dict(os.environ)
+    env.pop("EQV2_TUNE_MALLOC", None)
+    if env_value is not None:
+        env["EQV2_TUNE_MALLOC"] = env_value
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not GLIBC, reason="allocator tuning applies to glibc on Linux only")
+def test_tuned_allocator_reuses_freed_memory_without_page_faults():
+    pages = 96 * 2**20 // 4096
+    untuned = _probe("plain")
+    tuned = _probe("tune")
+    assert tuned["tuned"] is True
+    # untuned: the second 96 MB is a fresh mmap, faulted page by page
+    assert untuned["faults"] > pages // 2
+    assert tuned["faults"] < pages // 20
+
+
+@pytest.mark.skipif(not GLIBC, reason="allocator tuning applies to glibc on Linux only")
+def test_opt_out_environment_variable_skips_tuning():
+    result = _probe("tune", env_value="0")
+    assert result["tuned"] is False
+    assert result["faults"] > 96 * 2**20 // 4096 // 2
+
+
+def test_public_api_and_idempotence():
+    assert eqv2.tune_allocator is allocator.tune_allocator
+    first = eqv2.tune_allocator()
+    assert eqv2.tune_allocator() == first
+    assert isinstance(eqv2.release_memory(), bool)
+
+
+def test_model_construction_tunes_allocator(monkeypatch):
+    from eqv2.model import equiformer_v2
+    from tests.tiny import tiny
+
+    calls = []
+    monkeypatch.setattr(equiformer_v2, "tune_allocator", lambda: calls.append(1) or True)
+    equiformer_v2.EquiformerV2(**tiny())
+    assert calls == [1]

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -155,6 +156,11 @@ CONFIGS = {"small": SMALL_CONFIG, "paper31m": PAPER31M_CONFIG, "tiny": TINY_CONF
 REFERENCE_CONFIGS = ("small", "paper31m")  # the ones bench_reference.py knows
 # eqv2 mode -> the reference modes it is compared with
 REFERENCE_MODES = {"fwd": ("fwd", "fwd_nograd"), "fwdbwd": ("fwdbwd",)}
+#: the glibc settings eqv2.allocator applies in eqv2's process, given to the reference through
+#: the environment (``--reference-malloc tuned``): the code-only comparison
+TUNED_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "2147483647", "MALLOC_TRIM_THRESHOLD_": "2147483647"}
+REFERENCE_MALLOC = {"default": (False,), "tuned": (True,), "both": (False, True)}
+REFERENCE_IMPLS = {"reference": "", "reference+malloc": ", tuned malloc"}
 DEFAULT_REPEATS = {"small": (3, 15), "paper31m": (1, 4), "tiny": (1, 3)}  # (warmup, runs)
 QUICK_REPEATS = {"small": (1, 3), "paper31m": (0, 1), "tiny": (0, 1)}
 
@@ -483,7 +489,9 @@ def run_eqv2_subprocess(args, config_name: str, mode: str) -> dict | None:
     return res
 
 
-def run_reference_subprocess(args, config_name: str, mode: str) -> dict | None:
+def run_reference_subprocess(
+    args, config_name: str, mode: str, tuned_malloc: bool = False
+) -> dict | None:
     warmup, runs = _repeat_args(args, config_name)
     cmd = [
         args.reference_python,
@@ -499,10 +507,12 @@ def run_reference_subprocess(args, config_name: str, mode: str) -> dict | None:
     ]
     if args.wait_quiet:
         wait_until_quiet(args.wait_quiet)
-    proc, foreign = run_measured(cmd)
-    res = _parse_result(proc, f"reference {config_name}:{mode}")
+    env = {**os.environ, **TUNED_MALLOC_ENV} if tuned_malloc else None
+    impl = "reference+malloc" if tuned_malloc else "reference"
+    proc, foreign = run_measured(cmd, env)
+    res = _parse_result(proc, f"{impl} {config_name}:{mode}")
     if res is not None:
-        res["impl"] = "reference"
+        res["impl"] = impl
         res["foreign_cpu_cores"] = foreign
     return res
 
@@ -595,7 +605,7 @@ def markdown_table(results: list[dict]) -> str:
     """One row per (config, eqv2 mode, reference mode); ratios are reference / eqv2; times are
     medians (the speed-up of the fastest runs in brackets: less sensitive to a busy machine)."""
     ours = [r for r in results if r["impl"] == "eqv2"]
-    refs = {(r["config"], r["mode"]): r for r in results if r["impl"] == "reference"}
+    refs = {(r["config"], r["mode"], r["impl"]): r for r in results if r["impl"] != "eqv2"}
     hdr = (
         "| config | mode | eqv2 s | eqv2 graph s | ref mode | ref s | speed-up ref/eqv2 (of mins) "
         "| eqv2 peak RSS MB | ref peak RSS MB | RSS ratio (ref/eqv2) |"
@@ -606,7 +616,12 @@ def markdown_table(results: list[dict]) -> str:
         mem = r.get("cuda_peak_allocated_mb")
         mem_s = f"{r['peak_rss_mb']:.0f}" + (f" (CUDA {mem:.0f})" if mem is not None else "")
         ref_modes = REFERENCE_MODES.get(r["mode"], ())
-        matched = [refs[(r["config"], m)] for m in ref_modes if (r["config"], m) in refs]
+        matched = [
+            refs[key]
+            for impl in REFERENCE_IMPLS
+            for m in ref_modes
+            if (key := (r["config"], m, impl)) in refs
+        ]
         if not matched:
             rows.append(
                 f"| {r['config']} | {r['mode']} | {_t(r)} | "
@@ -615,7 +630,8 @@ def markdown_table(results: list[dict]) -> str:
         for ref in matched:
             rows.append(
                 f"| {r['config']} | {r['mode']} | {_t(r)} | "
-                f"{r['graph_ms'] / 1000:.3f} | {ref['mode']} | {_t(ref)} | "
+                f"{r['graph_ms'] / 1000:.3f} | {ref['mode']}{REFERENCE_IMPLS[ref['impl']]} | "
+                f"{_t(ref)} | "
                 f"{ref['median_ms'] / r['median_ms']:.2f}× ({ref['min_ms'] / r['min_ms']:.2f}×) | "
                 f"{mem_s} | "
                 f"{ref['peak_rss_mb']:.0f} | {ref['peak_rss_mb'] / r['peak_rss_mb']:.2f}× |"
@@ -809,6 +825,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_shared_arguments(ap, "bench_results.json")
     ap.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
     ap.add_argument(
+        "--reference-malloc",
+        choices=list(REFERENCE_MALLOC),
+        default="default",
+        help="run the reference with glibc's default allocator settings (default), with the "
+        "settings eqv2.allocator applies to eqv2 (tuned: the code-only comparison), or both",
+    )
+    ap.add_argument(
         "--check-structures",
         action="store_true",
         help="only check that structures and configs equal the reference's, then exit",
@@ -867,7 +890,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.with_reference or cname not in REFERENCE_CONFIGS:
                 continue
             for ref_mode in REFERENCE_MODES[mode]:
-                record(run_with_retries(args, run_reference_subprocess, cname, ref_mode))
+                for tuned in REFERENCE_MALLOC[args.reference_malloc]:
+                    runner = functools.partial(run_reference_subprocess, tuned_malloc=tuned)
+                    record(run_with_retries(args, runner, cname, ref_mode))
 
     report = save()
     print()

@@ -22,7 +22,7 @@ from eqv2.model.config import EquiformerV2Config
 from eqv2.nn.activation import SphereGrid
 from eqv2.nn.attention import GraphAttention
 from eqv2.nn.block import TransformerBlock
-from eqv2.nn.context import EdgeContext, SphereGrids
+from eqv2.nn.context import EdgeContext, SphereGrids, message_rows
 from eqv2.nn.edge_degree import EdgeDegreeEmbedding
 from eqv2.nn.feed_forward import FeedForward
 from eqv2.nn.norm import make_norm
@@ -217,7 +217,17 @@ class EquiformerV2(nn.Module):
                 (scalars, self.source_embedding(src_z), self.target_embedding(dst_z)), dim=1
             )
         edges = EdgeContext(
-            src, dst, src_z, dst_z, scalars, to_edge, from_edge, batch, num_nodes, num_graphs
+            src,
+            dst,
+            src_z,
+            dst_z,
+            scalars,
+            to_edge,
+            from_edge,
+            batch,
+            num_nodes,
+            num_graphs,
+            message_rows(src, dst, (c.lmax + 1) ** 2),
         )
         grids = self._grids()
 

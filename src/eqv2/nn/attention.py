@@ -13,7 +13,7 @@ from eqv2.nn.activation import (
     s2_activation,
     separable_s2_activation,
 )
-from eqv2.nn.context import EdgeContext, SphereGrids
+from eqv2.nn.context import EdgeContext, SphereGrids, message_rows
 from eqv2.nn.norm import LayerNorm
 from eqv2.nn.radial import RadialMLP, atom_edge_embeddings
 from eqv2.nn.segment import segment_softmax, segment_sum
@@ -103,8 +103,13 @@ class GraphAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, edges: EdgeContext, grids: SphereGrids) -> torch.Tensor:
         """x: (N, S, C) l-major node features → (N, S, output_channels)."""
+        num_nodes, num_coeff, channels = x.shape
+        rows = edges.message_index
+        if rows is None:
+            rows = message_rows(edges.src, edges.dst, num_coeff)
         # index_select (not x[idx]): its backward is a fast index_add rather than index_put
-        message = torch.cat((x.index_select(0, edges.src), x.index_select(0, edges.dst)), dim=2)
+        message = x.reshape(num_nodes * num_coeff, channels).index_select(0, rows)
+        message = message.view(-1, num_coeff, 2 * channels)  # (E, S, 2C): source | target
         rad_func = self.rad_func if self.rad_func is not None else self.so2_conv_1.rad_func
         radial = rad_func.forward_edges(
             edges.scalars,

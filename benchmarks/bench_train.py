@@ -315,8 +315,12 @@ def _case_command(python: str, side: str, config_name: str, args, weights: str |
 
 
 def _run_case(args, side: str, config_name: str, weights: str | None) -> dict | None:
+    """Run one side: "eqv2", "reference", or "reference+malloc" (the reference with the glibc
+    settings eqv2.allocator applies to eqv2)."""
+    tuned = side == "reference+malloc"
+    side = "reference" if tuned else side
     python = args.reference_python if side == "reference" else sys.executable
-    env = dict(os.environ)
+    env = {**os.environ, **bm.TUNED_MALLOC_ENV} if tuned else dict(os.environ)
     if side == "eqv2":
         src = str(REPO / "src")
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -326,6 +330,8 @@ def _run_case(args, side: str, config_name: str, weights: str | None) -> dict | 
     res = bm._parse_result(proc, f"{side} {config_name}")
     if res is not None:
         res["foreign_cpu_cores"] = foreign
+        if tuned:
+            res["impl"] = "reference+malloc"
     return res
 
 
@@ -352,27 +358,29 @@ def _rate(r: dict) -> float:
 
 def markdown_table(results: list[dict]) -> str:
     """One row per config: throughput, peak memory and the ratios (reference / eqv2)."""
-    refs = {r["config"]: r for r in results if r["impl"] == "reference"}
+    refs = {(r["config"], r["impl"]): r for r in results if r["impl"] != "eqv2"}
     rows = [
-        "| config | params | eqv2 step s | eqv2 structures/s | ref step s | ref structures/s "
+        "| config | params | eqv2 step s | eqv2 structures/s | ref | ref step s | ref structures/s "
         "| speed-up (of mins) | eqv2 peak MB | ref peak RSS MB | memory ratio | batch check |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in (r for r in results if r["impl"] == "eqv2"):
         mem = r.get("cuda_peak_allocated_mb")
         mem_s = f"{mem:.0f} (CUDA)" if mem is not None else f"{r['peak_rss_mb']:.0f}"
-        ref = refs.get(r["config"])
-        if ref is None:
+        matched = [refs[k] for impl in bm.REFERENCE_IMPLS if (k := (r["config"], impl)) in refs]
+        if not matched:
             rows.append(f"| {r['config']} | {r['n_params']:,} | {bm._t(r)} | {_rate(r):.3f} "
-                        f"| – | – | – | {mem_s} | – | – | – |")  # fmt: skip
+                        f"| – | – | – | – | {mem_s} | – | – | – |")  # fmt: skip
             continue
-        mem_ratio = "–" if mem is not None else f"{ref['peak_rss_mb'] / r['peak_rss_mb']:.2f}×"
-        rows.append(
-            f"| {r['config']} | {r['n_params']:,} | {bm._t(r)} | {_rate(r):.3f} | {bm._t(ref)} "
-            f"| {_rate(ref):.3f} | {ref['median_ms'] / r['median_ms']:.2f}× "
-            f"({ref['min_ms'] / r['min_ms']:.2f}×) | {mem_s} | {ref['peak_rss_mb']:.0f} "
-            f"| {mem_ratio} | {batch_check(r, ref)} |"
-        )
+        for ref in matched:
+            mem_ratio = "–" if mem is not None else f"{ref['peak_rss_mb'] / r['peak_rss_mb']:.2f}×"
+            rows.append(
+                f"| {r['config']} | {r['n_params']:,} | {bm._t(r)} | {_rate(r):.3f} "
+                f"| {ref['impl']} | {bm._t(ref)} "
+                f"| {_rate(ref):.3f} | {ref['median_ms'] / r['median_ms']:.2f}× "
+                f"({ref['min_ms'] / r['min_ms']:.2f}×) | {mem_s} | {ref['peak_rss_mb']:.0f} "
+                f"| {mem_ratio} | {batch_check(r, ref)} |"
+            )
     if any(r.get("foreign_cpu_cores", 0.0) > bm.BUSY_CORES for r in results):
         rows += [
             "",
@@ -432,6 +440,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("off", "bf16"),
         help="eqv2's train.amp (bf16: bfloat16 autocast; the reference stays float32)",
     )
+    ap.add_argument(
+        "--reference-malloc",
+        choices=list(bm.REFERENCE_MALLOC),
+        default="default",
+        help="run the reference with glibc's default allocator settings (default), with the "
+        "settings eqv2.allocator applies to eqv2 (tuned), or both",
+    )
     ap.add_argument("--recipe", default=None, help=argparse.SUPPRESS)  # internal: JSON
     ap.add_argument("--weights", default=None, help=argparse.SUPPRESS)  # internal: shared init
     return ap.parse_args(argv)
@@ -480,7 +495,12 @@ def main(argv: list[str] | None = None) -> int:
             sides = ["eqv2"]
             if args.with_reference and config_name in bm.REFERENCE_CONFIGS:
                 weights = str(Path(scratch) / f"{config_name}_init.pt")
-                sides = ["reference", "eqv2"]  # the reference writes the shared initial weights
+                # the reference writes the shared initial weights
+                sides = ["reference", "eqv2"]
+                if args.reference_malloc != "default":
+                    sides.insert(1, "reference+malloc")
+                if args.reference_malloc == "tuned":
+                    sides.remove("reference")
             for side in sides:
                 r = bm.run_with_retries(
                     args,
@@ -489,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
                     "train",
                 )
                 if r is None:
-                    weights = None if side == "reference" else weights
+                    weights = None if side.startswith("reference") else weights
                     continue
                 results.append(r)
                 print(f"done {side} {config_name}: median {r['median_ms']:.1f} ms (runs "
@@ -498,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['foreign_cpu_cores']:.2f} cores", flush=True)  # fmt: skip
                 save()
     ours = {r["config"]: r for r in results if r["impl"] == "eqv2"}
-    for r in (r for r in results if r["impl"] == "reference"):
+    for r in (r for r in results if r["impl"] != "eqv2"):
         if r["config"] in ours and batch_check(ours[r["config"]], r) != "same":
             print(f"WARNING {r['config']}: {batch_check(ours[r['config']], r)}", file=sys.stderr)
     report = save()

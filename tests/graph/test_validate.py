@@ -99,3 +99,15 @@ def test_batch_names_the_failing_structure():
         batch_structures(["POSCAR"], cutoff=5.0)
     with pytest.raises(ValueError, match="no structures"):
         batch_structures([], cutoff=5.0)
+
+
+def test_structure_label_with_name_and_formula():
+    from eqv2.graph import structure_label
+
+    atoms = Atoms("Cu2O", positions=[[0, 0, 0], [2, 0, 0], [0, 2, 0]])
+    assert structure_label(3) == "Structure 3"
+    assert structure_label(None, atoms) == "Structure"
+    assert structure_label(3, atoms, formula=True) == "Structure 3 (Cu2O)"
+    atoms.info["name"] = "slab"
+    assert structure_label(3, atoms) == "Structure 3 ('slab')"
+    assert structure_label(3, atoms, formula=True) == "Structure 3 ('slab', Cu2O)"

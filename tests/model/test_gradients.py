@@ -98,3 +98,26 @@ def test_training_on_conservative_forces_supports_double_backward():
     grads = [p.grad for p in pot.model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads[:5])
     assert any(g.abs().sum() > 0 for g in grads if g is not None)
+
+
+@pytest.mark.parametrize("direct_forces", [True, False])
+def test_evaluate_returns_predict_outputs_as_float64_arrays(direct_forces):
+    pot = _potential(direct_forces).eval()
+    structures = _structures()
+    graph = pot.build_graph(structures)
+    modes = []
+    hook = pot.model.register_forward_hook(
+        lambda *a: modes.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+    )
+    out = pot.evaluate(graph, stress=True)
+    plain = pot.evaluate(graph)
+    hook.remove()
+    # inference_mode only when nothing needs autograd (direct forces, no stress); −dE/dx
+    # switches autograd on inside no_grad
+    assert modes[-1] == ((True, False) if direct_forces else (False, True))
+    assert set(out) == {"energy", "forces", "stress"} and set(plain) == {"energy", "forces"}
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 for v in out.values())
+    singles = pot.predict(structures, stress=True)
+    np.testing.assert_allclose(out["energy"], [r["energy"] for r in singles], atol=1e-12)
+    np.testing.assert_allclose(out["forces"], np.concatenate([r["forces"] for r in singles]))
+    np.testing.assert_allclose(out["stress"], np.stack([r["stress"] for r in singles]))

@@ -30,7 +30,8 @@ def test_combined_loss_weights_and_gradients():
         energy_coefficient=2.0, force_coefficient=10.0,
     )  # fmt: skip
     assert total.item() == pytest.approx(2 * 1 + 10 * 5)
-    assert parts == {"energy_loss": 1.0, "force_loss": 5.0}
+    assert {k: v.item() for k, v in parts.items()} == {"energy_loss": 1.0, "force_loss": 5.0}
+    assert not any(v.requires_grad for v in parts.values())
     total.backward()
     assert e.grad.item() == pytest.approx(2.0)
 

@@ -7,15 +7,11 @@ reuses the neighbour search so it costs nothing extra when a graph is being buil
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+from ase import Atoms
 
 from eqv2.graph.cells import check_cell
 from eqv2.graph.neighbors import PairList, as_arrays, find_pairs
-
-if TYPE_CHECKING:
-    from ase import Atoms
 
 __all__ = ["validate_structure", "structure_label", "MIN_ATOM_DISTANCE"]
 
@@ -23,11 +19,20 @@ __all__ = ["validate_structure", "structure_label", "MIN_ATOM_DISTANCE"]
 MIN_ATOM_DISTANCE = 1e-3
 
 
-def structure_label(index: int | None, atoms: Atoms | None = None) -> str:
-    """``"Structure 12 ('cu111')"``: how messages refer to a structure."""
+def structure_label(index: int | None, atoms: Atoms | None = None, formula: bool = False) -> str:
+    """``"Structure 12 ('cu111')"``: how messages refer to a structure.
+
+    With ``formula=True`` the chemical formula follows the name: ``Structure 3 ('cu', Cu12O)``
+    (for messages about a structure whose input may have been changed, e.g. a relaxation).
+    """
     label = "Structure" if index is None else f"Structure {index}"
-    name = None if atoms is None else atoms.info.get("name")
-    return f"{label} ({name!r})" if name is not None else label
+    if not isinstance(atoms, Atoms):
+        return label
+    name = atoms.info.get("name")
+    parts = [repr(name)] if name is not None else []
+    if formula:
+        parts.append(atoms.get_chemical_formula())
+    return f"{label} ({', '.join(parts)})" if parts else label
 
 
 def check_fields(

@@ -152,23 +152,32 @@ class Potential(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            # autograd is needed for -dE/dx and stress, which inference_mode forbids
-            needs_grad = stress or self.conservative
-            with torch.no_grad() if needs_grad else torch.inference_mode():
-                for start in range(0, len(items), batch_size):
-                    chunk = items[start : start + batch_size]
-                    graph = self.build_graph(chunk, index_offset=start)
-                    out = self(graph, stress=stress)
-                    out = {k: v.detach().double().cpu().numpy() for k, v in out.items()}
-                    energy, forces = out["energy"], out.get("forces")
-                    bounds = np.cumsum([0] + [len(a) for a in chunk])
-                    for k in range(len(chunk)):
-                        result: dict[str, Any] = {"energy": float(energy[k])}
-                        if forces is not None:
-                            result["forces"] = forces[bounds[k] : bounds[k + 1]].copy()
-                        if "stress" in out:
-                            result["stress"] = out["stress"][k]
-                        results.append(result)
+            for start in range(0, len(items), batch_size):
+                chunk = items[start : start + batch_size]
+                out = self.evaluate(self.build_graph(chunk, index_offset=start), stress=stress)
+                energy, forces = out["energy"], out.get("forces")
+                bounds = np.cumsum([0] + [len(a) for a in chunk])
+                for k in range(len(chunk)):
+                    result: dict[str, Any] = {"energy": float(energy[k])}
+                    if forces is not None:
+                        result["forces"] = forces[bounds[k] : bounds[k + 1]].copy()
+                    if "stress" in out:
+                        result["stress"] = out["stress"][k]
+                    results.append(result)
         finally:
             self.train(was_training)
         return results[0] if single else results
+
+    def evaluate(
+        self, graph: Mapping[str, torch.Tensor], stress: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Outputs for a batched graph without gradients, as float64 numpy arrays.
+
+        ``energy`` (B,), ``forces`` (N, 3) and with ``stress=True`` ``stress`` (B, 3, 3).
+        Runs under ``torch.inference_mode`` when nothing needs autograd, else (−dE/dx forces,
+        stress) under ``torch.no_grad``; in the module's current train/eval mode.
+        """
+        needs_grad = stress or self.conservative
+        with torch.no_grad() if needs_grad else torch.inference_mode():
+            out = self(graph, stress=stress)
+        return {k: v.detach().double().cpu().numpy() for k, v in out.items()}

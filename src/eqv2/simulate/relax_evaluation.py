@@ -29,7 +29,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read as ase_read
 
-from eqv2.graph import fixed_mask
+from eqv2.graph import fixed_mask, structure_label
 from eqv2.simulate.relax_metrics import (
     ADWT_THRESHOLDS,
     EWT_THRESHOLD,
@@ -57,11 +57,6 @@ __all__ = [
 #: does. A prediction's energy is read from its calculator or ``info["energy"]`` only: relaxed
 #: structures keep their input's ``info``, where ``energy_relaxed`` is the reference's value.
 _ENERGY_KEYS = ("energy", "energy_relaxed", "y_relaxed")
-
-
-def _label(index: int, atoms: Atoms | None) -> str:
-    formula = "?" if atoms is None else atoms.get_chemical_formula()
-    return f"Structure {index} ({formula})"
 
 
 @dataclass
@@ -108,7 +103,8 @@ def _reference_from_initial(atoms: Atoms, index: int, source: str) -> Atoms:
     energy = _info_energy(atoms, ("energy_relaxed", "y_relaxed"))
     if energy is None:
         raise ValueError(
-            f"{source}: {_label(index, atoms)} has arrays['pos_relaxed'] but no "
+            f"{source}: {structure_label(index, atoms, formula=True)} has arrays['pos_relaxed'] "
+            "but no "
             "info['energy_relaxed'] (or 'y_relaxed'). Fix: store the relaxed energy (eV) there."
         )
     relaxed = atoms.copy()
@@ -233,7 +229,7 @@ def check_same_atoms(index: int, predicted: Atoms, reference: Atoms) -> None:
     if len(predicted) != len(reference) or not np.array_equal(predicted.numbers, reference.numbers):
         what = "atoms" if len(predicted) != len(reference) else "elements (in order)"
         raise ValueError(
-            f"{_label(index, reference)}: the predicted structure "
+            f"{structure_label(index, reference, formula=True)}: the predicted structure "
             f"({predicted.get_chemical_formula()}, {len(predicted)} atoms) and the reference "
             f"({reference.get_chemical_formula()}, {len(reference)} atoms) differ in their "
             f"{what}. Fix: give one structure per reference structure, in the reference's "
@@ -242,7 +238,8 @@ def check_same_atoms(index: int, predicted: Atoms, reference: Atoms) -> None:
     ids = (predicted.info.get("system_id"), reference.info.get("system_id"))
     if None not in ids and ids[0] != ids[1]:
         raise ValueError(
-            f"{_label(index, reference)}: the predicted structure is of system_id {ids[0]} but "
+            f"{structure_label(index, reference, formula=True)}: the predicted structure is of "
+            f"system_id {ids[0]} but "
             f"the reference of system_id {ids[1]}. Fix: give them in the reference's order."
         )
 
@@ -320,7 +317,7 @@ def evaluate_relaxations(
     rows, failures = [], []
     e_pred, e_ref, distances = [], [], []
     for i, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
-        label = _label(i, ref)
+        label = structure_label(i, ref, formula=True)
         ref_energy = _relaxed_energy(ref)
         if ref_energy is None:
             raise ValueError(

@@ -72,8 +72,9 @@ def s2ef_loss(
     free_atoms_only: bool = True,
     num_structures: float | None = None,
     num_force_atoms: float | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """λ_E·energy loss + λ_F·force L2MAE, and the two parts as floats for logging.
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """λ_E·energy loss + λ_F·force L2MAE, and the two parts (detached 0-d tensors, for logging:
+    reading them after backward saves a device synchronisation before it).
 
     ``num_structures`` and ``num_force_atoms`` replace the batch's own counts of structures
     and of counted (free, unless ``free_atoms_only`` is False) atoms as the denominators.
@@ -82,4 +83,4 @@ def s2ef_loss(
     mask = ~fixed.bool() if (free_atoms_only and fixed is not None) else None
     f = force_l2mae(out["forces"], target_forces, mask, num_force_atoms)
     total = energy_coefficient * e + force_coefficient * f
-    return total, {"energy_loss": float(e.detach()), "force_loss": float(f.detach())}
+    return total, {"energy_loss": e.detach(), "force_loss": f.detach()}

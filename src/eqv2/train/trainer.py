@@ -221,7 +221,7 @@ class Trainer:
                 **{no_sync: False},
             )
             # dropout masks must differ between processes (the weights start equal anyway)
-            torch.manual_seed(c.seed + 1_000_003 * self.dist.rank)
+            torch.manual_seed(self._process_seed())
         # counted atoms per structure: the force-loss denominator of a global batch
         self._force_atoms = np.array(
             [
@@ -310,8 +310,8 @@ class Trainer:
         )  # fmt: skip
         self.optimizer.zero_grad(set_to_none=True)
         (loss * world).backward()  # DDP averages over processes: undo its 1/N
-        local = [float(loss.detach()), parts["energy_loss"], parts["force_loss"]]
-        total = all_reduce_sum(torch.tensor(local, dtype=torch.float64)).tolist()
+        local = torch.stack((loss.detach(), parts["energy_loss"], parts["force_loss"]))
+        total = all_reduce_sum(local.to(torch.float64)).tolist()
         return {"loss": total[0], "energy_loss": total[1], "force_loss": total[2]}
 
     def train_step(self, indices: list[int]) -> dict[str, float]:
@@ -328,7 +328,16 @@ class Trainer:
             self.ema.update(self.model)
         return {**row, "grad_norm": grad_norm}
 
+    def _process_seed(self) -> int:
+        """This process's torch seed: the run's seed, distinct per rank."""
+        return self.config.seed + 1_000_003 * self.dist.rank
+
     # -- evaluation ------------------------------------------------------------------------
+    def evaluation_weights(self) -> contextlib.AbstractContextManager:
+        """Context in which the model holds the weights to evaluate and save: the EMA
+        weights when training keeps an EMA, else the trained ones."""
+        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
+
     @torch.no_grad()
     def evaluate(self, data: LabelledSet, batch_structures: int = 8) -> dict[str, float]:
         """S2EF metrics in eV and eV/Å (EMA weights when training keeps an EMA), in full
@@ -336,8 +345,7 @@ class Trainer:
         are added up, so every process returns the metrics of the whole set."""
         acc = MetricAccumulator(free_atoms_only=self.config.free_atoms_only)
         mine = list(range(self.dist.rank, len(data.structures), self.dist.world_size))
-        context = self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
-        with context:
+        with self.evaluation_weights():
             self.potential.eval()
             for start in range(0, len(mine), batch_structures):
                 idx = mine[start : start + batch_structures]
@@ -427,7 +435,7 @@ class Trainer:
         else:
             torch.set_rng_state(state["rng"])
             if self.dist.world_size > 1:
-                torch.manual_seed(self.config.seed + 1_000_003 * self.dist.rank + self.step)
+                torch.manual_seed(self._process_seed() + self.step)
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -475,6 +483,5 @@ class Trainer:
     def _save_best(self) -> None:
         if not self.dist.is_main:
             return
-        context = self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
-        with context:
+        with self.evaluation_weights():
             save_model(self.potential, self.out_dir / BEST_NAME, extra={"step": self.step})

@@ -125,11 +125,7 @@ def run_training(
     if not env.is_main:
         return {}
     potential = trainer.potential
-    # final model: EMA weights
-    if trainer.ema is not None:
-        with trainer.ema.applied(trainer.model):
-            save_model(potential, out / "final.pt", extra={"step": trainer.step})
-    else:
+    with trainer.evaluation_weights():  # the final model holds the EMA weights
         save_model(potential, out / "final.pt", extra={"step": trainer.step})
     final = load_model(out / "final.pt", device=device)
 

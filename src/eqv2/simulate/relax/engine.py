@@ -80,22 +80,13 @@ class _StructureError(ValueError):
     """A problem that stops one structure (the message is user-facing)."""
 
 
-def _label(index: int, atoms: Atoms | None) -> str:
-    """``Structure 3 ('name', Cu12O)``: the structure's index, name and formula."""
-    if not isinstance(atoms, Atoms):
-        return f"Structure {index}"
-    name = atoms.info.get("name")
-    formula = atoms.get_chemical_formula()
-    return f"Structure {index} ({name!r}, {formula})" if name else f"Structure {index} ({formula})"
-
-
 def _rephrase(exc: Exception, index: int, atoms: Atoms) -> str:
     """A graph/validation message with the formula added to its ``Structure i`` prefix."""
     message = str(exc)
     prefix = structure_label(index, atoms)
     if message.startswith(prefix + " "):
         message = message[len(prefix) + 1 :]
-    return f"{_label(index, atoms)} {message}"
+    return f"{structure_label(index, atoms, formula=True)} {message}"
 
 
 def _free_atoms(index: int, atoms: Atoms, fix_tags: Sequence[int]) -> np.ndarray:
@@ -103,14 +94,16 @@ def _free_atoms(index: int, atoms: Atoms, fix_tags: Sequence[int]) -> np.ndarray
     other = [type(c).__name__ for c in atoms.constraints if not isinstance(c, FixAtoms)]
     if other:
         raise _StructureError(
-            f"{_label(index, atoms)} has constraint(s) {', '.join(sorted(set(other)))}, which "
+            f"{structure_label(index, atoms, formula=True)} has constraint(s) "
+            f"{', '.join(sorted(set(other)))}, which "
             "the batched relaxation does not support (only FixAtoms and fix_tags). Remove them, "
             "or relax this structure with an ASE optimiser and eqv2.EqV2Calculator."
         )
     free = ~fixed_mask(atoms, fix_tags)
     if not free.any():
         raise _StructureError(
-            f"{_label(index, atoms)} has no free atoms: all {len(atoms)} are fixed by FixAtoms "
+            f"{structure_label(index, atoms, formula=True)} has no free atoms: all {len(atoms)} "
+            "are fixed by FixAtoms "
             f"or by fix_tags={tuple(fix_tags)}. Nothing can move; free some atoms or evaluate it "
             "with Potential.predict instead."
         )
@@ -176,12 +169,8 @@ def _evaluate(
     potential: Potential, graph: dict[str, torch.Tensor]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(B,) energies and (N, 3) forces as float64 arrays, as ``Potential.predict`` runs them."""
-    # -dE/dx needs autograd, which inference_mode forbids
-    with torch.no_grad() if potential.conservative else torch.inference_mode():
-        out = potential(graph)
-    energy = out["energy"].detach().double().cpu().numpy()
-    forces = out["forces"].detach().double().cpu().numpy()
-    return energy, forces
+    out = potential.evaluate(graph)
+    return out["energy"], out["forces"]
 
 
 def _nonfinite_message(r: _Running, energy: float, forces: np.ndarray) -> str | None:
@@ -192,7 +181,8 @@ def _nonfinite_message(r: _Running, energy: float, forces: np.ndarray) -> str | 
     if len(bad_atoms):
         what.append(f"non-finite forces on {len(bad_atoms)} atom(s) (first: atom {bad_atoms[0]})")
     return (
-        f"{_label(r.index, r.atoms)}: the model returned {' and '.join(what)} at relaxation step "
+        f"{structure_label(r.index, r.atoms, formula=True)}: the model returned "
+        f"{' and '.join(what)} at relaxation step "
         f"{r.steps}. The structure may be far outside the training data (check its geometry "
         "and elements) or the model is broken (check it with Potential.predict)."
     )

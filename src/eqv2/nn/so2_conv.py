@@ -97,12 +97,15 @@ class SO2Convolution(nn.Module):
                 )
             rad = radial.split(self.rad_sizes, dim=1)
 
-        n0 = self.block_sizes[0]
+        n0, c_in = self.block_sizes[0], self.in_channels
         # one split for all orders: its backward is a single concatenation
         blocks = x.split([n0] + [2 * n for n in self.block_sizes[1:]], dim=1)
-        x0 = blocks[0].reshape(num_edges, -1)
+        # blocks are strided views: the radial product (when there is one) makes them
+        # contiguous in the same pass, instead of a reshape copy followed by the product
         if rad is not None:
-            x0 = x0 * rad[0]
+            x0 = (blocks[0] * rad[0].reshape(num_edges, n0, c_in)).view(num_edges, -1)
+        else:
+            x0 = blocks[0].reshape(num_edges, -1)
         y0 = self.fc_m0(x0)
         extra = None
         if self.extra_m0_channels:
@@ -111,8 +114,10 @@ class SO2Convolution(nn.Module):
 
         for m, conv in enumerate(self.so2_m_conv, start=1):
             n = self.block_sizes[m]
-            xm = blocks[m].reshape(num_edges, 2, n * self.in_channels)
             if rad is not None:
-                xm = xm * rad[m].unsqueeze(1)
+                weight = rad[m].reshape(num_edges, 1, n, c_in)
+                xm = (blocks[m].reshape(num_edges, 2, n, c_in) * weight).view(num_edges, 2, -1)
+            else:
+                xm = blocks[m].reshape(num_edges, 2, n * c_in)
             out.append(conv(xm).view(num_edges, 2 * n, self.out_channels))
         return torch.cat(out, dim=1), extra

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import fcc111
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eqv2.simulate.adsorbml import check_validity
 from eqv2.simulate.adsorbml.validity import (
@@ -112,3 +114,42 @@ def test_missing_adsorbate_tags_are_reported(oh_on_cu):
         check_validity(bare, bare)
     with pytest.raises(ValueError, match="not the same atoms"):
         check_validity(oh_on_cu, oh_on_cu[:-1])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), amplitude=st.floats(0.05, 1.5))
+def test_check_validity_equals_the_four_separate_checks(seed, amplitude):
+    """The shared-neighbour-list path agrees with each check on randomly shaken structures."""
+    slab = tagged_slab(fcc111, (2, 2, 3))
+    top = int(np.argmax(slab.positions[:, 2]))
+    base = slab.positions[top]
+    ads = Atoms("OH", positions=[base + [0, 0, 1.9], base + [0, 0, 2.87]], tags=[2, 2])
+    initial = slab + ads
+    final = initial.copy()
+    final.rattle(amplitude, seed=seed)
+    clean = slab.copy()
+    clean.rattle(0.3 * amplitude, seed=seed + 1)
+    for reference in (None, clean):
+        got = check_validity(initial, final, reference)
+        ref_slab = reference if reference is not None else initial[initial.get_tags() != 2]
+        assert got.desorbed == is_desorbed(final)
+        assert got.dissociated == is_dissociated(initial, final)
+        assert got.surface_changed == has_surface_changed(final, ref_slab)
+        assert got.intercalated == is_intercalated(final)
+
+
+def test_clean_slab_bonds_are_computed_once_per_slab(oh_on_cu, monkeypatch):
+    from eqv2.simulate.adsorbml import validity
+
+    slab = oh_on_cu[oh_on_cu.get_tags() != 2]
+    slab.positions[0, 0] += 1e-4  # a slab no other test has cached
+    searched = []
+    real = validity.connectivities
+    monkeypatch.setattr(
+        validity, "connectivities", lambda a, s: searched.append(len(a)) or real(a, s)
+    )
+    for _ in range(3):
+        check_validity(oh_on_cu, oh_on_cu.copy(), slab)
+    # the clean slab once, the final structure once per call
+    assert searched.count(len(slab)) == 1
+    assert searched.count(len(oh_on_cu)) == 3

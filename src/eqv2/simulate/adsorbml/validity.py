@@ -39,6 +39,7 @@ __all__ = [
     "SURFACE_CHANGE_SCALE",
     "Validity",
     "check_validity",
+    "connectivities",
     "connectivity",
     "has_surface_changed",
     "is_desorbed",
@@ -77,15 +78,24 @@ def connectivity(atoms: Atoms, scale: float = 1.0) -> np.ndarray:
 
     Bonds of an atom to its own periodic image are ignored (the diagonal is False).
     """
+    return connectivities(atoms, (scale,))[scale]
+
+
+def connectivities(atoms: Atoms, scales: tuple[float, ...]) -> dict[float, np.ndarray]:
+    """`connectivity` at several scales from one neighbour search (at the largest scale)."""
     n = len(atoms)
-    bonds = np.zeros((n, n), dtype=bool)
+    out = {scale: np.zeros((n, n), dtype=bool) for scale in scales}
     if n == 0:
-        return bonds
-    cutoffs = scale * covalent_radii[atoms.numbers] + BOND_SKIN
-    i, j = neighbor_list("ij", atoms, cutoffs.tolist(), self_interaction=False)
-    bonds[i, j] = True
-    np.fill_diagonal(bonds, False)
-    return bonds
+        return out
+    radii = covalent_radii[atoms.numbers]
+    cutoffs = max(scales) * radii + BOND_SKIN
+    i, j, d = neighbor_list("ijd", atoms, cutoffs.tolist(), self_interaction=False)
+    for scale, bonds in out.items():
+        # the same test neighbor_list applies, per pair: d < c_i + c_j
+        keep = d < (scale * radii[i] + BOND_SKIN) + (scale * radii[j] + BOND_SKIN)
+        bonds[i[keep], j[keep]] = True
+        np.fill_diagonal(bonds, False)
+    return out
 
 
 def _split(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
@@ -123,11 +133,7 @@ def has_surface_changed(
         clean_slab: the (relaxed) clean slab.
     """
     _, slab = _split(final)
-    if len(clean_slab) != len(slab) or not np.array_equal(clean_slab.numbers, final.numbers[slab]):
-        raise ValueError(
-            f"clean slab {clean_slab.get_chemical_formula()} does not match the slab atoms of "
-            f"{final.get_chemical_formula()} (same elements in the same order needed)"
-        )
+    _check_clean_slab(final, slab, clean_slab)
     adslab = final[slab]
     formed = connectivity(adslab) & ~connectivity(clean_slab, scale)
     broken = connectivity(clean_slab) & ~connectivity(adslab, scale)
@@ -154,17 +160,58 @@ def _check_same(initial: Atoms, final: Atoms) -> None:
 def check_validity(initial: Atoms, final: Atoms, clean_slab: Atoms | None = None) -> Validity:
     """All four constraints for one relaxation.
 
+    Equal to calling the four ``is_*``/``has_*`` functions, with two neighbour searches
+    instead of eight: the final structure's bonds at every scale come from one search and
+    are cut into blocks, and the clean slab's bonds are cached (screening checks every
+    candidate against the same slab).
+
     Args:
         initial: the placement that was relaxed (tags 0/1 slab, 2 adsorbate).
         final: the relaxed structure (same atoms, same order).
         clean_slab: the relaxed clean slab; default: the slab atoms of ``initial``.
     """
     _check_same(initial, final)
+    ads, slab = _split(final)
     if clean_slab is None:
-        clean_slab = initial[initial.get_tags() != ADSORBATE_TAG]
+        clean_slab = initial[slab]
+    _check_clean_slab(final, slab, clean_slab)
+    scales = tuple(sorted({1.0, DESORPTION_SCALE, SURFACE_CHANGE_SCALE}))
+    bonds = connectivities(final, scales)
+    clean = _clean_slab_bonds(clean_slab)
+    slab_bonds = {scale: b[np.ix_(slab, slab)] for scale, b in bonds.items()}
+    formed = slab_bonds[1.0] & ~clean[SURFACE_CHANGE_SCALE]
+    broken = clean[1.0] & ~slab_bonds[SURFACE_CHANGE_SCALE]
+    frozen = np.flatnonzero(final.get_tags() == 0)
     return Validity(
-        desorbed=is_desorbed(final),
-        dissociated=is_dissociated(initial, final),
-        surface_changed=has_surface_changed(final, clean_slab),
-        intercalated=is_intercalated(final),
+        desorbed=not bonds[DESORPTION_SCALE][np.ix_(ads, slab)].any(),
+        dissociated=not np.array_equal(connectivity(initial[ads]), bonds[1.0][np.ix_(ads, ads)]),
+        surface_changed=bool(formed.any() or broken.any()),
+        intercalated=bool(len(frozen) and bonds[1.0][np.ix_(ads, frozen)].any()),
     )
+
+
+def _check_clean_slab(final: Atoms, slab: np.ndarray, clean_slab: Atoms) -> None:
+    if len(clean_slab) != len(slab) or not np.array_equal(clean_slab.numbers, final.numbers[slab]):
+        raise ValueError(
+            f"clean slab {clean_slab.get_chemical_formula()} does not match the slab atoms of "
+            f"{final.get_chemical_formula()} (same elements in the same order needed)"
+        )
+
+
+_CLEAN_SLAB_CACHE: dict[bytes, dict[float, np.ndarray]] = {}
+_CLEAN_SLAB_CACHE_SIZE = 32
+
+
+def _clean_slab_bonds(clean_slab: Atoms) -> dict[float, np.ndarray]:
+    """Bonds of a clean slab at scales 1 and ``SURFACE_CHANGE_SCALE``, cached by content."""
+    key = b"".join(
+        np.ascontiguousarray(a).tobytes()
+        for a in (clean_slab.numbers, clean_slab.positions, clean_slab.cell.array, clean_slab.pbc)
+    )
+    bonds = _CLEAN_SLAB_CACHE.get(key)
+    if bonds is None:
+        bonds = connectivities(clean_slab, (1.0, SURFACE_CHANGE_SCALE))
+        if len(_CLEAN_SLAB_CACHE) >= _CLEAN_SLAB_CACHE_SIZE:
+            _CLEAN_SLAB_CACHE.pop(next(iter(_CLEAN_SLAB_CACHE)))
+        _CLEAN_SLAB_CACHE[key] = bonds
+    return bonds

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from ase.io import read
 
 from eqv2.cli import main
+from eqv2.data.targets import fit_element_references
 
 TINY_YAML = """
 model:
@@ -58,6 +60,18 @@ def test_train_evaluate_predict(dataset, tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["val"]) == {"energy_mae", "force_mae", "force_cos", "efwt", "n_structures"}
     assert "val" in capsys.readouterr().out
+    # baselines use the training set's statistics: its mean energy, its element references
+    train_e = np.array([a.get_potential_energy() for a in read(train, ":")])
+    val_frames = read(val, ":")
+    val_e = np.array([a.get_potential_energy() for a in val_frames])
+    assert metrics["val_baseline"]["energy_mae"] == pytest.approx(
+        np.abs(val_e - train_e.mean()).mean(), rel=1e-9
+    )
+    refs = fit_element_references([a.numbers for a in read(train, ":")], train_e)
+    composition = np.array([refs[a.numbers].sum() for a in val_frames])
+    assert metrics["val_element_refs"]["energy_mae"] == pytest.approx(
+        np.abs(val_e - composition).mean(), rel=1e-6
+    )
 
     out_json = tmp_path / "m.json"
     assert main(["evaluate", str(run / "final.pt"), str(dataset / "val.extxyz"),
@@ -106,7 +120,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
                  "--max-steps", "3", "--no-progress"])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "predict zero" in printed and "ADwT" in printed and "EwT" in printed
+    assert "predict zero" in printed and "element refs" in printed
+    assert "ADwT" in printed and "EwT" in printed
     metrics = json.loads((out / "run" / "metrics.json").read_text())
     relax = metrics["relaxation"]
     assert relax["n_structures"] >= 1 and relax["n_evaluated"] == relax["n_structures"]

@@ -99,12 +99,18 @@ def run(args: argparse.Namespace) -> int:
     print(header)
     print("-" * len(header))
     for split in ("val", "test"):
-        for label, key in (("EquiformerV2", split), ("predict zero", f"{split}_baseline")):
+        rows = (
+            ("EquiformerV2", split),
+            ("element refs", f"{split}_element_refs"),
+            ("predict zero", f"{split}_baseline"),
+        )
+        for label, key in rows:
             if key in metrics:
                 m = metrics[key]
                 print(f"{split:<6} {label:<14} {m['energy_mae']:>16.4f} {m['force_mae']:>17.4f} "
                       f"{m['force_cos']:>10.3f} {m['efwt']:>7.1%}")  # fmt: skip
-    print("      (predict zero: zero forces and the mean training energy)")
+    print("      (baselines with zero forces: 'element refs' predicts the sum of per-element")
+    print("      energies fitted on the training set; 'predict zero' its mean energy)")
 
     print("[4/4] relaxing the held-out initial structures with the model (batched LBFGS, "
           "fmax 0.05) and scoring them against EMT's relaxations (IS2RE, IS2RS)")  # fmt: skip

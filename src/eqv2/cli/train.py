@@ -58,7 +58,8 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if not metrics:  # a process other than rank 0 of a torchrun job: rank 0 reports
         return 0
-    print(format_metrics({k: v for k, v in metrics.items() if not k.endswith("_baseline")}))
+    baselines = ("_baseline", "_element_refs")  # in metrics.json; the demo prints them
+    print(format_metrics({k: v for k, v in metrics.items() if not k.endswith(baselines)}))
     print(f"\nwrote {args.out}/final.pt, metrics.json, learning_curves.png, parity plots")
     return 0
 

@@ -87,13 +87,26 @@ def evaluate_set(
     return metrics, pred
 
 
-def baseline_metrics(data: LabelledSet, free_atoms_only: bool = True) -> dict[str, float]:
-    """The predict-zero-forces / mean-energy baseline, for scale."""
+def baseline_metrics(
+    data: LabelledSet,
+    free_atoms_only: bool = True,
+    energy: float | None = None,
+    element_references: np.ndarray | None = None,
+) -> dict[str, float]:
+    """A model-free baseline, for scale: zero forces, and per structure the energy ``energy``
+    (e.g. the training set's mean; default this set's own mean) or, with
+    ``element_references``, the sum of the atoms' reference energies (a composition-only
+    model)."""
     batch, fixed = _atom_index(data)
     forces = np.concatenate(data.forces)
-    energy = np.full(len(data.energies), data.energies.mean())
+    if element_references is not None:
+        refs = np.asarray(element_references, dtype=np.float64)
+        predicted = np.array([refs[a.numbers].sum() for a in data.structures])
+    else:
+        mean = data.energies.mean() if energy is None else energy
+        predicted = np.full(len(data.energies), mean)
     return s2ef_metrics(
-        energy, data.energies, np.zeros_like(forces), forces, batch, fixed, free_atoms_only
+        predicted, data.energies, np.zeros_like(forces), forces, batch, fixed, free_atoms_only
     )
 
 
@@ -130,11 +143,19 @@ def run_training(
     final = load_model(out / "final.pt", device=device)
 
     metrics: dict[str, Any] = {}
+    free_only = run.train.free_atoms_only
+    train_mean = float(train.energies.mean())
+    refs = potential.element_references.cpu().numpy() if potential.has_element_references else None
     for name, data in (("train", train), ("val", val), ("test", test)):
         if data is None:
             continue
-        metrics[name], pred = evaluate_set(final, data, run.train.free_atoms_only)
-        metrics[f"{name}_baseline"] = baseline_metrics(data, run.train.free_atoms_only)
+        metrics[name], pred = evaluate_set(final, data, free_only)
+        # model-free baselines with training statistics: mean energy; composition only
+        metrics[f"{name}_baseline"] = baseline_metrics(data, free_only, energy=train_mean)
+        if refs is not None:
+            metrics[f"{name}_element_refs"] = baseline_metrics(
+                data, free_only, element_references=refs
+            )
         if name != "train":
             parity_plots(data.energies, pred["energy"], np.concatenate(data.forces),
                          pred["forces"], out / f"parity_{name}.png", f"{name} set")  # fmt: skip

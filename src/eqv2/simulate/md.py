@@ -222,12 +222,13 @@ def run_md(
     velocity_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
     atoms = atoms.copy()
     atoms.calc = calculator
+    fixed = fixed_mask(atoms)
     t0 = temperature_K if initial_temperature_K is None else float(initial_temperature_K)
     if not (math.isfinite(t0) and t0 >= 0):
         raise ValueError(f"initial_temperature_K={t0}: must be >= 0 K.")
     if t0 > 0:
         thermalize_momenta(atoms, t0, rng=np.random.default_rng(velocity_seed))
-        if not fixed_mask(atoms).any():
+        if not fixed.any():
             Stationary(atoms)  # no centre-of-mass drift for a free structure
     dyn = _integrator(
         atoms,
@@ -278,7 +279,7 @@ def run_md(
         "interval": interval,
         "seed": seed,
         "n_atoms": len(atoms),
-        "n_fixed": int(fixed_mask(atoms).sum()),
+        "n_fixed": int(fixed.sum()),
         "formula": atoms.get_chemical_formula(),
     }
     return MDResult(

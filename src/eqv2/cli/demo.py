@@ -2,9 +2,10 @@
 
 1. generate a small OC20-like dataset labelled by EMT (a stand-in for DFT);
 2. train a small EquiformerV2 with ``configs/quickstart.yaml``;
-3. evaluate it on held-out systems and print the metrics next to the predict-zero baseline;
-4. relax the held-out initial structures with the trained model (ASE BFGS) and compare the
-   relaxed energies with EMT's;
+3. evaluate it on held-out systems and print the metrics next to two model-free baselines
+   (training element references; training mean energy), both with zero forces;
+4. relax the held-out initial structures with the trained model (batched LBFGS) and score
+   them against EMT's relaxations (IS2RE, IS2RS);
 5. write the checkpoint, metrics and plots under ``--out``.
 """
 

@@ -98,3 +98,15 @@ def test_feed_forward_paths_agree_and_twice_supports_double_backward(twice):
     if twice:  # the plain path is what training on -dE/dx forces needs
         g.pow(2).sum().backward()
         assert ffn.grid_mlp[0].weight.grad is not None
+
+
+def test_frozen_weights_get_no_gradient_and_inputs_still_do():
+    h, to_grid, from_grid, ws = _inputs(4, 2, 3, 7)
+    h = h.requires_grad_(True)
+    out = grid_mlp(h, to_grid, from_grid, *ws)  # weights do not require grad
+    (grad,) = torch.autograd.grad(out.pow(2).sum(), h)
+    h_plain = h.detach().clone().requires_grad_(True)
+    plain = _plain(h_plain, to_grid, from_grid, *ws)
+    (expected,) = torch.autograd.grad(plain.pow(2).sum(), h_plain)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=1e-11)
+    assert all(w.grad is None for w in ws)

@@ -105,7 +105,7 @@ class GraphAttention(nn.Module):
         """x: (N, S, C) l-major node features → (N, S, output_channels)."""
         num_nodes, num_coeff, channels = x.shape
         rows = edges.message_index
-        if rows is None:
+        if rows is None or rows.shape[0] != 2 * num_coeff * edges.src.shape[0]:
             rows = message_rows(edges.src, edges.dst, num_coeff)
         # index_select (not x[idx]): its backward is a fast index_add rather than index_put
         message = x.reshape(num_nodes * num_coeff, channels).index_select(0, rows)

@@ -59,7 +59,11 @@ class _GridMLP(torch.autograd.Function):
         num_nodes, n, channels = h.shape
         grid_points = to_grid.shape[0]
         grad_h = torch.empty_like(h)
-        grads_w = [torch.zeros_like(w) for w in (w1, w2, w3)]
+        # weight gradients only when asked (a frozen grid MLP still passes gradients to h)
+        grads_w = [
+            torch.zeros_like(w) if ctx.needs_input_grad[3 + i] else None
+            for i, w in enumerate((w1, w2, w3))
+        ]
         for start in range(0, num_nodes, ctx.step):
             chunk = h[start : start + ctx.step]
             nodes = chunk.shape[0]
@@ -68,11 +72,14 @@ class _GridMLP(torch.autograd.Function):
             _, (a1, s1, a2, s2) = _forward_chain(v0, w1, w2, w3)
             g = torch.mm(from_grid.T, _columns(grad_out[start : start + nodes]))
             g = g.view(rows, channels)
-            grads_w[2].addmm_(g.T, s2)
+            if grads_w[2] is not None:
+                grads_w[2].addmm_(g.T, s2)
             g = torch.ops.aten.silu_backward(torch.mm(g, w3), a2)
-            grads_w[1].addmm_(g.T, s1)
+            if grads_w[1] is not None:
+                grads_w[1].addmm_(g.T, s1)
             g = torch.ops.aten.silu_backward(torch.mm(g, w2), a1)
-            grads_w[0].addmm_(g.T, v0)
+            if grads_w[0] is not None:
+                grads_w[0].addmm_(g.T, v0)
             g = torch.mm(g, w1).view(grid_points, nodes * channels)
             grad_cols = torch.mm(to_grid.T, g)  # (n, nodes·H)
             grad_h[start : start + nodes] = grad_cols.view(n, nodes, channels).transpose(0, 1)

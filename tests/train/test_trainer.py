@@ -156,3 +156,26 @@ def test_amp_options(frames, tmp_path):
     pot = _potential(frames).to(torch.float64)
     with pytest.raises(ValueError, match="amp=bf16 needs a float32 model"):
         Trainer(pot, frames, tmp_path, TrainerConfig(amp="bf16", device="cpu"))
+
+
+def test_memory_saving_gives_the_same_gradients(frames, tmp_path):
+    """train.memory_saving only changes what is stored for backward, not the gradients."""
+    grads = []
+    for saving in (False, True):
+        pot = _potential(frames, alpha_drop=0.0, drop_path_rate=0.0).to(torch.float64)
+        config = TrainerConfig(max_steps=1, max_atoms_per_batch=60, ema_decay=None,
+                               device="cpu", memory_saving=saving)  # fmt: skip
+        trainer = Trainer(pot, frames, tmp_path / str(saving), config)
+        assert trainer.model.memory_saving is saving
+        calls: list[int] = []
+        mlps = [m.grid_mlp for m in trainer.model.modules() if getattr(m, "grid_mlp", None)]
+        hooks = [mlp.register_forward_hook(lambda *a, c=calls: c.append(1)) for mlp in mlps]
+        trainer.compute_gradients(list(range(3)))
+        for hook in hooks:
+            hook.remove()
+        assert (len(calls) == 0) is saving  # memory saving: the fused grid MLP, no modules
+        grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters()
+                      if p.grad is not None})  # fmt: skip
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-9, atol=1e-12)

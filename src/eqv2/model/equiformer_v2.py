@@ -71,6 +71,10 @@ class EquiformerV2(nn.Module):
         self.frame_roll = frame_roll
         #: set when training on −dE/dx forces: S2 activations then support double backward
         self.differentiable_twice = False
+        #: trade a little training time for memory: the grid MLP recomputes its grid tensors
+        #: in backward instead of storing them (31M config on CPU: -21 % peak memory, the step
+        #: 9-18 % slower in two A/B pairs)
+        self.memory_saving = False
         c = config
         lmax, mmax, C = c.lmax, c.mmax, c.sphere_channels
 
@@ -183,6 +187,7 @@ class EquiformerV2(nn.Module):
             self.edge_gate_index,
             self.node_gate_index,
             self.differentiable_twice,
+            self.memory_saving,
         )
 
     # -- forward ------------------------------------------------------------------------------

@@ -54,3 +54,5 @@ class SphereGrids(NamedTuple):
     node_gate_index: torch.Tensor  #: (S − 1,) degree − 1 of node coefficients 1..S−1
     #: use plain autograd ops in S2 activations (needed to train on −dE/dx forces)
     differentiable_twice: bool = False
+    #: recompute grid tensors in backward in training too (less memory, a little more time)
+    memory_saving: bool = False

@@ -69,7 +69,9 @@ class TrainerConfig:
     ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:K``; under torchrun
     each process uses ``cuda:LOCAL_RANK``. ``amp``: ``off`` or ``bf16`` (bfloat16 autocast;
     float16 is refused, it would need loss scaling). ``tensorboard``: also write TensorBoard
-    events next to ``log.csv``.
+    events next to ``log.csv``. ``memory_saving``: the grid MLP recomputes its grid tensors in
+    backward instead of storing them (31M config on CPU: −21 % peak memory, 9.2 → 7.2 GB, for
+    a 9-18 % slower forward+backward; not under bf16 autocast).
     """
 
     max_steps: int = 1000
@@ -92,6 +94,7 @@ class TrainerConfig:
     device: str = "auto"
     amp: str = "off"
     tensorboard: bool = True
+    memory_saving: bool = False
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:
@@ -205,6 +208,7 @@ class Trainer:
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay else None
         # training on −dE/dx needs second derivatives through the S2 activations
         self.model.differentiable_twice = self.potential.conservative
+        self.model.memory_saving = bool(c.memory_saving)
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         if self.dist.world_size > 1:
             # no buffer holds state (no batch norm): nothing to broadcast before each forward;

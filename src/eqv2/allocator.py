@@ -5,7 +5,9 @@ per forward pass. With glibc's defaults every allocation above the dynamic mmap 
 (at most 32 MB) is a fresh ``mmap``, and every free above 128 kB at the top of the heap is
 trimmed, so the next op pays one page fault per 4 kB page it touches: on the 31M-parameter
 model that is 20 % of an inference step and a third of a training step (docs/benchmarks.md).
-Raising both thresholds makes glibc serve those tensors from memory it already holds.
+Raising both thresholds makes glibc serve those tensors from memory it already holds (after
+a few steps: at first, torch's 64-byte-aligned chunks and the small allocations between them
+fragment the heap, and some requests still take fresh pages).
 
 The cost: the process keeps its peak heap resident until it exits (or `release_memory` is
 called) instead of shrinking between calls; peak memory itself is unchanged. Only glibc on

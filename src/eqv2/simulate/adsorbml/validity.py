@@ -134,19 +134,29 @@ def has_surface_changed(
     """
     _, slab = _split(final)
     _check_clean_slab(final, slab, clean_slab)
-    adslab = final[slab]
-    formed = connectivity(adslab) & ~connectivity(clean_slab, scale)
-    broken = connectivity(clean_slab) & ~connectivity(adslab, scale)
-    return bool(formed.any() or broken.any())
+    scales = (1.0, scale)
+    adslab, clean = connectivities(final[slab], scales), connectivities(clean_slab, scales)
+    return _surface_changed(adslab, clean, scale)
 
 
 def is_intercalated(final: Atoms) -> bool:
     """True when an adsorbate atom is bonded to a fixed subsurface (tag-0) atom."""
     ads, _ = _split(final)
-    frozen = np.flatnonzero(final.get_tags() == 0)
-    if len(frozen) == 0:
-        return False
-    return bool(connectivity(final)[np.ix_(ads, frozen)].any())
+    return _intercalated(connectivity(final), ads, final.get_tags())
+
+
+def _surface_changed(
+    adslab: dict[float, np.ndarray], clean: dict[float, np.ndarray], cushion: float
+) -> bool:
+    """Slab-slab bonds (at scales 1 and ``cushion``) formed or broken beyond the cushion."""
+    formed = adslab[1.0] & ~clean[cushion]
+    broken = clean[1.0] & ~adslab[cushion]
+    return bool(formed.any() or broken.any())
+
+
+def _intercalated(bonds: np.ndarray, ads: np.ndarray, tags: np.ndarray) -> bool:
+    frozen = np.flatnonzero(tags == 0)
+    return bool(len(frozen) and bonds[np.ix_(ads, frozen)].any())
 
 
 def _check_same(initial: Atoms, final: Atoms) -> None:
@@ -175,18 +185,15 @@ def check_validity(initial: Atoms, final: Atoms, clean_slab: Atoms | None = None
     if clean_slab is None:
         clean_slab = initial[slab]
     _check_clean_slab(final, slab, clean_slab)
-    scales = tuple(sorted({1.0, DESORPTION_SCALE, SURFACE_CHANGE_SCALE}))
-    bonds = connectivities(final, scales)
-    clean = _clean_slab_bonds(clean_slab)
-    slab_bonds = {scale: b[np.ix_(slab, slab)] for scale, b in bonds.items()}
-    formed = slab_bonds[1.0] & ~clean[SURFACE_CHANGE_SCALE]
-    broken = clean[1.0] & ~slab_bonds[SURFACE_CHANGE_SCALE]
-    frozen = np.flatnonzero(final.get_tags() == 0)
+    bonds = connectivities(final, (1.0, DESORPTION_SCALE, SURFACE_CHANGE_SCALE))
+    slab_bonds = {s: bonds[s][np.ix_(slab, slab)] for s in (1.0, SURFACE_CHANGE_SCALE)}
     return Validity(
         desorbed=not bonds[DESORPTION_SCALE][np.ix_(ads, slab)].any(),
         dissociated=not np.array_equal(connectivity(initial[ads]), bonds[1.0][np.ix_(ads, ads)]),
-        surface_changed=bool(formed.any() or broken.any()),
-        intercalated=bool(len(frozen) and bonds[1.0][np.ix_(ads, frozen)].any()),
+        surface_changed=_surface_changed(
+            slab_bonds, _clean_slab_bonds(clean_slab), SURFACE_CHANGE_SCALE
+        ),
+        intercalated=_intercalated(bonds[1.0], ads, final.get_tags()),
     )
 
 

@@ -37,22 +37,14 @@ from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 
 from eqv2.atomic import atomic_write_path
+from eqv2.cli.demo import DEMO_DATA, QUICKSTART  # the demo's data and model
 from eqv2.data.generate import emt_lattice_constant, generate_dataset, write_dataset
 from eqv2.model.loading import load_model
 from eqv2.simulate.adsorbml import aggregate, format_table, model_relaxer, run_adsorbml
 from eqv2.simulate.relax import DEFAULT_MAX_ATOMS
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
 
-#: Training data: the demo's choice (three metals, two facets, small adsorbates).
-TRAIN_DATA = dict(
-    metals=("Cu", "Pd", "Pt"),
-    facets=("111", "100"),
-    adsorbates=("*H", "*O", "*OH", "*CO", "*N", "*C"),
-    rattle_frames=8,
-    rattle_std=0.1,
-)
 #: Benchmark systems: (metal, facet, adsorbate).
 SYSTEMS = (
     ("Cu", "111", "*O"),
@@ -92,7 +84,7 @@ def train_model(
     from eqv2.train.workflow import run_training
 
     t0 = time.perf_counter()
-    data = dict(TRAIN_DATA, relax_steps=5, rattle_frames=1) if overrides else TRAIN_DATA
+    data = dict(DEMO_DATA, relax_steps=5, rattle_frames=1) if overrides else DEMO_DATA
     ds = generate_dataset(systems, seed=seed, **data)
     files = write_dataset(ds, work / "data", fractions=(0.9, 0.1, 0.0))
     overrides = [f"data.{k}={files[k]}" for k in ("train", "val") if k in files] + (overrides or [])

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
 from eqv2.data.generate import DEFAULT_ADSORBATE_FILE
 from eqv2.model.loading import save_model
-from tests.conftest import REPO
+from tests.benchmark_module import load_benchmark
 from tests.simulate.relax.tiny_relax import (  # noqa: F401 (one_thread: an autouse fixture)
     make_potential,
     one_thread,
 )
 
-BENCH = REPO / "benchmarks" / "bench_adsorbml.py"
 pytestmark = pytest.mark.skipif(
     not DEFAULT_ADSORBATE_FILE.is_file(), reason="OC20 adsorbate file not found"
 )
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_adsorbml", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_adsorbml"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_adsorbml")
 
 
 def _check(out):

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from tests.conftest import REPO
+from tests.benchmark_module import load_benchmark
 from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
 
 
 def test_bench_md_tiny(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_md", REPO / "benchmarks" / "bench_md.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_md")
     out = tmp_path / "md.json"
     argv = ["--size", "tiny", "--steps", "2", "--timesteps", "0.5", "--threads", "1"]
     assert bench.main([*argv, "--out", str(out)]) == 0

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import torch
 
-from tests.conftest import REPO
-
-BENCH = REPO / "benchmarks" / "bench_relax.py"
+from tests.benchmark_module import load_benchmark
 
 
 def test_bench_relax_tiny_case(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_relax", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_relax"] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_relax")
     out = tmp_path / "relax.json"
     threads = torch.get_num_threads()
     argv = ["--n", "2", "--model", "tiny", "--sizes", "2x2", "--layers", "3", "--steps", "3"]

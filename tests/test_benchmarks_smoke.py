@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
-from tests.conftest import REPO
-
-BENCH = REPO / "benchmarks" / "bench_model.py"
+from tests.benchmark_module import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_model", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_model"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_model")
 
 
 def test_bench_model_tiny_case(tmp_path):
@@ -68,13 +60,7 @@ def test_structures_identical_to_reference(tmp_path):
 
 
 def _load_train_bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_train", REPO / "benchmarks" / "bench_train.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_train"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_train")
 
 
 @pytest.mark.slow  # a subprocess that imports torch and eqv2

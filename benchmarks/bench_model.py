@@ -156,9 +156,6 @@ CONFIGS = {"small": SMALL_CONFIG, "paper31m": PAPER31M_CONFIG, "tiny": TINY_CONF
 REFERENCE_CONFIGS = ("small", "paper31m")  # the ones bench_reference.py knows
 # eqv2 mode -> the reference modes it is compared with
 REFERENCE_MODES = {"fwd": ("fwd", "fwd_nograd"), "fwdbwd": ("fwdbwd",)}
-#: the glibc settings eqv2.allocator applies in eqv2's process, given to the reference through
-#: the environment (``--reference-malloc tuned``): the code-only comparison
-TUNED_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "2147483647", "MALLOC_TRIM_THRESHOLD_": "2147483647"}
 REFERENCE_MALLOC = {"default": (False,), "tuned": (True,), "both": (False, True)}
 REFERENCE_IMPLS = {"reference": "", "reference+malloc": ", tuned malloc"}
 DEFAULT_REPEATS = {"small": (3, 15), "paper31m": (1, 4), "tiny": (1, 3)}  # (warmup, runs)
@@ -489,6 +486,15 @@ def run_eqv2_subprocess(args, config_name: str, mode: str) -> dict | None:
     return res
 
 
+def tuned_malloc_env() -> dict[str, str]:
+    """The environment with the glibc settings eqv2.allocator applies in eqv2's process, for
+    the reference (``--reference-malloc tuned``: the code-only comparison). Imported here, not
+    at the top: the reference's own environment imports this file without eqv2."""
+    from eqv2.allocator import GLIBC_ENVIRONMENT
+
+    return {**os.environ, **GLIBC_ENVIRONMENT}
+
+
 def run_reference_subprocess(
     args, config_name: str, mode: str, tuned_malloc: bool = False
 ) -> dict | None:
@@ -507,7 +513,7 @@ def run_reference_subprocess(
     ]
     if args.wait_quiet:
         wait_until_quiet(args.wait_quiet)
-    env = {**os.environ, **TUNED_MALLOC_ENV} if tuned_malloc else None
+    env = tuned_malloc_env() if tuned_malloc else None
     impl = "reference+malloc" if tuned_malloc else "reference"
     proc, foreign = run_measured(cmd, env)
     res = _parse_result(proc, f"{impl} {config_name}:{mode}")

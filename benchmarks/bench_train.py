@@ -320,7 +320,7 @@ def _run_case(args, side: str, config_name: str, weights: str | None) -> dict | 
     tuned = side == "reference+malloc"
     side = "reference" if tuned else side
     python = args.reference_python if side == "reference" else sys.executable
-    env = {**os.environ, **bm.TUNED_MALLOC_ENV} if tuned else dict(os.environ)
+    env = bm.tuned_malloc_env() if tuned else dict(os.environ)
     if side == "eqv2":
         src = str(REPO / "src")
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

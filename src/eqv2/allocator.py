@@ -28,6 +28,13 @@ _M_MMAP_THRESHOLD = -3
 #: mallopt takes an int: the largest value both thresholds accept
 _THRESHOLD = 2**31 - 1
 
+#: The same settings as glibc environment variables, for a process eqv2 does not run in (the
+#: benchmarks give them to the reference)
+GLIBC_ENVIRONMENT = {
+    "MALLOC_MMAP_THRESHOLD_": str(_THRESHOLD),
+    "MALLOC_TRIM_THRESHOLD_": str(_THRESHOLD),
+}
+
 _ENV = "EQV2_TUNE_MALLOC"
 _tuned = False
 

@@ -99,8 +99,7 @@ class FeedForward(nn.Module):
         fused = (memory_saving or not training) and not differentiable_twice
         if fused and autocast_dtype(h) is None:
             weights = [self.grid_mlp[i].weight for i in (0, 2, 4)]
-            if all(w.dtype == h.dtype for w in weights):
-                return grid_mlp(h, grid.to_grid, grid.from_grid, *weights)
+            return grid_mlp(h, grid.to_grid, grid.from_grid, *weights)
         num_nodes, n, channels = h.shape
         columns = h.transpose(0, 1).reshape(n, num_nodes * channels)
         values = torch.mm(grid.to_grid, columns).view(-1, num_nodes, channels)  # (G, N, H)

@@ -86,7 +86,6 @@ def test_release_memory_hands_back_freed_heap_memory():
     assert eqv2.release_memory() is True
 
 
-
 def test_model_construction_tunes_allocator(monkeypatch):
     from eqv2.model import equiformer_v2
     from tests.tiny import tiny

@@ -6,16 +6,11 @@ import json
 
 import pytest
 
-from eqv2.data.generate import DEFAULT_ADSORBATE_FILE
 from eqv2.model.loading import save_model
 from tests.benchmark_module import load_benchmark
 from tests.simulate.relax.tiny_relax import (  # noqa: F401 (one_thread: an autouse fixture)
     make_potential,
     one_thread,
-)
-
-pytestmark = pytest.mark.skipif(
-    not DEFAULT_ADSORBATE_FILE.is_file(), reason="OC20 adsorbate file not found"
 )
 
 

@@ -11,7 +11,6 @@ from ase.calculators.emt import EMT
 from ase.io import read
 
 from eqv2.data.generate import (
-    DEFAULT_ADSORBATE_FILE,
     EMT_ADSORBATE_ELEMENTS,
     EMT_METALS,
     FACETS,
@@ -19,12 +18,6 @@ from eqv2.data.generate import (
     emt_lattice_constant,
     generate_dataset,
     write_dataset,
-)
-
-pytestmark = pytest.mark.skipif(
-    not DEFAULT_ADSORBATE_FILE.is_file(),
-    reason=f"OC20 adsorbate file not found at {DEFAULT_ADSORBATE_FILE} (place ../shared beside "
-    "the repo)",
 )
 
 # Small but covering: 5 systems (so every split is non-empty), short relaxations.

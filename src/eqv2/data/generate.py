@@ -68,13 +68,10 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Site kinds an adsorbate can be put on.
 SITE_KINDS: tuple[str, ...] = ("ontop", "bridge", "hollow")
 
-#: ``<repo>/../shared/data/oc20_adsorbates/oc20_adsorbates.extxyz`` (the OC20 adsorbate list).
+#: The OC20 adsorbate list shipped with eqv2 (``eqv2/data/resources/oc20_adsorbates.extxyz``;
+#: source and licence in ``resources/README.md``).
 DEFAULT_ADSORBATE_FILE: Path = (
-    Path(__file__).resolve().parents[3].parent
-    / "shared"
-    / "data"
-    / "oc20_adsorbates"
-    / "oc20_adsorbates.extxyz"
+    Path(__file__).resolve().parent / "resources" / "oc20_adsorbates.extxyz"
 )
 
 EMT_STATEMENT = (
@@ -281,8 +278,9 @@ def load_adsorbates(path: str | Path = DEFAULT_ADSORBATE_FILE) -> list[Atoms]:
     if not path.is_file():
         raise FileNotFoundError(
             f"OC20 adsorbate file not found: {path}. The generator needs "
-            "oc20_adsorbates.extxyz (see ../shared/data/oc20_adsorbates/SOURCE.md); pass its "
-            "location as adsorbate_file=..."
+            "an extxyz adsorbate list with info['smiles'] and info['binding_indices'] (eqv2 ships "
+            "oc20_adsorbates.extxyz in eqv2/data/resources; reinstall eqv2 if it is missing); "
+            "pass another list as adsorbate_file=..."
         )
     images = ase_read(path, index=":", format="extxyz")
     for k, atoms in enumerate(images):

@@ -8,8 +8,6 @@ from ase import Atoms
 from ase.build import fcc100, fcc111
 from ase.constraints import FixAtoms
 
-from eqv2.data.generate import DEFAULT_ADSORBATE_FILE
-
 
 def tagged_slab(builder=fcc111, size=(2, 2, 3), symbol="Cu", free_layers=1, **kw) -> Atoms:
     """An ASE slab with its top ``free_layers`` layers tagged 1 and free, the rest tag 0 fixed."""
@@ -30,9 +28,3 @@ def cu111() -> Atoms:
 @pytest.fixture
 def cu100() -> Atoms:
     return tagged_slab(fcc100)
-
-
-needs_adsorbates = pytest.mark.skipif(
-    not DEFAULT_ADSORBATE_FILE.is_file(),
-    reason=f"OC20 adsorbate file not found at {DEFAULT_ADSORBATE_FILE}",
-)

@@ -9,7 +9,6 @@ from ase.constraints import FixAtoms
 from ase.io import write
 
 from eqv2.simulate.adsorbml import check_slab, resolve_adsorbate
-from tests.simulate.adsorbml.conftest import needs_adsorbates
 
 
 def test_good_slab_gives_fixed_mask(cu111):
@@ -55,7 +54,6 @@ def test_slab_not_periodic_or_tilted(cu111):
         check_slab(bad)
 
 
-@needs_adsorbates
 def test_adsorbate_by_smiles_and_index():
     oh = resolve_adsorbate("*OH")
     assert oh.get_chemical_formula() == "HO" and oh.info["binding_indices"] == [0]
@@ -63,7 +61,6 @@ def test_adsorbate_by_smiles_and_index():
     assert resolve_adsorbate(2).info["smiles"] == "*OH"
 
 
-@needs_adsorbates
 def test_unknown_adsorbate_name():
     with pytest.raises(ValueError, match=r"unknown adsorbate '\*XYZ'.*\*OH"):
         resolve_adsorbate("*XYZ")

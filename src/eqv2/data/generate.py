@@ -35,11 +35,17 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms
 from ase.data import atomic_numbers, covalent_radii, reference_states
-from ase.geometry import find_mic
-from ase.io import read as ase_read
 from ase.io import write as ase_write
 from ase.optimize import BFGS
 
+from eqv2.adsorption import (
+    DEFAULT_ADSORBATE_FILE,
+    binding_indices,
+    find_sites,
+    load_adsorbates,
+    place_adsorbate,
+    surface_atoms,
+)
 from eqv2.atomic import atomic_write_path
 
 __all__ = [
@@ -68,34 +74,17 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Site kinds an adsorbate can be put on.
 SITE_KINDS: tuple[str, ...] = ("ontop", "bridge", "hollow")
 
-#: The OC20 adsorbate list shipped with eqv2 (``eqv2/data/resources/oc20_adsorbates.extxyz``;
-#: source and licence in ``resources/README.md``).
-DEFAULT_ADSORBATE_FILE: Path = (
-    Path(__file__).resolve().parent / "resources" / "oc20_adsorbates.extxyz"
-)
-
 EMT_STATEMENT = (
     "Energies (eV) and forces (eV/A) come from ASE's EMT calculator, a stand-in for DFT: it is "
     "cheap but not chemically accurate (its H/C/N/O parameters are crude). Use this data to test "
     "pipelines and for demos, never for science."
 )
 
-# ASE site names per facet and site kind; (211) has no ASE site table, its sites are found from
-# the geometry of the top layer instead.
-_ASE_SITES: dict[str, dict[str, tuple[str, ...]]] = {
-    "111": {"ontop": ("ontop",), "bridge": ("bridge",), "hollow": ("fcc", "hcp")},
-    "100": {"ontop": ("ontop",), "bridge": ("bridge",), "hollow": ("hollow",)},
-    "110": {"ontop": ("ontop",), "bridge": ("longbridge", "shortbridge"), "hollow": ("hollow",)},
-}
 _BUILDERS = {"111": fcc111, "100": fcc100, "110": fcc110, "211": fcc211}
 
-# Placement geometry (Angstrom). The binding atom sits at (r_cov(X) + r_cov(M)) * U(low, high)
-# from its nearest metal atom; other adsorbate atoms keep at least _MIN_OTHER_DIST from the slab,
-# and at least _MIN_IMAGE_DIST from the adsorbate's periodic images.
+# The binding atom sits at (r_cov(X) + r_cov(M)) * U(low, high) from its nearest metal atom
+# (the rest of the placement rule: eqv2.adsorption.placement).
 _BOND_SCALE = (0.95, 1.10)
-_MIN_OTHER_DIST = 2.0
-_MIN_IMAGE_DIST = 2.2
-_MAX_TILT_DEG = 25.0
 _ROTATION_TRIES = 8
 
 
@@ -265,29 +254,6 @@ def emt_lattice_constant(symbol: str) -> float:
             x2 = lo + ratio * (hi - lo)
             f2 = energy(x2)
     return round(0.5 * (lo + hi), 6)
-
-
-def load_adsorbates(path: str | Path = DEFAULT_ADSORBATE_FILE) -> list[Atoms]:
-    """Read the OC20 adsorbate list (extxyz with ``oc20_adsorbate_index``, ``smiles``,
-    ``binding_indices`` in ``info``).
-
-    Raises:
-        FileNotFoundError: if the file is missing, with where it was looked for.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"OC20 adsorbate file not found: {path}. The generator needs "
-            "an extxyz adsorbate list with info['smiles'] and info['binding_indices'] (eqv2 ships "
-            "oc20_adsorbates.extxyz in eqv2/data/resources; reinstall eqv2 if it is missing); "
-            "pass another list as adsorbate_file=..."
-        )
-    images = ase_read(path, index=":", format="extxyz")
-    for k, atoms in enumerate(images):
-        for key in ("smiles", "binding_indices"):
-            if key not in atoms.info:
-                raise ValueError(f"Structure {k} of {path} has no info[{key!r}]")
-    return images
 
 
 def generate_dataset(
@@ -545,14 +511,6 @@ def _md5(path: str) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
-def _binding_indices(atoms: Atoms) -> np.ndarray:
-    """``binding_indices`` may be read back as an int, a string or an int array."""
-    raw = atoms.info["binding_indices"]
-    if isinstance(raw, str):
-        raw = raw.replace("[", " ").replace("]", " ").split()
-    return np.atleast_1d(np.asarray(raw, dtype=int))
-
-
 def _split_ids(
     system_ids: Sequence[int], seed: int, fractions: Sequence[float]
 ) -> dict[str, list[int]]:
@@ -620,114 +578,21 @@ def _build_slab(
     return slab
 
 
-def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    axis = axis / np.linalg.norm(axis)
-    x, y, z = axis
-    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
-
-
-def _align_to_z(v: np.ndarray) -> np.ndarray:
-    """A rotation taking ``v`` onto +z (identity when ``v`` is ~0)."""
-    n = np.linalg.norm(v)
-    if n < 1e-6:
-        return np.eye(3)
-    u = v / n
-    axis = np.cross(u, [0.0, 0.0, 1.0])
-    s = np.linalg.norm(axis)
-    if s < 1e-9:
-        return np.eye(3) if u[2] > 0 else np.diag([1.0, -1.0, -1.0])
-    return _rotation(axis, math.atan2(s, u[2]))
-
-
-def _site_xy(
-    slab: Atoms, facet: str, kind: str, layer: np.ndarray, nn: float, rng: np.random.Generator
+def _random_site(
+    slab: Atoms, kind: str, layer: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, str]:
-    """In-plane position of a random site of ``kind``; returns (xy, ASE-style site name)."""
-    if facet in _ASE_SITES:
-        info = slab.info["adsorbate_info"]
-        name = str(rng.choice(_ASE_SITES[facet][kind]))
-        nx, ny = slab.info["size"]
-        shift = np.array([rng.integers(nx), rng.integers(ny)], dtype=float)
-        return (np.asarray(info["sites"][name]) + shift) @ np.asarray(info["cell"]), name
-    # (211): sites from the geometry of the top terrace (ontop, nearest-neighbour pairs,
-    # mutually neighbouring triples), minimum image in-plane.
-    top = np.flatnonzero(layer == 0)
-    pos = slab.positions[top]
-    vec, dist = find_mic((pos[None, :, :] - pos[:, None, :]).reshape(-1, 3), slab.cell, slab.pbc)
-    vec, dist = vec.reshape(len(top), len(top), 3), dist.reshape(len(top), len(top))
-    near = (dist < 1.15 * nn) & (dist > 1e-6)
-    if kind == "hollow":
-        triples = [
-            (i, j, k)
-            for i in range(len(top))
-            for j in range(i + 1, len(top))
-            for k in range(j + 1, len(top))
-            if near[i, j] and near[i, k] and near[j, k]
-        ]
-        if triples:
-            i, j, k = triples[int(rng.integers(len(triples)))]
-            return (pos[i] + (vec[i, j] + vec[i, k]) / 3.0)[:2], "hollow"
-        kind = "bridge"
-    if kind == "bridge":
-        pairs = np.argwhere(np.triu(near))
-        if len(pairs):
-            i, j = pairs[int(rng.integers(len(pairs)))]
-            return (pos[i] + 0.5 * vec[i, j])[:2], "bridge"
-    return pos[int(rng.integers(len(top)))][:2], "ontop"
+    """In-plane position of a random site of ``kind`` on the top layer, and its kind.
 
-
-def _place_adsorbate(
-    slab: Atoms,
-    adsorbate: Atoms,
-    binding: np.ndarray,
-    xy: np.ndarray,
-    bond: float,
-    rng: np.random.Generator,
-) -> np.ndarray | None:
-    """Adsorbate positions over ``xy`` with a random orientation, or None if it clashes with its
-    periodic images.
-
-    The molecule is turned so its body points away from the binding atom(s), spun randomly about
-    z and tilted by up to ``_MAX_TILT_DEG``; then lifted so the binding atoms are at least
-    ``bond`` and the others at least ``_MIN_OTHER_DIST`` from every slab atom, touching at one.
+    Sites are AdsorbML's (:func:`eqv2.adsorption.find_sites`, every site, not only distinct
+    ones); a slab without a site of ``kind`` falls back to bridge, then ontop.
     """
-    rel = adsorbate.positions - adsorbate.positions[binding].mean(axis=0)
-    rot = _align_to_z(rel.mean(axis=0))
-    spin = _rotation(np.array([0.0, 0.0, 1.0]), rng.uniform(0.0, 2.0 * math.pi))
-    phi = rng.uniform(0.0, 2.0 * math.pi)
-    tilt = _rotation(
-        np.array([math.cos(phi), math.sin(phi), 0.0]),
-        math.radians(rng.uniform(0.0, _MAX_TILT_DEG)),
-    )
-    rel = rel @ (tilt @ spin @ rot).T
-    pos = rel + np.array([xy[0], xy[1], 0.0])
-    need = np.full(len(pos), _MIN_OTHER_DIST)
-    need[binding] = bond
-    # In-plane minimum-image offsets from each adsorbate atom to each slab atom.
-    d = slab.positions[None, :, :] - pos[:, None, :]
-    d[..., 2] = 0.0
-    d_mic, _ = find_mic(d.reshape(-1, 3), slab.cell, slab.pbc)
-    r2 = np.sum(d_mic.reshape(d.shape) ** 2, axis=-1)
-    gap = need[:, None] ** 2 - r2
-    z_need = np.where(
-        gap > 0, slab.positions[None, :, 2] + np.sqrt(np.clip(gap, 0.0, None)), -np.inf
-    )
-    lift = np.max(z_need - pos[:, None, 2])
-    if not np.isfinite(lift):  # nothing underneath within reach: rest on the top plane
-        lift = slab.positions[:, 2].max() + bond - pos[binding, 2].min()
-    pos[:, 2] += lift
-    # Clash with periodic images of itself (small cells, long molecules).
-    cell = slab.cell.array
-    for i in range(-1, 2):
-        for j in range(-1, 2):
-            if i == 0 and j == 0:
-                continue
-            shifted = pos + i * cell[0] + j * cell[1]
-            gaps = np.linalg.norm(pos[:, None, :] - shifted[None, :, :], axis=-1)
-            if gaps.min() < _MIN_IMAGE_DIST:
-                return None
-    return pos
+    sites = find_sites(slab, unique=False, surface=surface_atoms(slab, layer == 0))
+    for wanted in (kind, "bridge", "ontop"):
+        matching = [site for site in sites if site.kind == wanted]
+        if matching:
+            site = matching[int(rng.integers(len(matching)))]
+            return site.position[:2].copy(), site.kind
+    raise RuntimeError(f"slab {slab.get_chemical_formula()}: no adsorption site found")
 
 
 def _frame(atoms: Atoms, energy: float, forces: np.ndarray, info: dict[str, Any]) -> Atoms:
@@ -765,7 +630,7 @@ def _generate_system(
     n_layers = int(rng.choice(c.layers))
     size = c.sizes[int(rng.integers(len(c.sizes)))]
     ads_template = pool[int(rng.integers(len(pool)))]
-    binding = _binding_indices(ads_template)
+    binding = binding_indices(ads_template)
     site_kind = str(rng.choice(SITE_KINDS))
 
     a = emt_lattice_constant(metal)
@@ -785,12 +650,11 @@ def _generate_system(
                 n_sub = max(1, round(fraction * len(slab)))
                 symbols[rng.choice(len(slab), size=n_sub, replace=False)] = second
                 slab.set_chemical_symbols(symbols.tolist())
-            nn = a / math.sqrt(2.0)
-            xy, site = _site_xy(slab, facet, site_kind, layer, nn, rng)
+            xy, site = _random_site(slab, site_kind, layer, rng)
         radius = np.mean([covalent_radii[atomic_numbers[s]] for s in symbols])
         bond_atom = ads_template.numbers[binding[0]]
         bond = (covalent_radii[bond_atom] + radius) * rng.uniform(*_BOND_SCALE)
-        placed = _place_adsorbate(slab, ads_template, binding, xy, bond, rng)
+        placed = place_adsorbate(slab, ads_template, binding, xy, bond, rng)
         if placed is not None:
             break
     if placed is None:

@@ -9,6 +9,7 @@ success (within 0.1 eV of the reference minimum, or lower) and speed-up for k = 
 See docs/adsorbml.md.
 """
 
+from eqv2.adsorption import Site, find_sites, surface_atoms
 from eqv2.simulate.adsorbml.inputs import check_slab, resolve_adsorbate
 from eqv2.simulate.adsorbml.placement import generate_placements, min_contact_ratio
 from eqv2.simulate.adsorbml.relaxers import (
@@ -31,7 +32,6 @@ from eqv2.simulate.adsorbml.screening import (
     Candidate,
     run_adsorbml,
 )
-from eqv2.simulate.adsorbml.sites import Site, find_sites, surface_atoms
 from eqv2.simulate.adsorbml.validity import Validity, check_validity
 
 __all__ = [

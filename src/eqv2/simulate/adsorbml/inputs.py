@@ -16,7 +16,8 @@ from ase import Atoms
 from ase.constraints import FixAtoms
 from ase.io import read as ase_read
 
-from eqv2.data.generate import DEFAULT_ADSORBATE_FILE, _binding_indices, load_adsorbates
+from eqv2.adsorption import DEFAULT_ADSORBATE_FILE, load_adsorbates
+from eqv2.adsorption import binding_indices as stored_binding_indices
 from eqv2.graph import fixed_mask
 
 __all__ = ["check_slab", "resolve_adsorbate", "slab_fixed_mask"]
@@ -131,10 +132,8 @@ def resolve_adsorbate(
         raise ValueError(f"adsorbate {spec!r} has no atoms")
     if binding_indices is not None:
         binding = np.atleast_1d(np.asarray(binding_indices, dtype=int))
-    elif "binding_indices" in atoms.info:
-        binding = _binding_indices(atoms)
     else:
-        binding = np.array([0])
+        binding = stored_binding_indices(atoms)
     if binding.size == 0 or binding.min() < 0 or binding.max() >= len(atoms):
         raise ValueError(
             f"adsorbate {_formula(atoms)}: binding_indices {binding.tolist()} out of range for "

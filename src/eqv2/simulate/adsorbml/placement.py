@@ -3,17 +3,17 @@
 As in AdsorbML, the configurations come from two strategies:
 
 - **heuristic**: the adsorbate's binding atom(s) over every symmetry-distinct site
-  (:func:`~eqv2.simulate.adsorbml.sites.find_sites`), taken round-robin over the site kinds
+  (:func:`eqv2.adsorption.find_sites`), taken round-robin over the site kinds
   (ontop, bridge, hollow, ontop, ...) so a small budget still samples every kind;
 - **random**: over a uniformly random in-plane position.
 
 Each gets a random spin about the surface normal and a tilt of up to 25 degrees, and is lifted
 so that the binding atom sits a covalent bond length (``r_cov(adsorbate atom) + mean r_cov(site
 atoms)``, times ``bond_scale``) from its nearest slab atom and every other adsorbate atom at least
-2 A from the slab (the data generator's placement, :mod:`eqv2.data.generate`). A configuration
-that comes within ``CLASH_RATIO`` covalent-radius sums of a slab atom, within 2.2 A of its own
-periodic image or (periodic z) within ``IMAGE_GAP`` of the slab's next image, is rejected and
-re-drawn (up to ``MAX_TRIES`` times).
+2 A from the slab (:func:`eqv2.adsorption.place_adsorbate`, shared with the data generator).
+A configuration that comes within ``CLASH_RATIO`` covalent-radius sums of a slab atom, within
+2.2 A of its own periodic image or (periodic z) within ``IMAGE_GAP`` of the slab's next image,
+is rejected and re-drawn (up to ``MAX_TRIES`` times).
 
 Configuration ``k`` of each strategy draws from its own generator
 ``SeedSequence(seed, spawn_key=(strategy, k))``, so it does not depend on how many are asked for.
@@ -27,9 +27,8 @@ from ase.constraints import FixAtoms
 from ase.data import covalent_radii
 from ase.geometry import get_distances
 
-from eqv2.data.generate import _place_adsorbate
+from eqv2.adsorption import SITE_KINDS, Site, find_sites, place_adsorbate, surface_atoms
 from eqv2.simulate.adsorbml.inputs import ADSORBATE_TAG, check_slab
-from eqv2.simulate.adsorbml.sites import SITE_KINDS, Site, find_sites, surface_atoms
 
 __all__ = ["CLASH_RATIO", "generate_placements", "min_contact_ratio"]
 
@@ -111,7 +110,7 @@ def _try_place(
         else:
             xy, site_radius = xy_radius
         bond = (ads_radius + site_radius) * bond_scale
-        positions = _place_adsorbate(slab, adsorbate, binding, xy, bond, rng)
+        positions = place_adsorbate(slab, adsorbate, binding, xy, bond, rng)
         if positions is None:
             continue
         atoms = _combine(slab, fixed, adsorbate, positions)

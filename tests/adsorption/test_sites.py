@@ -7,7 +7,7 @@ from ase.build import fcc100, fcc110, fcc111, fcc211
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eqv2.simulate.adsorbml import find_sites, surface_atoms
+from eqv2.adsorption import find_sites, surface_atoms
 from tests.simulate.adsorbml.conftest import tagged_slab
 
 

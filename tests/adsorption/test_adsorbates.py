@@ -7,14 +7,14 @@ import re
 from fnmatch import fnmatch
 from pathlib import Path
 
-import eqv2.data
-from eqv2.data.generate import DEFAULT_ADSORBATE_FILE, load_adsorbates
+import eqv2.adsorption
+from eqv2.adsorption import DEFAULT_ADSORBATE_FILE, binding_indices, load_adsorbates
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_adsorbate_list_lives_inside_the_package():
-    package_dir = Path(eqv2.data.__file__).resolve().parent
+    package_dir = Path(eqv2.adsorption.__file__).resolve().parent
     assert DEFAULT_ADSORBATE_FILE.is_relative_to(package_dir)
     assert DEFAULT_ADSORBATE_FILE.is_file()
 
@@ -23,8 +23,8 @@ def test_adsorbate_list_is_declared_as_package_data():
     """A wheel built from pyproject.toml carries the file (setuptools package-data globs)."""
     text = (REPO / "pyproject.toml").read_text()
     section = text.split("[tool.setuptools.package-data]", 1)[1].split("\n[", 1)[0]
-    globs = re.findall(r'"([^"]+)"', section.split('"eqv2.data" =', 1)[1].splitlines()[0])
-    relative = DEFAULT_ADSORBATE_FILE.relative_to(Path(eqv2.data.__file__).resolve().parent)
+    globs = re.findall(r'"([^"]+)"', section.split('"eqv2.adsorption" =', 1)[1].splitlines()[0])
+    relative = DEFAULT_ADSORBATE_FILE.relative_to(Path(eqv2.adsorption.__file__).resolve().parent)
     assert any(fnmatch(str(relative), g) for g in globs)
 
 
@@ -34,3 +34,20 @@ def test_adsorbate_list_is_the_oc20_list():
     adsorbates = load_adsorbates()
     assert len(adsorbates) == 86
     assert [a.info["oc20_adsorbate_index"] for a in adsorbates] == list(range(86))
+
+
+def test_binding_indices_reads_every_stored_form():
+    from ase import Atoms
+
+    atoms = Atoms("COH", positions=[[0, 0, 0], [1.2, 0, 0], [2.0, 0.5, 0]])
+    for stored, expected in (
+        (1, [1]),
+        ("0 2", [0, 2]),
+        ("[0 2]", [0, 2]),
+        ("[0, 2]", [0, 2]),
+        ([2, 0], [2, 0]),
+    ):
+        atoms.info["binding_indices"] = stored
+        assert binding_indices(atoms).tolist() == expected
+    del atoms.info["binding_indices"]
+    assert binding_indices(atoms).tolist() == [0]

@@ -12,6 +12,7 @@ See docs/adsorbml.md.
 from eqv2.adsorption import Site, find_sites, surface_atoms
 from eqv2.simulate.adsorbml.inputs import check_slab, resolve_adsorbate
 from eqv2.simulate.adsorbml.placement import generate_placements, min_contact_ratio
+from eqv2.simulate.adsorbml.records import Outcome
 from eqv2.simulate.adsorbml.relaxers import (
     ase_relaxer,
     calls_of,
@@ -28,6 +29,7 @@ from eqv2.simulate.adsorbml.report import (
 from eqv2.simulate.adsorbml.screening import (
     STRATEGIES,
     AdsorbMLResult,
+    AdsorbMLSettings,
     Baseline,
     Candidate,
     run_adsorbml,
@@ -38,8 +40,10 @@ __all__ = [
     "STRATEGIES",
     "SUCCESS_THRESHOLD",
     "AdsorbMLResult",
+    "AdsorbMLSettings",
     "Baseline",
     "Candidate",
+    "Outcome",
     "Site",
     "TopK",
     "Validity",

@@ -30,7 +30,9 @@ from eqv2.data._common import (
     lmdb_error,
     lmdb_errors,
     open_lmdb,
+    record_label,
     select,
+    warn_unreadable,
 )
 from eqv2.data.dataset import RecordDataset
 from eqv2.data.errors import DataError, UnsafePickleError, where
@@ -221,7 +223,7 @@ def iter_oc20_lmdb(
 def _load_one(
     txn: Any, file: Path, key: bytes, gi: int, energy_key: str, forces_key: str, stress_key: str
 ) -> Structure:
-    label = where(file, key)
+    label = record_label(file, gi, key)
     raw = txn.get(key)
     if raw is None:
         raise DataError(
@@ -290,36 +292,45 @@ def build_oc20_index(path: Path, files: list[Path]) -> dict[str, np.ndarray]:
     """``shard`` (which file), ``key`` (LMDB key as an int) and ``natoms`` of every record."""
     shard_ids: list[np.ndarray] = []
     key_ids: list[np.ndarray] = []
-    counts: list[int] = []
     for s, file in enumerate(files):
         env = open_lmdb(file)
         try:
             keys = _keys(env, file)
-            key_ids.append(np.asarray([int(k) for k in keys], dtype=np.int64))
-            shard_ids.append(np.full(len(keys), s, dtype=np.int32))
+        except lmdb_errors() as exc:
+            raise lmdb_error(file, "(listing keys)", exc) from exc
         finally:
             close_lmdb(env)
+        key_ids.append(np.asarray([int(k) for k in keys], dtype=np.int64))
+        shard_ids.append(np.full(len(keys), s, dtype=np.int32))
     key = np.concatenate(key_ids) if key_ids else np.zeros(0, np.int64)
     shard = np.concatenate(shard_ids) if shard_ids else np.zeros(0, np.int32)
     if len(key) == 0:
         raise DataError(f"{path}: LMDB dataset has no records. Fix: check the file.")
     natoms = _fairchem_natoms(path, len(key))
     if natoms is None:
+        natoms = np.zeros(len(key), dtype=np.int64)
+        unreadable: list[str] = []
         for s, file in enumerate(files):
             env = open_lmdb(file)
             try:
                 with env.begin() as txn:
-                    for k in key[shard == s]:
-                        kb = str(int(k)).encode("ascii")
-                        raw = txn.get(kb)
-                        if raw is None:
-                            raise DataError(f"{where(file, kb)}: record is missing.")
-                        counts.append(_record_natoms(raw, where(file, kb)))
-            except lmdb_errors() as exc:
-                raise lmdb_error(file, len(counts), exc) from exc
+                    for i in np.flatnonzero(shard == s):
+                        kb = str(int(key[i])).encode("ascii")
+                        label = record_label(file, i, kb)
+                        try:
+                            raw = txn.get(kb)
+                            if raw is None:
+                                raise DataError(f"{label}: record is missing.")
+                            natoms[i] = _record_natoms(raw, label)
+                        except (DataError, lmdb_errors()) as exc:
+                            # Indexed with 0 atoms; reading it raises the error again, so a
+                            # loader with data.skip_invalid can skip it.
+                            if not isinstance(exc, DataError):
+                                exc = lmdb_error(file, i, exc)
+                            unreadable.append(str(exc))
             finally:
                 close_lmdb(env)
-        natoms = np.asarray(counts, dtype=np.int64)
+        warn_unreadable(path, unreadable)
     return {"shard": shard, "key": key, "natoms": natoms}
 
 

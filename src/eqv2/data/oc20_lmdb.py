@@ -37,7 +37,7 @@ from eqv2.data._common import (
 from eqv2.data.dataset import RecordDataset
 from eqv2.data.errors import DataError, UnsafePickleError, where
 from eqv2.data.records import Structure
-from eqv2.data.unpickle import PygData, safe_loads
+from eqv2.data.unpickle import PygData, TensorShape, safe_loads
 
 __all__ = [
     "OC20LmdbDataset",
@@ -246,10 +246,10 @@ def read_oc20_lmdb(path: str | os.PathLike[str], **kwargs: Any) -> list[Structur
     return list(iter_oc20_lmdb(path, **kwargs))
 
 
-def _fields(raw: bytes, label: str) -> dict[str, Any]:
+def _fields(raw: bytes, label: str, shapes_only: bool = False) -> dict[str, Any]:
     """The field dict of one pickled record, loaded with the restricted unpickler."""
     try:
-        obj = safe_loads(raw, label)
+        obj = safe_loads(raw, label, shapes_only)
     except UnsafePickleError:
         raise
     except Exception as exc:  # noqa: BLE001 - pickle raises many types on corrupt bytes
@@ -269,10 +269,13 @@ def _fields(raw: bytes, label: str) -> dict[str, Any]:
 
 def _record_natoms(raw: bytes, label: str) -> int:
     """Atom count of one pickled record (decoded, since OC20 files keep no separate count)."""
-    fields = _fields(raw, label)
-    if fields.get("atomic_numbers") is None:
+    fields = _fields(raw, label, shapes_only=True)
+    numbers = fields.get("atomic_numbers")
+    if numbers is None:
         raise DataError(f"{label}: record has no 'atomic_numbers'; not an OC20 LMDB record.")
-    return int(np.asarray(_to_numpy(fields["atomic_numbers"])).size)
+    if isinstance(numbers, TensorShape):
+        return int(np.prod(numbers))
+    return int(np.asarray(numbers).size)
 
 
 def _fairchem_natoms(path: Path, total: int) -> np.ndarray | None:

@@ -198,3 +198,25 @@ def test_missing_record_empty_lmdb_and_bad_fields(tmp_path: Path) -> None:
     bad = write_oc20_lmdb(tmp_path / "bad4.lmdb", [pickle_record(fields, 1)])
     with pytest.raises(DataError, match=r"bad4\.lmdb, structure 0: field 'pos' is missing"):
         read_structures(bad)
+
+
+def test_tensor_storages_are_read_directly_and_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eqv2.data import unpickle
+
+    used = []
+    direct = unpickle._fast_storage
+    monkeypatch.setattr(
+        unpickle, "_fast_storage", lambda b: used.append(direct(b) is not None) or direct(b)
+    )
+    base = torch.arange(12) % 5
+    for dtype in (torch.float32, torch.float64, torch.int64, torch.bool, torch.uint8, torch.int8):
+        t = base.to(dtype).reshape(3, 4)
+        for obj in (t, t[:, 1:], t.T, torch.zeros((0, 3), dtype=dtype), t[1, 2]):
+            got = safe_loads(pickle.dumps(obj, protocol=-1))
+            assert got.dtype == obj.dtype and got.stride() == obj.stride()
+            assert torch.equal(got, obj)
+    assert used and all(used)  # no fallback to torch.load for these
+    # an unusual storage (complex) still loads, through torch.load(weights_only=True)
+    z = torch.ones(3, dtype=torch.complex64)
+    assert torch.equal(safe_loads(pickle.dumps(z, protocol=-1)), z)
+    assert used[-1] is False

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from ase import Atoms
 
 from eqv2.graph import batch_structures, validate_structure
+from eqv2.graph.validate import CloseContactWarning
 
 
 def _bulk(name: str | None = "cu111") -> Atoms:
@@ -95,7 +98,7 @@ def test_batch_names_the_failing_structure():
     close.positions[1] = close.positions[0]
     with pytest.raises(ValueError, match=r"Structure 2 \('dup'\) has atoms 0 and 1"):
         batch_structures([_bulk(), _bulk(), close], cutoff=5.0)
-    with pytest.raises(ValueError, match="Structure 0 is a str, not an ase.Atoms"):
+    with pytest.raises(ValueError, match="Structure 0 is a str, not an eqv2 Structure"):
         batch_structures(["POSCAR"], cutoff=5.0)
     with pytest.raises(ValueError, match="no structures"):
         batch_structures([], cutoff=5.0)
@@ -111,3 +114,18 @@ def test_structure_label_with_name_and_formula():
     atoms.info["name"] = "slab"
     assert structure_label(3, atoms) == "Structure 3 ('slab')"
     assert structure_label(3, atoms, formula=True) == "Structure 3 ('slab', Cu2O)"
+
+
+def test_close_contact_warns_with_pair_and_distance():
+    close = Atoms("H2O", positions=[[0, 0, 0], [0.3, 0, 0], [2.0, 0, 0]], info={"name": "w"})
+    with pytest.warns(
+        CloseContactWarning, match=r"Structure 3 \('w'\) has atoms 0 and 1 only 0\.3 Å"
+    ):
+        validate_structure(close, 3)
+    with pytest.warns(CloseContactWarning, match=r"Structure 0 .*atoms 0 and 1 only 0\.3 Å"):
+        batch_structures([close], cutoff=5.0)
+    fine = Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_structure(fine, 0)
+        batch_structures([fine], cutoff=5.0)

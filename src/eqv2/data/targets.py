@@ -8,11 +8,30 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from eqv2.data.errors import DataError
+
+__all__ = [
+    "NUM_ELEMENTS",
+    "RankDeficientFitWarning",
+    "composition_matrix",
+    "element_reference_array",
+    "fit_element_references",
+    "fit_normalizers",
+    "read_isolated_atom_energies",
+    "reference_energy",
+]
+
 NUM_ELEMENTS = 119  # index = atomic number, 0 unused
+
+
+class RankDeficientFitWarning(UserWarning):
+    """The training compositions do not determine every element's reference energy."""
 
 
 def composition_matrix(numbers: Sequence[np.ndarray]) -> np.ndarray:
@@ -54,9 +73,44 @@ def fit_element_references(
         coef = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ energies)
     else:
         coef = np.linalg.lstsq(a, energies, rcond=None)[0]
+    _warn_if_underdetermined(a, np.flatnonzero(present), ridge)
     refs = np.zeros(NUM_ELEMENTS)
     refs[present] = coef
     return refs
+
+
+def _warn_if_underdetermined(a: np.ndarray, elements: np.ndarray, ridge: float) -> None:
+    """Warn, naming the elements whose reference the compositions leave undetermined.
+
+    Element k is determined iff its unit vector lies in the row space of ``a``, i.e. every
+    null-space vector of ``a`` has a zero k-th component.
+    """
+    from ase.data import chemical_symbols
+
+    _, sv, vt = np.linalg.svd(a)
+    tol = sv.max(initial=0.0) * max(a.shape) * np.finfo(float).eps
+    rank = int((sv > tol).sum())
+    if rank == a.shape[1]:
+        return
+    null = vt[rank:]
+    free = [chemical_symbols[z] for z, col in zip(elements, null.T, strict=True) if
+            np.abs(col).max() > 1e-8]  # fmt: skip
+    how = (
+        f"ridge regularisation (ridge={ridge:g}) splits their energy"
+        if ridge > 0
+        else "the minimum-norm least-squares solution was used (it shares their energy out)"
+    )
+    warnings.warn(
+        f"Linear energy references: the training compositions determine only {rank} "
+        f"independent combination(s) of {a.shape[1]} elements; the references of "
+        f"{', '.join(free)} are not determined individually (one composition, or elements "
+        f"that always occur in fixed ratios), so {how}. Total energies of compositions like "
+        "the training data are unaffected, other compositions are not. Fix: add structures "
+        "that vary these ratios, or give per-element E0s (e.g. from an isolated-atoms file, "
+        "eqv2.data.targets.read_isolated_atom_energies).",
+        RankDeficientFitWarning,
+        stacklevel=3,
+    )
 
 
 def reference_energy(numbers: np.ndarray, references: np.ndarray) -> float:
@@ -86,3 +140,62 @@ def fit_normalizers(
         std_f = float(np.sqrt(np.mean(flat**2)))
         out["forces"] = {"mean": 0.0, "std": std_f if std_f > 1e-12 else 1.0}
     return out
+
+
+def element_reference_array(e0s: Mapping[str | int, float]) -> np.ndarray:
+    """Per-element energies ``(119,)`` (zeros elsewhere) from ``{"Cu": -3.7}`` or ``{29: -3.7}``."""
+    from ase.data import atomic_numbers
+
+    refs = np.zeros(NUM_ELEMENTS)
+    for key, value in e0s.items():
+        z = atomic_numbers.get(key) if isinstance(key, str) else int(key)
+        if z is None or not 1 <= z < NUM_ELEMENTS:
+            raise ValueError(f"E0s: unknown element {key!r}; use symbols like 'Cu' or Z 1..118.")
+        refs[z] = float(value)
+    return refs
+
+
+def read_isolated_atom_energies(
+    path: str | os.PathLike[str], *, energy_key: str = "energy"
+) -> dict[str, float]:
+    """Per-element E0s (eV) from a file of isolated-atom calculations, ``{"C": -1029.5, ...}``.
+
+    Follows MACE's convention: frames whose ``config_type`` is ``IsolatedAtom`` are the E0s;
+    a file without any ``config_type`` contributes each single-atom frame. Other frames are
+    ignored, so a training file with its isolated atoms works too.
+
+    Raises:
+        DataError: no isolated atom found, one without an energy, or two different energies
+            for one element (naming the file and frames).
+    """
+    from eqv2.data.readers import read_structures
+
+    frames = read_structures(path, energy_key=energy_key)
+    typed = [s for s in frames if "config_type" in s.info]
+    chosen = (
+        [s for s in typed if s.info["config_type"] == "IsolatedAtom"]
+        if typed
+        else [s for s in frames if len(s) == 1]
+    )
+    if not chosen:
+        raise DataError(
+            f"{path}: no isolated atoms (frames with config_type=IsolatedAtom, or single-atom "
+            "frames in a file without config_type). Fix: point at the isolated-atoms file."
+        )
+    e0s: dict[str, float] = {}
+    for s in chosen:
+        if len(s) != 1:
+            raise DataError(f"{s.label()}: an IsolatedAtom frame has {len(s)} atoms, not 1.")
+        if s.energy is None:
+            raise DataError(
+                f"{s.label()}: isolated atom without an energy under {energy_key!r}. Fix: pass "
+                "the key it is stored under (energy_key=...)."
+            )
+        symbol = s.formula()
+        if symbol in e0s and e0s[symbol] != s.energy:
+            raise DataError(
+                f"{s.label()}: a second isolated {symbol} atom with energy {s.energy} eV "
+                f"(another has {e0s[symbol]} eV). Fix: keep one E0 per element."
+            )
+        e0s[symbol] = s.energy
+    return e0s

@@ -7,31 +7,51 @@ reuses the neighbour search so it costs nothing extra when a graph is being buil
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from ase import Atoms
 
 from eqv2.graph.cells import check_cell
 from eqv2.graph.neighbors import PairList, as_arrays, find_pairs
+from eqv2.graph.structure import Structure
 
-__all__ = ["validate_structure", "structure_label", "MIN_ATOM_DISTANCE"]
+__all__ = [
+    "CLOSE_CONTACT_DISTANCE",
+    "CloseContactWarning",
+    "MIN_ATOM_DISTANCE",
+    "structure_label",
+    "validate_structure",
+]
 
 # Two atoms (or an atom and a periodic image) closer than this are almost surely a duplicate.
 MIN_ATOM_DISTANCE = 1e-3
+# No bond is this short (H2 is 0.74 Å): closer atoms are a unit or construction error, but may be
+# deliberate (a high-pressure or repulsion-wall test), so they are warned about, not refused.
+CLOSE_CONTACT_DISTANCE = 0.5
 
 
-def structure_label(index: int | None, atoms: Atoms | None = None, formula: bool = False) -> str:
+class CloseContactWarning(UserWarning):
+    """Two atoms closer than :data:`CLOSE_CONTACT_DISTANCE` (allowed, but suspicious)."""
+
+
+def structure_label(
+    index: int | None, atoms: Atoms | Structure | None = None, formula: bool = False
+) -> str:
     """``"Structure 12 ('cu111')"``: how messages refer to a structure.
 
     With ``formula=True`` the chemical formula follows the name: ``Structure 3 ('cu', Cu12O)``
     (for messages about a structure whose input may have been changed, e.g. a relaxation).
     """
     label = "Structure" if index is None else f"Structure {index}"
-    if not isinstance(atoms, Atoms):
+    if not isinstance(atoms, (Atoms, Structure)):
         return label
     name = atoms.info.get("name")
     parts = [repr(name)] if name is not None else []
     if formula:
-        parts.append(atoms.get_chemical_formula())
+        parts.append(
+            atoms.formula() if isinstance(atoms, Structure) else atoms.get_chemical_formula()
+        )
     return f"{label} ({', '.join(parts)})" if parts else label
 
 
@@ -66,19 +86,37 @@ def check_fields(
     check_cell(cell, pbc, label)
 
 
-def check_contacts(pairs: PairList, label: str, min_distance: float = MIN_ATOM_DISTANCE) -> None:
-    """Reject two atoms (or an atom and any periodic image) closer than ``min_distance`` Å."""
-    close = np.flatnonzero(pairs.dist_sq < min_distance * min_distance)
+def _closest(pairs: PairList, limit: float) -> tuple[str, float] | None:
+    """``("atoms i and j (image ...)", distance)`` of the closest pair under ``limit`` Å."""
+    close = np.flatnonzero(pairs.dist_sq < limit * limit)
     if len(close) == 0:
-        return
+        return None
     k = close[np.argmin(pairs.dist_sq[close])]
     i, j, shift = int(pairs.target[k]), int(pairs.source[k]), pairs.offsets[k].tolist()
     where = "" if not any(shift) else f" (periodic image shifted by {shift} cells)"
-    raise ValueError(
-        f"{label} has atoms {i} and {j}{where} only {np.sqrt(pairs.dist_sq[k]):.3g} Å apart; "
-        f"positions must be at least {min_distance:g} Å apart. Remove the duplicated atom or "
-        "wrap positions with a consistent cell."
-    )
+    return f"atoms {i} and {j}{where}", float(np.sqrt(pairs.dist_sq[k]))
+
+
+def check_contacts(pairs: PairList, label: str, min_distance: float = MIN_ATOM_DISTANCE) -> None:
+    """Reject two atoms (or an atom and any periodic image) closer than ``min_distance`` Å,
+    and warn (:class:`CloseContactWarning`) about pairs closer than
+    :data:`CLOSE_CONTACT_DISTANCE` among ``pairs``."""
+    found = _closest(pairs, min_distance)
+    if found is not None:
+        raise ValueError(
+            f"{label} has {found[0]} only {found[1]:.3g} Å apart; positions must be at least "
+            f"{min_distance:g} Å apart. Remove the duplicated atom or wrap positions with a "
+            "consistent cell."
+        )
+    found = _closest(pairs, CLOSE_CONTACT_DISTANCE)
+    if found is not None:
+        warnings.warn(
+            f"{label} has {found[0]} only {found[1]:.3g} Å apart, closer than any bond "
+            f"({CLOSE_CONTACT_DISTANCE} Å). Check for a duplicated atom, positions in the wrong "
+            "unit (Bohr or fractional instead of Å) or a wrong cell.",
+            CloseContactWarning,
+            stacklevel=3,
+        )
 
 
 def validate_structure(
@@ -102,4 +140,5 @@ def validate_structure(
     label = structure_label(index, atoms)
     positions, cell, pbc = as_arrays(atoms.positions, atoms.cell.array, atoms.pbc)
     check_fields(atoms.numbers, positions, cell, pbc, label, max_atomic_number)
-    check_contacts(find_pairs(positions, cell, pbc, min_distance), label, min_distance)
+    radius = max(min_distance, CLOSE_CONTACT_DISTANCE)
+    check_contacts(find_pairs(positions, cell, pbc, radius), label, min_distance)

@@ -10,6 +10,8 @@ from ase.build import bulk
 from eqv2.data.generate import generate_dataset
 from eqv2.data.targets import fit_element_references, fit_normalizers
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from eqv2.data import DataError
+from eqv2.train.loader import LoaderConfig
 from eqv2.train.trainer import Trainer, TrainerConfig
 from tests.tiny import tiny
 from tests.train.tb_events import read_scalars
@@ -99,12 +101,16 @@ def test_resume_continues_exactly(frames, tmp_path):
         f"val/{k}" for k in ("energy_mae", "force_mae", "force_cos", "efwt")}  # fmt: skip
 
 
-def test_missing_labels_are_named(tmp_path):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_missing_labels_are_named(tmp_path, workers):
+    """Labels are checked per batch, in the worker that reads the structure."""
     atoms = bulk("Cu", cubic=True)
     atoms.info["name"] = "bare"
     pot = Potential(EquiformerV2(EquiformerV2Config(**TINY)))
-    with pytest.raises(ValueError, match="train structure 0 \\('bare'\\) has no energy/forces"):
-        Trainer(pot, [atoms], tmp_path, TrainerConfig(max_steps=1))
+    trainer = Trainer(pot, [atoms], tmp_path, TrainerConfig(max_steps=1, tensorboard=False),
+                      loader=LoaderConfig(num_workers=workers))  # fmt: skip
+    with pytest.raises(DataError, match="train structure 0: .*field 'energy' is required"):
+        trainer.fit()
 
 
 def test_conservative_model_trains_on_gradient_forces(frames, tmp_path):

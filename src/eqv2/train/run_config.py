@@ -50,6 +50,13 @@ class DataConfig:
     linear_references: bool = True
     #: user-given isolated-atom energies {symbol: eV}; replaces the fit when set
     e0s: dict[str, float] | None = None
+    #: processes that read and batch structures while the model trains (0: the training
+    #: process does it between steps); see eqv2.train.loader
+    num_workers: int = 2
+    #: steps each worker prepares ahead
+    prefetch_factor: int = 2
+    #: page-locked batches for faster copies to the GPU (null: on CUDA only)
+    pin_memory: bool | None = None
 
 
 FINETUNE_TARGETS = ("keep", "refit")

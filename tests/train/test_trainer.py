@@ -7,10 +7,10 @@ import pytest
 import torch
 from ase.build import bulk
 
+from eqv2.data import DataError
 from eqv2.data.generate import generate_dataset
 from eqv2.data.targets import fit_element_references, fit_normalizers
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
-from eqv2.data import DataError
 from eqv2.train.loader import LoaderConfig
 from eqv2.train.trainer import Trainer, TrainerConfig
 from tests.tiny import tiny

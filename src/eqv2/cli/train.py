@@ -25,6 +25,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue the run in OUT exactly (weights, optimiser, schedule, data order)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run already in OUT and start a new one (without it, an existing run "
+        "is refused)",
+    )
     p.add_argument("--init", "--init-from", dest="init", metavar="CHECKPOINT",
                    help="fine-tune: start a new run from the weights of an eqv2 or fairchem "
                    "checkpoint (sets finetune.init_from)")  # fmt: skip
@@ -48,13 +54,18 @@ def run_train(args: argparse.Namespace) -> int:
     for key in ("train", "val", "test"):
         if getattr(args, key):
             overrides.append(f"data.{key}={getattr(args, key)}")
-    if args.max_steps is not None:
-        overrides.append(f"train.max_steps={args.max_steps}")
+    if args.max_steps is not None:  # a step count given here wins over an epoch schedule
+        overrides += [f"train.max_steps={args.max_steps}", "train.max_epochs=null"]
     run = load_run_config(args.config, overrides)
     from eqv2.train.workflow import run_training
 
     metrics = run_training(
-        run, args.out, resume=args.resume, init_from=args.init, progress=not args.no_progress
+        run,
+        args.out,
+        resume=args.resume,
+        init_from=args.init,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     if not metrics:  # a process other than rank 0 of a torchrun job: rank 0 reports
         return 0

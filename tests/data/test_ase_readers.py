@@ -156,20 +156,6 @@ def test_unknown_element_nan_label_and_bad_force_shape(tmp_path: Path) -> None:
         read_structures(p, forces_key="REF_forces")
 
 
-def test_aselmdb_needs_optional_package(tmp_path: Path) -> None:
-    pytest.importorskip("lmdb")
-    try:
-        import ase_db_backends  # noqa: F401
-
-        pytest.skip("ase-db-backends is installed")
-    except ImportError:
-        pass
-    p = tmp_path / "data.aselmdb"
-    p.write_bytes(b"\0" * 16)
-    with pytest.raises(DataError, match="pip install ase-db-backends"):
-        read_structures(p)
-
-
 def test_structure_list_is_plain_data() -> None:
     s = Structure(numbers=[1], positions=[[0.0, 0.0, 0.0]])
     assert s.tags.tolist() == [0] and s.fixed.tolist() == [False] and not s.pbc.any()

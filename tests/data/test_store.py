@@ -109,7 +109,7 @@ def test_corrupt_store_record_and_non_store(tmp_path: Path) -> None:
     env.close()
     ds = open_store(path)
     ds[0]
-    with pytest.raises(DataError, match=r"s\.lmdb, record key b'1': store record is truncated"):
+    with pytest.raises(DataError, match=r"s\.lmdb, structure 1: store record fails its CRC-32"):
         ds[1]
     oc20 = write_oc20_lmdb(
         tmp_path / "o.lmdb", [pickle_record(oc20_fields(random_structure(0, 2)), 2)]

@@ -9,7 +9,7 @@ from ase import Atoms
 from ase.build import fcc111, molecule
 from ase.constraints import FixAtoms
 
-from eqv2.graph import batch_structures, edge_vectors, radius_graph
+from eqv2.graph import Structure, batch_structures, edge_vectors, from_atoms, radius_graph
 
 CUTOFF = 4.0
 
@@ -100,3 +100,21 @@ def test_edge_vectors_match_and_differentiate(dtype):
     assert cell.grad[1].abs().sum() == 0  # the molecule has no periodic images
     assert cell.grad[2].abs().sum() > 0
     assert cell.grad[0, 2].abs().sum() == 0  # slab: no shifts along its open axis
+
+
+def test_structure_records_batch_like_their_atoms():
+    atoms = _structures()
+    records = [from_atoms(a) for a in atoms]
+    by_atoms = batch_structures(atoms, cutoff=4.0, max_neighbors=12)
+    by_records = batch_structures(records, cutoff=4.0, max_neighbors=12)
+    mixed = batch_structures([records[0], *atoms[1:]], cutoff=4.0, max_neighbors=12)
+    assert by_atoms.keys() == by_records.keys()
+    for key, value in by_atoms.items():
+        assert torch.equal(value, by_records[key]), key
+        assert torch.equal(value, mixed[key]), key
+    # the record's own fixed flags are what the batch uses
+    records[0].fixed[:] = True
+    assert batch_structures(records[0], cutoff=4.0)["fixed"].all()
+    with pytest.raises(ValueError, match=r"Structure 4 \('x'\) has atoms 0 and 1"):
+        bad = Structure(numbers=[1, 1], positions=np.zeros((2, 3)), info={"name": "x"})
+        batch_structures([bad], cutoff=4.0, index_offset=4)

@@ -95,7 +95,7 @@ def test_batch_names_the_failing_structure():
     close.positions[1] = close.positions[0]
     with pytest.raises(ValueError, match=r"Structure 2 \('dup'\) has atoms 0 and 1"):
         batch_structures([_bulk(), _bulk(), close], cutoff=5.0)
-    with pytest.raises(ValueError, match="Structure 0 is a str, not an ase.Atoms"):
+    with pytest.raises(ValueError, match="Structure 0 is a str, not an eqv2 Structure"):
         batch_structures(["POSCAR"], cutoff=5.0)
     with pytest.raises(ValueError, match="no structures"):
         batch_structures([], cutoff=5.0)

@@ -1,4 +1,4 @@
-"""``eqv2 data generate`` and ``eqv2 data convert``."""
+"""``eqv2 data generate``, ``eqv2 data convert`` and ``eqv2 data index``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--overwrite", action="store_true")
     c.set_defaults(func=run_convert)
 
+    x = dsub.add_parser(
+        "index",
+        help="build the random-access index of a dataset (extxyz, ASE db, OC20 LMDB)",
+        description="Build (or check) the index that lets eqv2 open a dataset without "
+        "decoding it: byte offsets of extxyz frames, ASE db row ids, OC20 shard keys, and "
+        "atoms per structure. It is saved beside the data (or in the user cache directory "
+        "when that is read-only) and rebuilt automatically when the data changes.",
+    )
+    x.add_argument("paths", nargs="+", type=Path, help="data files or OC20 shard directories")
+    x.add_argument("--format", help="dataset format (default: from the path)")
+    x.add_argument("--rebuild", action="store_true", help="rebuild even if the index is current")
+    x.set_defaults(func=run_index)
+
 
 def run_generate(args: argparse.Namespace) -> int:
     from eqv2.data.generate import generate_dataset, write_dataset
@@ -42,7 +55,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from eqv2.data.store import convert
+    from eqv2.data.convert import convert
 
     store = convert(
         args.inputs,
@@ -54,4 +67,20 @@ def run_convert(args: argparse.Namespace) -> int:
         forces_key=args.forces_key,
     )
     print(f"wrote {len(store)} structures to {args.output}")
+    return 0
+
+
+def run_index(args: argparse.Namespace) -> int:
+    import time
+
+    from eqv2.data.datasets import build_index
+
+    for path in args.paths:
+        start = time.perf_counter()
+        ds = build_index(path, format=args.format, rebuild=args.rebuild)
+        where = getattr(ds, "index_path", None) or "memory only (nowhere writable)"
+        print(
+            f"{path}: {len(ds)} structures, {int(ds.natoms.sum())} atoms; index {where} "
+            f"({time.perf_counter() - start:.2f} s)"
+        )
     return 0

@@ -111,3 +111,32 @@ def close_lmdb(env: Any) -> None:
                 del _ENVS[key]
                 env.close()
             return
+
+
+def lmdb_errors() -> type[Exception]:
+    """The base class of py-lmdb's errors (imported lazily, like lmdb itself)."""
+    import lmdb
+
+    return lmdb.Error
+
+
+def lmdb_error(path: Path, index: object, exc: Exception) -> DataError:
+    """A :class:`DataError` for an LMDB failure while reading record ``index`` of ``path``.
+
+    A page that is missing or a map that was resized means another process is writing the
+    file (or wrote it after it was opened); anything else means the file is damaged.
+    """
+    import lmdb
+
+    name = type(exc).__name__
+    if isinstance(exc, (lmdb.PageNotFoundError, lmdb.MapResizedError)):
+        cause = (
+            "the file changed while it was read: another process is probably writing it. Fix: "
+            "wait until the writer has finished (or read a finished copy), then rebuild the "
+            f"index: eqv2 data index --rebuild {path}"
+        )
+    elif isinstance(exc, lmdb.CorruptedError):
+        cause = "a database page is corrupted (MDB_CORRUPTED). Fix: re-download or regenerate it."
+    else:
+        cause = "the LMDB file is damaged or unreadable. Fix: re-download or regenerate it."
+    return DataError(f"{path}, structure {index}: LMDB read failed ({name}: {exc}); {cause}")

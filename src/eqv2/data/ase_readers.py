@@ -14,7 +14,7 @@ from eqv2.data._common import Index, check_path, select
 from eqv2.data.errors import DataError, where
 from eqv2.data.records import Structure, from_atoms
 
-__all__ = ["iter_ase", "read_ase", "read_ase_db"]
+__all__ = ["iter_ase", "read_ase"]
 
 
 def iter_ase(
@@ -91,80 +91,3 @@ def iter_ase(
 def read_ase(path: str | os.PathLike[str], **kwargs: Any) -> list[Structure]:
     """All selected structures of an ASE-readable file as a list (see :func:`iter_ase`)."""
     return list(iter_ase(path, **kwargs))
-
-
-def _row_atoms(row: Any, label: str) -> Any:
-    """The row's Atoms with its ``key_value_pairs`` and scalar ``data`` entries in ``info``.
-
-    Properties in ``row.data`` (how schnetpack's QM9 db stores them) are merged so that custom
-    energy keys can name them; the calculator's own results stay on ``atoms.calc``.
-    """
-    import numpy as np
-
-    atoms = row.toatoms()
-    atoms.info.update(row.get("key_value_pairs", {}))
-    data = row.get("data", {}) or {}
-    for k, v in data.items():
-        arr = np.asarray(v)
-        if arr.ndim == 0 or arr.size == 1:
-            atoms.info.setdefault(k, arr.reshape(-1)[0].item() if arr.size else None)
-        elif arr.ndim == 2 and arr.shape[0] == len(atoms):
-            atoms.arrays.setdefault(k, arr)
-        else:
-            atoms.info.setdefault(k, arr)
-    return atoms
-
-
-def read_ase_db(
-    path: str | os.PathLike[str],
-    *,
-    energy_key: str = "energy",
-    forces_key: str = "forces",
-    stress_key: str = "stress",
-    index: Index = ":",
-    require: Iterable[str] = (),
-    selection: Any = None,
-) -> list[Structure]:
-    """Read structures from an ASE database (``.db`` SQLite/JSON, ``.aselmdb`` via ase-db-backends).
-
-    ``selection`` is passed to ``db.select``; ``index`` then picks among the selected rows in id
-    order. ``info["index"]`` is the position among the selected rows and ``info["id"]`` the row id.
-    """
-    import ase.db
-
-    p = check_path(path)
-    if p.suffix == ".aselmdb":
-        try:
-            import ase_db_backends  # noqa: F401
-        except ImportError as exc:
-            raise DataError(
-                f"{p}: reading .aselmdb files needs the optional ase-db-backends package. Fix: "
-                "pip install ase-db-backends"
-            ) from exc
-    if p.stat().st_size == 0:
-        raise DataError(f"{p}: file is empty. Fix: point at a database with rows.")
-    try:
-        db = ase.db.connect(str(p))
-        rows = list(db.select(selection))
-    except Exception as exc:  # noqa: BLE001 - sqlite/json/lmdb errors differ by backend
-        raise DataError(
-            f"{p}: ASE could not open the database ({type(exc).__name__}: {exc}). Fix: check "
-            "that it is an ASE database."
-        ) from exc
-    if not rows:
-        raise DataError(f"{p}: database has no rows (selection {selection!r}).")
-    out = []
-    for i in select(len(rows), index, p):
-        row = rows[i]
-        atoms = _row_atoms(row, where(p, i))
-        s = from_atoms(
-            atoms,
-            energy_key=energy_key,
-            forces_key=forces_key,
-            stress_key=stress_key,
-            source=str(p),
-            index=i,
-            info={"id": int(row.id)},
-        )
-        out.append(s.validate(require))
-    return out

@@ -23,12 +23,28 @@ from typing import Any
 
 import numpy as np
 
-from eqv2.data._common import Index, check_path, close_lmdb, open_lmdb, select
+from eqv2.data._common import (
+    Index,
+    check_path,
+    close_lmdb,
+    lmdb_error,
+    lmdb_errors,
+    open_lmdb,
+    select,
+)
+from eqv2.data.dataset import RecordDataset
 from eqv2.data.errors import DataError, UnsafePickleError, where
 from eqv2.data.records import Structure
 from eqv2.data.unpickle import PygData, safe_loads
 
-__all__ = ["iter_oc20_lmdb", "lmdb_files", "read_oc20_lmdb", "record_to_structure"]
+__all__ = [
+    "OC20LmdbDataset",
+    "build_oc20_index",
+    "iter_oc20_lmdb",
+    "lmdb_files",
+    "read_oc20_lmdb",
+    "record_to_structure",
+]
 
 _ENERGY_ALIASES = ("y",)
 _FORCES_ALIASES = ("force",)
@@ -212,24 +228,7 @@ def _load_one(
             f"{label}: record is missing (the 'length' key promises it). Fix: regenerate the "
             "file, or delete its 'length' key so eqv2 reads the keys that exist."
         )
-    try:
-        obj = safe_loads(raw, label)
-    except UnsafePickleError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pickle raises many types on corrupt bytes
-        raise DataError(
-            f"{label}: record is truncated or corrupt ({type(exc).__name__}: {exc}). Fix: "
-            "re-download or regenerate the LMDB file."
-        ) from exc
-    if isinstance(obj, PygData):
-        fields = obj.attributes()
-    elif isinstance(obj, dict):
-        fields = obj
-    else:
-        raise DataError(
-            f"{label}: record is a {type(obj).__name__}, not a torch_geometric Data object. "
-            "Fix: the file is not an OC20 LMDB."
-        )
+    fields = _fields(raw, label)
     return record_to_structure(
         fields,
         energy_key=energy_key,
@@ -243,3 +242,123 @@ def _load_one(
 def read_oc20_lmdb(path: str | os.PathLike[str], **kwargs: Any) -> list[Structure]:
     """All selected structures of an OC20 LMDB as a list (see :func:`iter_oc20_lmdb`)."""
     return list(iter_oc20_lmdb(path, **kwargs))
+
+
+def _fields(raw: bytes, label: str) -> dict[str, Any]:
+    """The field dict of one pickled record, loaded with the restricted unpickler."""
+    try:
+        obj = safe_loads(raw, label)
+    except UnsafePickleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pickle raises many types on corrupt bytes
+        raise DataError(
+            f"{label}: record is truncated or corrupt ({type(exc).__name__}: {exc}). Fix: "
+            "re-download or regenerate the LMDB file."
+        ) from exc
+    if isinstance(obj, PygData):
+        return obj.attributes()
+    if isinstance(obj, dict):
+        return obj
+    raise DataError(
+        f"{label}: record is a {type(obj).__name__}, not a torch_geometric Data object. "
+        "Fix: the file is not an OC20 LMDB."
+    )
+
+
+def _record_natoms(raw: bytes, label: str) -> int:
+    """Atom count of one pickled record (decoded, since OC20 files keep no separate count)."""
+    fields = _fields(raw, label)
+    if fields.get("atomic_numbers") is None:
+        raise DataError(f"{label}: record has no 'atomic_numbers'; not an OC20 LMDB record.")
+    return int(np.asarray(_to_numpy(fields["atomic_numbers"])).size)
+
+
+def _fairchem_natoms(path: Path, total: int) -> np.ndarray | None:
+    """``natoms`` from fairchem's ``metadata.npz`` beside the shards, when it fits the data."""
+    meta = (path if path.is_dir() else path.parent) / "metadata.npz"
+    if not meta.is_file():
+        return None
+    try:
+        with np.load(meta, allow_pickle=False) as z:
+            natoms = np.asarray(z["natoms"], dtype=np.int64).reshape(-1)
+    except (OSError, ValueError, KeyError):
+        return None
+    return natoms if len(natoms) == total else None
+
+
+def build_oc20_index(path: Path, files: list[Path]) -> dict[str, np.ndarray]:
+    """``shard`` (which file), ``key`` (LMDB key as an int) and ``natoms`` of every record."""
+    shard_ids: list[np.ndarray] = []
+    key_ids: list[np.ndarray] = []
+    counts: list[int] = []
+    for s, file in enumerate(files):
+        env = open_lmdb(file)
+        try:
+            keys = _keys(env, file)
+            key_ids.append(np.asarray([int(k) for k in keys], dtype=np.int64))
+            shard_ids.append(np.full(len(keys), s, dtype=np.int32))
+        finally:
+            close_lmdb(env)
+    key = np.concatenate(key_ids) if key_ids else np.zeros(0, np.int64)
+    shard = np.concatenate(shard_ids) if shard_ids else np.zeros(0, np.int32)
+    if len(key) == 0:
+        raise DataError(f"{path}: LMDB dataset has no records. Fix: check the file.")
+    natoms = _fairchem_natoms(path, len(key))
+    if natoms is None:
+        for s, file in enumerate(files):
+            env = open_lmdb(file)
+            try:
+                with env.begin() as txn:
+                    for k in key[shard == s]:
+                        kb = str(int(k)).encode("ascii")
+                        raw = txn.get(kb)
+                        if raw is None:
+                            raise DataError(f"{where(file, kb)}: record is missing.")
+                        counts.append(_record_natoms(raw, where(file, kb)))
+            except lmdb_errors() as exc:
+                raise lmdb_error(file, len(counts), exc) from exc
+            finally:
+                close_lmdb(env)
+        natoms = np.asarray(counts, dtype=np.int64)
+    return {"shard": shard, "key": key, "natoms": natoms}
+
+
+class OC20LmdbDataset(RecordDataset):
+    """An OC20 LMDB file or directory of shards as a random-access dataset.
+
+    ``info['index']`` is the position in the whole dataset (shards in sorted name order).
+    """
+
+    format = "oc20-lmdb"
+
+    def _data_files(self) -> list[Path]:
+        self.files = lmdb_files(self.path)
+        return self.files
+
+    def _build_index(self) -> dict[str, np.ndarray]:
+        return build_oc20_index(self.path, self.files)
+
+    def _use_index(self, arrays: dict[str, np.ndarray]) -> None:
+        self.shard: np.ndarray = arrays["shard"]
+        self.key: np.ndarray = arrays["key"]
+
+    def _env(self, s: int) -> Any:
+        h = self.handles()
+        if s not in h:
+            h[s] = open_lmdb(self.files[s])
+        return h[s]
+
+    def _close_handles(self, handles: dict[Any, Any]) -> None:
+        for env in handles.values():
+            close_lmdb(env)
+
+    def _read(self, i: int) -> Structure:
+        s = int(self.shard[i])
+        file = self.files[s]
+        key = str(int(self.key[i])).encode("ascii")
+        k = self.keys
+        try:
+            with self._env(s).begin() as txn:
+                return _load_one(txn, file, key, i, k.energy_key, k.forces_key, k.stress_key)
+        except lmdb_errors() as exc:
+            raise lmdb_error(file, i, exc) from exc

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from eqv2.data._common import Index, check_path
-from eqv2.data.ase_readers import iter_ase, read_ase_db
+from eqv2.data.ase_db import read_ase_db
+from eqv2.data.ase_readers import iter_ase
 from eqv2.data.oc20_lmdb import iter_oc20_lmdb
 from eqv2.data.records import Structure
 from eqv2.data.store import is_store, read_store

@@ -3,12 +3,15 @@
 Written by :func:`write_store` (the backend of ``eqv2 data convert``, via :func:`convert`) and
 read by :func:`open_store`. Nothing in a store is pickled: each record is
 
-    b"EQV2REC1" | uint32 little-endian header length | UTF-8 JSON header | raw array bytes
+    b"EQV2REC2" | uint32 CRC-32 | uint32 header length | UTF-8 JSON header | raw array bytes
 
-where the header lists each array's dtype (one of ``<i8``, ``<f8``, ``|b1``), shape and byte
-offset, plus the energy and ``info`` as JSON (Python's float repr round-trips exactly). Keys
-are ``b"0"``, ``b"1"``, ...; ``b"__eqv2_metadata__"`` holds JSON metadata (format, version,
-count, label keys, cutoff, max_neighbors, user entries) and ``b"__eqv2_counts__"`` the
+(integers little-endian; the CRC-32 covers every byte after it, so a flipped bit anywhere in a
+record is refused instead of silently moving an atom), where the header lists each array's
+dtype (one of ``<i8``, ``<f8``, ``|b1``), shape and byte offset, plus the energy, scalar
+``targets`` and ``info`` as JSON (Python's float repr round-trips exactly; array targets are
+arrays named ``target:<name>``). Keys are ``b"0"``, ``b"1"``, ...; ``b"__eqv2_metadata__"``
+holds JSON metadata (format, version, count, label keys, cutoff, max_neighbors, user entries)
+and ``b"__eqv2_counts__"`` the
 per-record ``natoms`` and, when a cutoff was given, ``nedges`` arrays for load balancing.
 
 The file is written under a temporary name beside the target, synced, and renamed into place
@@ -20,14 +23,23 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from eqv2.atomic import atomic_write_path
-from eqv2.data._common import Index, check_path, close_lmdb, open_lmdb, select
+from eqv2.data._common import (
+    Index,
+    close_lmdb,
+    lmdb_error,
+    lmdb_errors,
+    open_lmdb,
+    select,
+)
+from eqv2.data.dataset import RecordDataset
 from eqv2.data.errors import DataError, where
 from eqv2.data.records import Structure
 
@@ -35,7 +47,6 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "StoreDataset",
-    "convert",
     "decode_record",
     "encode_record",
     "is_store",
@@ -44,8 +55,9 @@ __all__ = [
 ]
 
 FORMAT = "eqv2-store"
-VERSION = 1
-_MAGIC = b"EQV2REC1"
+VERSION = 2  # 2: CRC-32 per record
+_MAGIC = b"EQV2REC2"
+_TARGET = "target:"
 _META_KEY = b"__eqv2_metadata__"
 _COUNTS_KEY = b"__eqv2_counts__"
 _DTYPES = {"<i8": np.int64, "<f8": np.float64, "|b1": np.bool_}
@@ -65,15 +77,27 @@ def _encode(arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> bytes:
         chunks.append(b)
         offset += len(b)
     header = json.dumps({"arrays": spec, **extra}, allow_nan=False).encode("utf-8")
-    return b"".join([_MAGIC, struct.pack("<I", len(header)), header, *chunks])
+    payload = b"".join([struct.pack("<I", len(header)), header, *chunks])
+    return b"".join([_MAGIC, struct.pack("<I", zlib.crc32(payload)), payload])
 
 
 def _decode(raw: bytes, label: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    if raw[: len(_MAGIC)] != _MAGIC:
+        raise DataError(
+            f"{label}: not an eqv2 store record of this version (magic bytes "
+            f"{bytes(raw[: len(_MAGIC)])!r}, expected {_MAGIC!r}). Fix: regenerate the store "
+            "with eqv2 data convert."
+        )
     try:
-        if raw[: len(_MAGIC)] != _MAGIC:
-            raise ValueError("bad magic bytes")
-        (hlen,) = struct.unpack_from("<I", raw, len(_MAGIC))
-        start = len(_MAGIC) + 4
+        (crc,) = struct.unpack_from("<I", raw, len(_MAGIC))
+        if zlib.crc32(memoryview(raw)[len(_MAGIC) + 4 :]) != crc:
+            raise DataError(
+                f"{label}: store record fails its CRC-32 checksum: its bytes were changed on "
+                "disk (bit flip, bad copy or truncation). Fix: regenerate the store with eqv2 "
+                "data convert, or restore it from a good copy."
+            )
+        (hlen,) = struct.unpack_from("<I", raw, len(_MAGIC) + 4)
+        start = len(_MAGIC) + 8
         header = json.loads(raw[start : start + hlen].decode("utf-8"))
         body = memoryview(raw)[start + hlen :]
         arrays = {}
@@ -85,6 +109,8 @@ def _decode(raw: bytes, label: str) -> tuple[dict[str, np.ndarray], dict[str, An
             arr = np.frombuffer(body[off : off + nbytes], dtype=np.dtype(dts))
             arrays[name] = arr.reshape(shape).astype(_DTYPES[dts])  # astype copies: writable
         return arrays, header
+    except DataError:
+        raise
     except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
         raise DataError(
             f"{label}: store record is truncated or corrupt ({exc}). Fix: regenerate the store "
@@ -95,7 +121,13 @@ def _decode(raw: bytes, label: str) -> tuple[dict[str, np.ndarray], dict[str, An
 def encode_record(s: Structure) -> bytes:
     """Serialise a structure without pickle (see the module docstring for the layout)."""
     arrays = {k: getattr(s, k) for k in _ARRAY_FIELDS if getattr(s, k) is not None}
-    return _encode(arrays, {"energy": s.energy, "info": s.info})
+    scalars = {}
+    for name, value in s.targets.items():
+        if isinstance(value, float):
+            scalars[name] = value
+        else:
+            arrays[_TARGET + name] = value
+    return _encode(arrays, {"energy": s.energy, "targets": scalars, "info": s.info})
 
 
 def decode_record(raw: bytes, label: str = "<record>") -> Structure:
@@ -104,7 +136,12 @@ def decode_record(raw: bytes, label: str = "<record>") -> Structure:
     missing = {"numbers", "positions"} - arrays.keys()
     if missing:
         raise DataError(f"{label}: store record lacks field(s) {sorted(missing)}.")
-    return Structure(energy=header.get("energy"), info=header.get("info", {}), **arrays)
+    targets: dict[str, float | np.ndarray] = dict(header.get("targets", {}))
+    for name in [k for k in arrays if k.startswith(_TARGET)]:
+        targets[name[len(_TARGET) :]] = arrays.pop(name)
+    return Structure(
+        energy=header.get("energy"), info=header.get("info", {}), targets=targets, **arrays
+    )
 
 
 def is_store(path: str | os.PathLike[str]) -> bool:
@@ -226,15 +263,18 @@ def write_store(
     return path
 
 
-class StoreDataset:
+class StoreDataset(RecordDataset):
     """Read access to a store: ``len(ds)``, ``ds[i] -> Structure``, ``ds.natoms``, ``ds.nedges``.
 
-    The LMDB environment is opened lazily and reopened in a new process (after ``fork``, as in
-    DataLoader workers), because LMDB handles must not cross processes.
+    The store is its own index (its counts record). The LMDB environment is opened lazily and
+    reopened in a new process (after ``fork``, as in DataLoader workers), because LMDB handles
+    must not cross processes. Label keys do not apply: a store's labels are canonical.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = check_path(path)
+    format = "store"
+
+    def __init__(self, path: str | os.PathLike[str], require: Iterable[str] = ()) -> None:
+        self._setup(path, None, require)
         env = open_lmdb(self.path)
         try:
             with env.begin() as txn:
@@ -251,67 +291,50 @@ class StoreDataset:
             self.metadata: dict[str, Any] = json.loads(raw_meta.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise DataError(f"{where(self.path, _META_KEY)}: metadata is corrupt ({exc}).") from exc
-        if self.metadata.get("format") != FORMAT or self.metadata.get("version") != VERSION:
+        version = self.metadata.get("version")
+        if self.metadata.get("format") != FORMAT or version != VERSION:
+            why = (
+                " (an older store without per-record checksums)"
+                if self.metadata.get("format") == FORMAT and version == 1
+                else ""
+            )
             raise DataError(
                 f"{self.path}: store format {self.metadata.get('format')!r} version "
-                f"{self.metadata.get('version')!r}; this eqv2 reads {FORMAT!r} version {VERSION}. "
-                "Fix: regenerate the store with this eqv2."
+                f"{version!r}{why}; this eqv2 reads {FORMAT!r} version {VERSION}. "
+                "Fix: regenerate the store with this eqv2 (eqv2 data convert SOURCES -o STORE)."
             )
         counts, _ = _decode(raw_counts, where(self.path, _COUNTS_KEY))
-        self.natoms: np.ndarray = counts["natoms"]
-        self.nedges: np.ndarray | None = counts.get("nedges")
+        self.natoms = counts["natoms"]
+        self.nedges = counts.get("nedges")
         if len(self.natoms) != self.metadata["count"]:
             raise DataError(f"{self.path}: metadata count and natoms length disagree (corrupt).")
-        self._env: Any = None
-        self._pid = -1
+        self.index_path = self.path
 
-    def __len__(self) -> int:
-        return len(self.natoms)
+    def _env(self) -> Any:
+        h = self.handles()
+        if "env" not in h:
+            h["env"] = open_lmdb(self.path)
+        return h["env"]
 
-    def _txn_get(self, key: bytes) -> bytes | None:
-        if self._env is None or self._pid != os.getpid():
-            self._env = open_lmdb(self.path)
-            self._pid = os.getpid()
-        with self._env.begin() as txn:
-            return txn.get(key)
+    def _close_handles(self, handles: dict[Any, Any]) -> None:
+        for env in handles.values():
+            close_lmdb(env)
 
-    def __getitem__(self, i: int) -> Structure:
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"{self.path}: index {i} out of range for {n} structures")
-        i = int(i) % n
+    def _read(self, i: int) -> Structure:
         key = str(i).encode("ascii")
-        raw = self._txn_get(key)
+        try:
+            with self._env().begin() as txn:
+                raw = txn.get(key)
+        except lmdb_errors() as exc:
+            raise lmdb_error(self.path, i, exc) from exc
         if raw is None:
             raise DataError(f"{where(self.path, key)}: record is missing (store is corrupt).")
-        s = decode_record(raw, where(self.path, key))
-        if len(s) != self.natoms[i]:
-            raise DataError(
-                f"{where(self.path, key)}: record has {len(s)} atoms, index says "
-                f"{self.natoms[i]} (store is corrupt)."
-            )
-        return s
-
-    def __iter__(self):  # noqa: ANN204 - a plain generator
-        for i in range(len(self)):
-            yield self[i]
-
-    def close(self) -> None:
-        """Close the LMDB handle (reopened on the next access)."""
-        if self._env is not None:
-            if self._pid == os.getpid():
-                close_lmdb(self._env)
-            self._env = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_env"] = None
-        return state
+        return decode_record(raw, where(self.path, i))
 
 
-def open_store(path: str | os.PathLike[str]) -> StoreDataset:
+def open_store(path: str | os.PathLike[str], require: Iterable[str] = ()) -> StoreDataset:
     """Open a store written by :func:`write_store`."""
-    return StoreDataset(path)
+    return StoreDataset(path, require)
 
 
 def read_store(
@@ -323,51 +346,3 @@ def read_store(
         return [ds[i].validate(require) for i in select(len(ds), index, path)]
     finally:
         ds.close()
-
-
-def convert(
-    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    output: str | os.PathLike[str],
-    *,
-    cutoff: float | None = None,
-    max_neighbors: int | None = None,
-    metadata: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    **reader_kwargs: Any,
-) -> StoreDataset:
-    """Read ``inputs`` (one path or several) with :func:`read_structures` and write a store.
-
-    ``reader_kwargs`` (``energy_key``, ``forces_key``, ``stress_key``, ``index``, ``require``)
-    go to the reader; ``require`` is also enforced when writing. The input paths and reader
-    keys are recorded in the metadata. Returns the opened store.
-    """
-    from eqv2.data.readers import iter_structures
-
-    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    if not paths:
-        raise DataError("convert: no input paths given.")
-    require = tuple(reader_kwargs.get("require", ()))
-
-    def stream() -> Iterable[Structure]:
-        for p in paths:
-            yield from iter_structures(p, **reader_kwargs)
-
-    meta = {
-        "inputs": [str(p) for p in paths],
-        "reader": {
-            k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in reader_kwargs.items()
-            if isinstance(v, (str, int, float, tuple, list))
-        },
-        **(metadata or {}),
-    }
-    write_store(
-        stream(),
-        output,
-        metadata=meta,
-        cutoff=cutoff,
-        max_neighbors=max_neighbors,
-        require=require,
-        overwrite=overwrite,
-    )
-    return open_store(output)

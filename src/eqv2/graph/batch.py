@@ -1,4 +1,7 @@
-"""Batch ``ase.Atoms`` structures into one disjoint graph of named tensors."""
+"""Batch :class:`~eqv2.graph.structure.Structure` records into one disjoint graph of tensors.
+
+``ase.Atoms`` are accepted too and converted at this boundary (:func:`as_structure`).
+"""
 
 from __future__ import annotations
 
@@ -16,28 +19,62 @@ from eqv2.graph.neighbors import (
     find_pairs,
     select_edges,
 )
+from eqv2.graph.structure import Structure
 from eqv2.graph.validate import MIN_ATOM_DISTANCE, check_contacts, check_fields, structure_label
 
-__all__ = ["batch_structures"]
+__all__ = ["as_structure", "batch_structures", "fixed_mask"]
 
 
-def fixed_mask(atoms: Atoms, fix_tags: Sequence[int] = ()) -> np.ndarray:
+def fixed_mask(atoms: Atoms | Structure, fix_tags: Sequence[int] = ()) -> np.ndarray:
     """Atoms frozen by ``FixAtoms`` constraints, plus those whose tag is in ``fix_tags``.
 
     Other constraint types do not fix whole atoms. ``fix_tags=(0,)`` adds OC20's fixed
-    subsurface atoms when a file carries tags but no ``FixAtoms``.
+    subsurface atoms when a file carries tags but no ``FixAtoms``. For a ``Structure`` the
+    constraint part is its ``fixed`` field.
     """
-    fixed = np.zeros(len(atoms), dtype=bool)
-    for constraint in atoms.constraints:
-        if isinstance(constraint, FixAtoms):
-            fixed[constraint.index] = True
+    if isinstance(atoms, Structure):
+        fixed = atoms.fixed.copy()
+        tags = atoms.tags
+    else:
+        fixed = np.zeros(len(atoms), dtype=bool)
+        for constraint in atoms.constraints:
+            if isinstance(constraint, FixAtoms):
+                fixed[constraint.index] = True
+        tags = atoms.get_tags()
     if len(fix_tags):
-        fixed |= np.isin(atoms.get_tags(), list(fix_tags))
+        fixed |= np.isin(tags, list(fix_tags))
     return fixed
 
 
+def as_structure(item: Structure | Atoms, index: int | None = None) -> Structure:
+    """``item`` itself when it is a ``Structure``; an ``ase.Atoms`` converted for graph building.
+
+    The conversion keeps what a graph needs (numbers, positions, cell, pbc, tags, ``FixAtoms``
+    as ``fixed``, and ``info['name']`` for messages); labels are not read here (use
+    ``eqv2.data.from_atoms`` for that).
+    """
+    if isinstance(item, Structure):
+        return item
+    if isinstance(item, Atoms):
+        name = item.info.get("name")
+        return Structure(
+            numbers=item.numbers,
+            positions=item.positions,
+            cell=item.cell.array,
+            pbc=item.pbc,
+            tags=item.get_tags(),
+            fixed=fixed_mask(item),
+            info={} if name is None else {"name": name},
+        )
+    label = "Structure" if index is None else f"Structure {index}"
+    raise ValueError(
+        f"{label} is a {type(item).__name__}, not an eqv2 Structure or ase.Atoms. "
+        "Read it with eqv2.data.read_structures (or ase.io.read)."
+    )
+
+
 def _graph(
-    atoms: Atoms,
+    s: Structure,
     index: int,
     cutoff: float,
     max_neighbors: int | None,
@@ -45,9 +82,14 @@ def _graph(
     max_atomic_number: int | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, NeighborList]:
     """Validate one structure and build its graph with a single neighbour search."""
-    label = structure_label(index, atoms)
-    positions, cell, pbc = as_arrays(atoms.positions, atoms.cell.array, atoms.pbc)
-    check_fields(atoms.numbers, positions, cell, pbc, label, max_atomic_number)
+    label = structure_label(index, s)
+    positions, cell, pbc = as_arrays(s.positions, s.cell, s.pbc)
+    check_fields(s.numbers, positions, cell, pbc, label, max_atomic_number)
+    if s.tags.shape != s.numbers.shape or s.fixed.shape != s.numbers.shape:
+        raise ValueError(
+            f"{label} has {len(s.numbers)} atoms but tags of shape {s.tags.shape} and fixed of "
+            f"shape {s.fixed.shape}; both need one entry per atom."
+        )
     # One search serves both the close-contact check and the graph. Should cutoff be below
     # MIN_ATOM_DISTANCE, the extra pairs are dropped anyway by the 0.01 Å same-atom rule.
     pairs = find_pairs(positions, cell, pbc, max(cutoff, MIN_ATOM_DISTANCE))
@@ -56,7 +98,7 @@ def _graph(
 
 
 def batch_structures(
-    structures: Sequence[Atoms] | Atoms,
+    structures: Sequence[Structure | Atoms] | Structure | Atoms,
     cutoff: float,
     max_neighbors: int | None = None,
     strict: bool = True,
@@ -72,7 +114,8 @@ def batch_structures(
     differ between structures), and node indices are shifted so the batch is one disjoint graph.
 
     Args:
-        structures: a list of ``ase.Atoms`` or a single one.
+        structures: a list of :class:`~eqv2.graph.structure.Structure` records or
+            ``ase.Atoms`` (mixed is fine), or a single one.
         cutoff: radius in Å.
         max_neighbors: cap on sources per target (``None``: no cap).
         strict: exact cap (``True``) or the reference's tolerant rule (``False``).
@@ -86,33 +129,27 @@ def batch_structures(
         ``atomic_numbers (N,) long``, ``pos (N,3)``, ``batch (N,) long``, ``natoms (B,) long``,
         ``cell (B,3,3)``, ``pbc (B,3) bool``, ``edge_index (2,E) long`` (row 0 source j, row 1
         target i, global node indices), ``cell_offsets (E,3)`` (integers stored in ``dtype``),
-        ``edge_vec (E,3)`` (computed in float64, then cast), ``fixed (N,) bool`` (``FixAtoms``),
-        ``tags (N,) long``.
+        ``edge_vec (E,3)`` (computed in float64, then cast), ``fixed (N,) bool`` (the record's
+        ``fixed``; ``FixAtoms`` for ``ase.Atoms``), ``tags (N,) long``.
     """
-    if isinstance(structures, Atoms):
+    if isinstance(structures, (Atoms, Structure)):
         structures = [structures]
     if len(structures) == 0:
-        raise ValueError("batch_structures got no structures; pass at least one ase.Atoms.")
+        raise ValueError("batch_structures got no structures; pass at least one Structure.")
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype such as torch.float32, got {dtype}.")
     cutoff, max_neighbors = check_graph_args(cutoff, max_neighbors)
 
+    records = [as_structure(s, i) for i, s in enumerate(structures, start=index_offset)]
     positions, cells, pbcs, graphs = [], [], [], []
-    for index, atoms in enumerate(structures, start=index_offset):
-        if not isinstance(atoms, Atoms):
-            raise ValueError(
-                f"Structure {index} is a {type(atoms).__name__}, not an ase.Atoms. "
-                "Convert it with ase.io.read or ase.Atoms(...)."
-            )
-        pos, cell, pbc, graph = _graph(
-            atoms, index, cutoff, max_neighbors, strict, max_atomic_number
-        )
+    for index, s in enumerate(records, start=index_offset):
+        pos, cell, pbc, graph = _graph(s, index, cutoff, max_neighbors, strict, max_atomic_number)
         positions.append(pos)
         cells.append(cell)
         pbcs.append(pbc)
         graphs.append(graph)
 
-    natoms = np.array([len(a) for a in structures], dtype=np.int64)
+    natoms = np.array([len(s) for s in records], dtype=np.int64)
     node_offset = np.cumsum(natoms) - natoms
     n_edges = np.array([g.edge_index.shape[1] for g in graphs], dtype=np.int64)
     # Local → global node indices: shift each structure's edges by its first node's index.
@@ -126,15 +163,15 @@ def batch_structures(
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
 
     return {
-        "atomic_numbers": longs(np.concatenate([a.numbers for a in structures])),
+        "atomic_numbers": longs(np.concatenate([s.numbers for s in records])),
         "pos": floats(np.concatenate(positions)),
-        "batch": longs(np.repeat(np.arange(len(structures)), natoms)),
+        "batch": longs(np.repeat(np.arange(len(records)), natoms)),
         "natoms": longs(natoms),
         "cell": floats(np.stack(cells)),
         "pbc": torch.from_numpy(np.stack(pbcs)).to(device),
         "edge_index": longs(edge_index),
         "cell_offsets": floats(np.concatenate([g.cell_offsets for g in graphs]).astype(np.float64)),
         "edge_vec": floats(np.concatenate([g.edge_vec for g in graphs])),
-        "fixed": torch.from_numpy(np.concatenate([fixed_mask(a) for a in structures])).to(device),
-        "tags": longs(np.concatenate([a.get_tags() for a in structures])),
+        "fixed": torch.from_numpy(np.concatenate([s.fixed for s in records])).to(device),
+        "tags": longs(np.concatenate([s.tags for s in records])),
     }

@@ -12,6 +12,7 @@ from ase import Atoms
 
 from eqv2.graph.cells import check_cell
 from eqv2.graph.neighbors import PairList, as_arrays, find_pairs
+from eqv2.graph.structure import Structure
 
 __all__ = ["validate_structure", "structure_label", "MIN_ATOM_DISTANCE"]
 
@@ -19,19 +20,23 @@ __all__ = ["validate_structure", "structure_label", "MIN_ATOM_DISTANCE"]
 MIN_ATOM_DISTANCE = 1e-3
 
 
-def structure_label(index: int | None, atoms: Atoms | None = None, formula: bool = False) -> str:
+def structure_label(
+    index: int | None, atoms: Atoms | Structure | None = None, formula: bool = False
+) -> str:
     """``"Structure 12 ('cu111')"``: how messages refer to a structure.
 
     With ``formula=True`` the chemical formula follows the name: ``Structure 3 ('cu', Cu12O)``
     (for messages about a structure whose input may have been changed, e.g. a relaxation).
     """
     label = "Structure" if index is None else f"Structure {index}"
-    if not isinstance(atoms, Atoms):
+    if not isinstance(atoms, (Atoms, Structure)):
         return label
     name = atoms.info.get("name")
     parts = [repr(name)] if name is not None else []
     if formula:
-        parts.append(atoms.get_chemical_formula())
+        parts.append(
+            atoms.formula() if isinstance(atoms, Structure) else atoms.get_chemical_formula()
+        )
     return f"{label} ({', '.join(parts)})" if parts else label
 
 

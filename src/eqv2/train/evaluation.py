@@ -18,7 +18,14 @@ import numpy as np
 import torch
 
 from eqv2.train.distributed import DistributedEnv, all_reduce_sum
-from eqv2.train.loader import GraphSettings, LoaderConfig, StepReader, as_dataset, make_loader
+from eqv2.train.loader import (
+    GraphSettings,
+    LoaderConfig,
+    StepReader,
+    as_dataset,
+    iterate,
+    make_loader,
+)
 from eqv2.train.metrics import MetricAccumulator
 from eqv2.train.sampler import evaluation_plans
 
@@ -74,7 +81,8 @@ def evaluate_split(
     potential.eval()
     try:
         with torch.no_grad():
-            for step in make_loader(reader, plans, loader or LoaderConfig(), device, seed=env.rank):
+            batches = make_loader(reader, plans, loader or LoaderConfig(), device, seed=env.rank)
+            for step in iterate(batches):
                 batch = step.micro[0].to(device)
                 out = potential(batch.graph)
                 at = (batch.graph["batch"], batch.graph["fixed"])

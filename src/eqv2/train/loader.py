@@ -18,15 +18,15 @@ per batch: the training set is never labelled (or held) as a whole.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from eqv2.data import ListDataset, Structure
 from eqv2.data.errors import DataError
-from eqv2.data.records import Structure, from_atoms, to_atoms
 from eqv2.graph import batch_structures
 from eqv2.train.sampler import StepPlan
 
@@ -34,11 +34,13 @@ __all__ = [
     "GraphSettings",
     "LabelledBatch",
     "LoaderConfig",
+    "ReadFailure",
     "StepBatch",
     "StepReader",
     "TrainingDataset",
     "as_dataset",
     "identity_collate",
+    "iterate",
     "make_loader",
 ]
 
@@ -53,32 +55,12 @@ class TrainingDataset(Protocol):
     def __getitem__(self, index: int) -> Structure: ...
 
 
-class _Records:
-    """An in-memory list of records with the dataset interface (for lists given by a caller)."""
-
-    def __init__(self, structures: Sequence[Structure]) -> None:
-        self.structures = list(structures)
-        self.natoms = np.array([len(s) for s in self.structures], dtype=np.int64)
-        self.nedges = None
-
-    def __len__(self) -> int:
-        return len(self.structures)
-
-    def __getitem__(self, index: int) -> Structure:
-        return self.structures[index]
-
-
 def as_dataset(data: Any, name: str = "dataset") -> TrainingDataset:
-    """``data`` as a dataset: a dataset is returned as it is; a list of ``ase.Atoms`` or
-    `Structure` records is wrapped (Atoms converted once, their labels read as
-    `eqv2.data.from_atoms` does; messages name ``name`` and the position)."""
+    """``data`` as a dataset: a dataset (`eqv2.data.open_dataset`) is returned as it is; a
+    list of ``ase.Atoms`` or `Structure` records becomes an `eqv2.data.ListDataset`."""
     if hasattr(data, "natoms") and hasattr(data, "__getitem__"):
         return data
-    records = [
-        item if isinstance(item, Structure) else from_atoms(item, source=name, index=i)
-        for i, item in enumerate(data)
-    ]
-    return _Records(records)
+    return ListDataset(list(data))
 
 
 @dataclass
@@ -208,11 +190,8 @@ class StepReader:
         self.name = name
 
     def _read(self, index: int) -> Structure:
-        s = self.dataset[index]
-        if "source" not in s.info:
-            s.info = {**s.info, "source": self.name, "index": int(index)}
         try:
-            return s.validate(("energy", "forces"))
+            return self.dataset[index].validate(("energy", "forces"))
         except DataError as exc:
             raise DataError(f"{self.name} structure {index}: {exc}") from exc
 
@@ -222,7 +201,7 @@ class StepReader:
         structures = [self._read(i) for i in indices]
         g = self.graph
         graph = batch_structures(
-            [to_atoms(s) for s in structures],
+            structures,
             cutoff=g.cutoff,
             max_neighbors=g.max_neighbors,
             strict=g.strict,
@@ -239,9 +218,28 @@ class StepReader:
             torch.from_numpy(np.concatenate([s.forces for s in structures])),
         )
 
-    def __getitem__(self, plan: StepPlan) -> StepBatch:
-        micro = [self.batch(m) for m in plan.micro]
+    def __getitem__(self, plan: StepPlan) -> StepBatch | ReadFailure:
+        try:
+            micro = [self.batch(m) for m in plan.micro]
+        except DataError as exc:  # handed to the main process whole (see ReadFailure)
+            return ReadFailure(exc)
         return StepBatch(micro, plan.num_structures, plan.epoch, plan.position, plan.indices)
+
+
+@dataclass
+class ReadFailure:
+    """A data error met in a worker, returned instead of raised: the DataLoader would re-raise
+    it with the worker's traceback pasted into the message; `iterate` raises it as it was."""
+
+    error: DataError
+
+
+def iterate(loader: Iterable[Any]) -> Iterator[Any]:
+    """The loader's items; a `ReadFailure` is raised as its original `DataError`."""
+    for item in loader:
+        if isinstance(item, ReadFailure):
+            raise item.error
+        yield item
 
 
 def identity_collate(item: Any) -> Any:

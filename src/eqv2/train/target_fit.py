@@ -21,8 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from eqv2.data.errors import DataError
 from eqv2.data.targets import NUM_ELEMENTS
-from eqv2.train.loader import TrainingDataset, as_dataset, identity_collate
+from eqv2.train.loader import (
+    ReadFailure,
+    TrainingDataset,
+    as_dataset,
+    identity_collate,
+    iterate,
+)
 
 __all__ = ["FIT_SAMPLE", "TargetStatistics", "fit_sample", "stream_statistics"]
 
@@ -115,16 +122,13 @@ class _ChunkStatistics:
         self.dataset = dataset
         self.name = name
 
-    def __getitem__(self, indices: Sequence[int]) -> TargetStatistics:
-        from eqv2.data.errors import DataError
-
+    def __getitem__(self, indices: Sequence[int]) -> TargetStatistics | ReadFailure:
         numbers, energies, forces = [], [], []
         for i in indices:
-            s = self.dataset[int(i)]
             try:
-                s.validate(("energy", "forces"))
+                s = self.dataset[int(i)].validate(("energy", "forces"))
             except DataError as exc:
-                raise DataError(f"{self.name} structure {int(i)}: {exc}") from exc
+                return ReadFailure(DataError(f"{self.name} structure {int(i)}: {exc}"))
             numbers.append(s.numbers)
             energies.append(s.energy)
             forces.append(s.forces)
@@ -150,6 +154,6 @@ def stream_statistics(
         generator=torch.Generator().manual_seed(seed),
     )
     total = TargetStatistics()
-    for part in loader:
+    for part in iterate(loader):
         total.merge(part)
     return total

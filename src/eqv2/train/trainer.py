@@ -52,6 +52,7 @@ from eqv2.train.loader import (
     StepReader,
     TrainingDataset,
     as_dataset,
+    iterate,
     make_loader,
 )
 from eqv2.train.losses import s2ef_loss
@@ -292,7 +293,7 @@ class Trainer:
         Returns the global batch's loss and its two parts.
         """
         if not isinstance(step, StepBatch):
-            step = self.reader(self.train_set)[self._plan_of(step)]
+            step = next(iterate([self.reader(self.train_set)[self._plan_of(step)]]))
         world = self.dist.world_size
         self.model.train()
         micro = [batch.to(self.device) for batch in step.micro]
@@ -377,7 +378,7 @@ class Trainer:
         acc = MetricAccumulator(free_atoms_only=self.config.free_atoms_only)
         with self.evaluation_weights():
             self.potential.eval()
-            for step in self._eval_loader(data, batch_structures):
+            for step in iterate(self._eval_loader(data, batch_structures)):
                 batch = step.micro[0].to(self.device)
                 out = self.potential(batch.graph)
                 acc.update(out["energy"], batch.energy, out["forces"], batch.forces,
@@ -481,7 +482,7 @@ class Trainer:
             self.reader(self.train_set), sampler, self.loader_config, self.device,
             self._process_seed(),
         )  # fmt: skip
-        batches = iter(loader)
+        batches = iterate(loader)
         try:
             while self.step < self.max_steps:
                 start = time.perf_counter()

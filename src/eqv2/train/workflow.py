@@ -19,8 +19,7 @@ import torch
 import yaml
 
 from eqv2.atomic import atomic_write_path, write_json
-from eqv2.data.readers import detect_format, read_structures
-from eqv2.data.store import open_store
+from eqv2.data import open_dataset
 from eqv2.data.targets import NUM_ELEMENTS
 from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.equiformer_v2 import EquiformerV2
@@ -28,7 +27,7 @@ from eqv2.model.loading import load_model, save_model
 from eqv2.model.potential import Potential
 from eqv2.train.distributed import distributed_session, resolve_device
 from eqv2.train.evaluation import evaluate_split
-from eqv2.train.loader import LoaderConfig, TrainingDataset, as_dataset
+from eqv2.train.loader import LoaderConfig, TrainingDataset
 from eqv2.train.metrics import format_metrics
 from eqv2.train.plots import learning_curves, parity_plots
 from eqv2.train.run_config import DataConfig, RunConfig
@@ -42,14 +41,11 @@ TRAIN_EVAL_SAMPLE = 10_000
 
 
 def read_labelled(path: str | Path, data: DataConfig, name: str) -> TrainingDataset:
-    """A training dataset from any supported file: an eqv2 store is opened for random access
-    (nothing loaded); other formats are read and checked (energy and forces required)."""
-    if detect_format(path) == "store":
-        return open_store(path)
-    records = read_structures(
+    """A random-access dataset over any supported file (`eqv2.data.open_dataset`: only its
+    index is loaded); records lacking energy or forces are reported when read."""
+    return open_dataset(
         path, energy_key=data.energy_key, forces_key=data.forces_key, require=("energy", "forces")
     )
-    return as_dataset(records, str(path))
 
 
 def loader_config(data: DataConfig) -> LoaderConfig:

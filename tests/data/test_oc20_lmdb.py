@@ -108,14 +108,16 @@ def test_malicious_record_is_refused_without_running(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     good = pickle_record(oc20_fields(random_structure(0, 3)), 2)
     path = write_oc20_lmdb(tmp_path / "evil.lmdb", [good, pickle.dumps(_Evil(marker), protocol=-1)])
-    with pytest.raises(UnsafePickleError, match=r"evil\.lmdb, record key b'1': refused.*system"):
+    with pytest.raises(
+        UnsafePickleError, match=r"evil\.lmdb, structure 1 \(record key b'1'\): refused.*system"
+    ):
         read_structures(path)
     assert not marker.exists()
     # The evil object nested inside an otherwise normal record is refused too.
     fields = oc20_fields(random_structure(0, 3))
     fields["payload"] = _Evil(marker)
     path = write_oc20_lmdb(tmp_path / "nested.lmdb", [pickle_record(fields, 1)])
-    with pytest.raises(UnsafePickleError, match=r"nested\.lmdb, record key b'0'"):
+    with pytest.raises(UnsafePickleError, match=r"nested\.lmdb, structure 0 \(record key b'0'\)"):
         read_structures(path)
     assert not marker.exists()
 
@@ -136,7 +138,8 @@ def test_truncated_record_is_named(tmp_path: Path) -> None:
     recs[2] = recs[2][: len(recs[2]) // 2]
     path = write_oc20_lmdb(tmp_path / "cut.lmdb", recs)
     with pytest.raises(
-        DataError, match=r"cut\.lmdb, record key b'2': record is truncated or corrupt"
+        DataError,
+        match=r"cut\.lmdb, structure 2 \(record key b'2'\): record is truncated or corrupt",
     ):
         read_structures(path)
 
@@ -161,7 +164,9 @@ def test_missing_record_empty_lmdb_and_bad_fields(tmp_path: Path) -> None:
     with env.begin(write=True) as txn:
         txn.put(b"length", pickle.dumps(2))
     env.close()
-    with pytest.raises(DataError, match=r"short\.lmdb, record key b'1': record is missing"):
+    with pytest.raises(
+        DataError, match=r"short\.lmdb, structure 1 \(record key b'1'\): record is missing"
+    ):
         read_structures(path)
     empty = write_oc20_lmdb(tmp_path / "empty.lmdb", [])
     with pytest.raises(DataError, match=r"empty\.lmdb: LMDB dataset has no records"):

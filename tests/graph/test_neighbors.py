@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eqv2.graph import radius_graph
+from eqv2.graph import neighbors, radius_graph
 
 
 def _shift(offsets: np.ndarray, cell: np.ndarray) -> np.ndarray:
@@ -205,3 +208,40 @@ def test_bad_shapes_and_singular_periodic_cell():
         radius_graph(np.zeros((1, 3)), flat, True, 5.0)
     # The same cell is fine when the dependent axis is open.
     radius_graph(np.zeros((1, 3)), flat, [True, True, False], 5.0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(periodic_structures(), st.integers(2, 40), st.integers(-40, 40))
+def test_skewed_cell_is_reduced_with_identical_output(case, k, m):
+    """c + k·a + m·b spans the same lattice: the graph is the one the unreduced search gives."""
+    pos, cell, frame, pbc, cutoff, max_neighbors, strict = case
+    pbc = np.ones(3, dtype=bool)
+    skewed = frame.copy()
+    skewed[2] = frame[2] + k * frame[0] + m * frame[1]
+    graph = radius_graph(pos, skewed, pbc, cutoff, max_neighbors, strict)
+    with mock.patch.object(neighbors, "_MAX_DEFECT", np.inf):  # the search without reduction
+        plain = radius_graph(pos, skewed, pbc, cutoff, max_neighbors, strict)
+    for got, want in zip(graph, plain, strict=True):
+        np.testing.assert_array_equal(got, want)
+    same_lattice = radius_graph(pos, frame, pbc, cutoff)
+    np.testing.assert_allclose(
+        np.sort(radius_graph(pos, skewed, pbc, cutoff).distance),
+        np.sort(same_lattice.distance),
+        rtol=0,
+        atol=1e-9,
+    )
+
+
+def test_extremely_skewed_one_atom_cell_is_fast():
+    """The audit's cell (c + 3000·a + 2997·b) took 70 s; reduced, it takes milliseconds."""
+    a, b, c = np.array([3.0, 0, 0]), np.array([0.5, 3.1, 0]), np.array([0.3, 0.2, 3.3])
+    start = time.perf_counter()
+    for skew in (3000, 30000):
+        cell = np.array([a, b, c + skew * a + (skew - 3) * b])
+        graph = radius_graph(np.zeros((1, 3)), cell, True, 6.0)
+        want = radius_graph(np.zeros((1, 3)), np.array([a, b, c]), True, 6.0)
+        np.testing.assert_allclose(np.sort(graph.distance), np.sort(want.distance), atol=1e-9)
+        np.testing.assert_allclose(
+            graph.edge_vec, graph.cell_offsets @ cell, rtol=0, atol=1e-9
+        )  # offsets are in the given cell's basis
+    assert time.perf_counter() - start < 5.0

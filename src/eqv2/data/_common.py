@@ -140,3 +140,22 @@ def lmdb_error(path: Path, index: object, exc: Exception) -> DataError:
     else:
         cause = "the LMDB file is damaged or unreadable. Fix: re-download or regenerate it."
     return DataError(f"{path}, structure {index}: LMDB read failed ({name}: {exc}); {cause}")
+
+
+def warn_unreadable(path: Path, problems: list[str]) -> None:
+    """Warn once per index build about records that could not be read (``problems``)."""
+    if not problems:
+        return
+    import warnings
+
+    warnings.warn(
+        f"{path}: {len(problems)} record(s) cannot be read and are indexed with 0 atoms; "
+        f"reading one raises DataError (a loader with data.skip_invalid skips them). First: "
+        f"{problems[0]}",
+        stacklevel=3,
+    )
+
+
+def record_label(path: Path, index: int, key: bytes) -> str:
+    """``"data.lmdb, structure 7 (record key b'7')"``: a record of a keyed file, by both names."""
+    return f"{path}, structure {index} (record key {key!r})"

@@ -31,6 +31,7 @@ from eqv2.data._common import (
     lmdb_errors,
     open_lmdb,
     select,
+    warn_unreadable,
 )
 from eqv2.data.dataset import LabelKeys, RecordDataset
 from eqv2.data.errors import DataError, where
@@ -121,14 +122,22 @@ def _aselmdb_index(path: Path) -> dict[str, np.ndarray]:
     try:
         ids = _aselmdb_ids(env, path)
         natoms = np.zeros(len(ids), dtype=np.int64)
+        unreadable: list[str] = []
         with env.begin() as txn:
             for i, row_id in enumerate(ids):
-                raw = txn.get(str(row_id).encode("ascii"))
-                natoms[i] = len(_decode_row(raw, row_id, path, i).numbers)
+                try:
+                    raw = txn.get(str(row_id).encode("ascii"))
+                    natoms[i] = len(_decode_row(raw, row_id, path, i).numbers)
+                except (DataError, lmdb_errors()) as exc:
+                    # Indexed with 0 atoms; reading it raises again (data.skip_invalid skips it).
+                    if not isinstance(exc, DataError):
+                        exc = lmdb_error(path, i, exc)
+                    unreadable.append(str(exc))
     except lmdb_errors() as exc:
-        raise lmdb_error(path, "?", exc) from exc
+        raise lmdb_error(path, "(listing rows)", exc) from exc
     finally:
         close_lmdb(env)
+    warn_unreadable(path, unreadable)
     return {"ids": np.asarray(ids, dtype=np.int64), "natoms": natoms}
 
 

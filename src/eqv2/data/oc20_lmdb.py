@@ -30,12 +30,14 @@ from eqv2.data._common import (
     lmdb_error,
     lmdb_errors,
     open_lmdb,
+    record_label,
     select,
+    warn_unreadable,
 )
 from eqv2.data.dataset import RecordDataset
 from eqv2.data.errors import DataError, UnsafePickleError, where
 from eqv2.data.records import Structure
-from eqv2.data.unpickle import PygData, safe_loads
+from eqv2.data.unpickle import PygData, TensorShape, safe_loads
 
 __all__ = [
     "OC20LmdbDataset",
@@ -221,7 +223,7 @@ def iter_oc20_lmdb(
 def _load_one(
     txn: Any, file: Path, key: bytes, gi: int, energy_key: str, forces_key: str, stress_key: str
 ) -> Structure:
-    label = where(file, key)
+    label = record_label(file, gi, key)
     raw = txn.get(key)
     if raw is None:
         raise DataError(
@@ -244,10 +246,10 @@ def read_oc20_lmdb(path: str | os.PathLike[str], **kwargs: Any) -> list[Structur
     return list(iter_oc20_lmdb(path, **kwargs))
 
 
-def _fields(raw: bytes, label: str) -> dict[str, Any]:
+def _fields(raw: bytes, label: str, shapes_only: bool = False) -> dict[str, Any]:
     """The field dict of one pickled record, loaded with the restricted unpickler."""
     try:
-        obj = safe_loads(raw, label)
+        obj = safe_loads(raw, label, shapes_only)
     except UnsafePickleError:
         raise
     except Exception as exc:  # noqa: BLE001 - pickle raises many types on corrupt bytes
@@ -267,10 +269,13 @@ def _fields(raw: bytes, label: str) -> dict[str, Any]:
 
 def _record_natoms(raw: bytes, label: str) -> int:
     """Atom count of one pickled record (decoded, since OC20 files keep no separate count)."""
-    fields = _fields(raw, label)
-    if fields.get("atomic_numbers") is None:
+    fields = _fields(raw, label, shapes_only=True)
+    numbers = fields.get("atomic_numbers")
+    if numbers is None:
         raise DataError(f"{label}: record has no 'atomic_numbers'; not an OC20 LMDB record.")
-    return int(np.asarray(_to_numpy(fields["atomic_numbers"])).size)
+    if isinstance(numbers, TensorShape):
+        return int(np.prod(numbers))
+    return int(np.asarray(numbers).size)
 
 
 def _fairchem_natoms(path: Path, total: int) -> np.ndarray | None:
@@ -290,36 +295,45 @@ def build_oc20_index(path: Path, files: list[Path]) -> dict[str, np.ndarray]:
     """``shard`` (which file), ``key`` (LMDB key as an int) and ``natoms`` of every record."""
     shard_ids: list[np.ndarray] = []
     key_ids: list[np.ndarray] = []
-    counts: list[int] = []
     for s, file in enumerate(files):
         env = open_lmdb(file)
         try:
             keys = _keys(env, file)
-            key_ids.append(np.asarray([int(k) for k in keys], dtype=np.int64))
-            shard_ids.append(np.full(len(keys), s, dtype=np.int32))
+        except lmdb_errors() as exc:
+            raise lmdb_error(file, "(listing keys)", exc) from exc
         finally:
             close_lmdb(env)
+        key_ids.append(np.asarray([int(k) for k in keys], dtype=np.int64))
+        shard_ids.append(np.full(len(keys), s, dtype=np.int32))
     key = np.concatenate(key_ids) if key_ids else np.zeros(0, np.int64)
     shard = np.concatenate(shard_ids) if shard_ids else np.zeros(0, np.int32)
     if len(key) == 0:
         raise DataError(f"{path}: LMDB dataset has no records. Fix: check the file.")
     natoms = _fairchem_natoms(path, len(key))
     if natoms is None:
+        natoms = np.zeros(len(key), dtype=np.int64)
+        unreadable: list[str] = []
         for s, file in enumerate(files):
             env = open_lmdb(file)
             try:
                 with env.begin() as txn:
-                    for k in key[shard == s]:
-                        kb = str(int(k)).encode("ascii")
-                        raw = txn.get(kb)
-                        if raw is None:
-                            raise DataError(f"{where(file, kb)}: record is missing.")
-                        counts.append(_record_natoms(raw, where(file, kb)))
-            except lmdb_errors() as exc:
-                raise lmdb_error(file, len(counts), exc) from exc
+                    for i in np.flatnonzero(shard == s):
+                        kb = str(int(key[i])).encode("ascii")
+                        label = record_label(file, i, kb)
+                        try:
+                            raw = txn.get(kb)
+                            if raw is None:
+                                raise DataError(f"{label}: record is missing.")
+                            natoms[i] = _record_natoms(raw, label)
+                        except (DataError, lmdb_errors()) as exc:
+                            # Indexed with 0 atoms; reading it raises the error again, so a
+                            # loader with data.skip_invalid can skip it.
+                            if not isinstance(exc, DataError):
+                                exc = lmdb_error(file, i, exc)
+                            unreadable.append(str(exc))
             finally:
                 close_lmdb(env)
-        natoms = np.asarray(counts, dtype=np.int64)
+        warn_unreadable(path, unreadable)
     return {"shard": shard, "key": key, "natoms": natoms}
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from vesin import NeighborList as _VesinNeighborList
 
 from eqv2.graph.cells import check_cell
+from eqv2.graph.minimum_image import reduce_lattice
 
 __all__ = ["NeighborList", "radius_graph", "SAME_ATOM_DISTANCE_SQ", "DEGENERACY_TOLERANCE_SQ"]
 
@@ -33,6 +34,9 @@ DEGENERACY_TOLERANCE_SQ = 0.01
 # vesin keeps pairs with d < cutoff while the reference keeps d ≤ cutoff: search slightly wider
 # and apply the exact test on our own float64 vectors.
 _SEARCH_PADDING = 1e-6
+# Periodic rows whose orthogonality defect (product of lengths / volume) exceeds this are
+# LLL-reduced before the search: a cell list over a very skewed cell visits ~defect² images.
+_MAX_DEFECT = 2.0
 
 
 class NeighborList(NamedTuple):
@@ -103,19 +107,49 @@ def _search_box(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
     return box
 
 
+def _reduced_cell(cell: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A cell for the search with the same lattice, and ``T`` with ``search_cell = T @ cell``.
+
+    Skewed periodic rows (defect above ``_MAX_DEFECT``) are LLL-reduced: ``T`` is then an
+    integer unimodular matrix on the periodic axes (identity on open ones) and a search shift
+    ``S'`` is the shift ``S' @ T`` of the given cell. ``T`` is ``None`` when nothing changed.
+    """
+    axes = np.flatnonzero(pbc)
+    if len(axes) == 0:
+        return cell, None
+    rows = cell[axes]
+    volume = np.sqrt(max(np.linalg.det(rows @ rows.T), 0.0))
+    if np.prod(np.linalg.norm(rows, axis=1)) <= _MAX_DEFECT * volume:
+        return cell, None
+    u = np.rint(reduce_lattice(rows) @ np.linalg.pinv(rows))
+    if abs(round(np.linalg.det(u))) != 1:  # rounding failed (cannot happen for sane cells)
+        return cell, None
+    transform = np.eye(3)
+    transform[np.ix_(axes, axes)] = u
+    reduced = cell.copy()
+    reduced[axes] = u @ rows
+    return reduced, transform.astype(np.int64)
+
+
 def find_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> PairList:
-    """Every (target, source, shift) with ``|d|² ≤ cutoff²``, minus zero-shift self pairs."""
+    """Every (target, source, shift) with ``|d|² ≤ cutoff²``, minus zero-shift self pairs.
+
+    Shifts are always in the given cell's basis, whatever basis the search used.
+    """
     if len(positions) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return PairList(empty, empty, np.zeros((0, 3), np.int64), np.zeros((0, 3)), np.zeros(0))
+    search_cell, transform = _reduced_cell(cell, pbc)
     search = _VesinNeighborList(cutoff=float(cutoff) + _SEARCH_PADDING, full_list=True)
     # vesin's pair (i, j, S) has vector pos[j] - pos[i] + S @ box: i is our target, j our source.
     target, source, offsets = search.compute(
-        positions, _search_box(cell, pbc), [bool(p) for p in pbc], quantities="ijS"
+        positions, _search_box(search_cell, pbc), [bool(p) for p in pbc], quantities="ijS"
     )
     target = target.astype(np.int64, copy=False)
     source = source.astype(np.int64, copy=False)
     offsets = offsets.astype(np.int64, copy=False)
+    if transform is not None:
+        offsets = offsets @ transform
     vec, dist_sq = pair_vectors(positions, cell, target, source, offsets)
     keep = dist_sq <= cutoff * cutoff
     # vesin never returns the zero-shift self pair, but be explicit: it is not a neighbour.

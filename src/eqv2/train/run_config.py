@@ -57,6 +57,9 @@ class DataConfig:
     prefetch_factor: int = 2
     #: page-locked batches for faster copies to the GPU (null: on CUDA only)
     pin_memory: bool | None = None
+    #: the final evaluation of the training split reads at most this many structures (a
+    #: seeded subsample; 0 skips it); validation and test splits are evaluated whole
+    train_eval_structures: int = 10_000
 
 
 FINETUNE_TARGETS = ("keep", "refit")

@@ -35,10 +35,6 @@ from eqv2.train.run_dir import RunDirectoryError, check_run_dir, clear_run, run_
 from eqv2.train.target_fit import FIT_SAMPLE, TargetStatistics, fit_sample, stream_statistics
 from eqv2.train.trainer import CHECKPOINT_NAME, Trainer
 
-#: The final evaluation of the training split reads at most this many structures (a seeded
-#: subsample beyond); validation and test splits are evaluated whole.
-TRAIN_EVAL_SAMPLE = 10_000
-
 
 def read_labelled(path: str | Path, data: DataConfig, name: str) -> TrainingDataset:
     """A random-access dataset over any supported file (`eqv2.data.open_dataset`: only its
@@ -146,13 +142,12 @@ def _evaluate(
         if is_main:
             save_model(potential, out / "final.pt", extra={"step": trainer.step})
         for name, data in splits.items():
-            if data is None:
+            limit = run.data.train_eval_structures
+            if data is None or (name == "train" and limit <= 0):
                 continue
-            sample = (
-                fit_sample(len(data), TRAIN_EVAL_SAMPLE, run.train.seed)
-                if name == "train"
-                else None
-            )
+            sample = None
+            if name == "train":
+                sample = fit_sample(len(data), limit, run.train.seed)
             result = evaluate_split(
                 potential, data, name=name, train_mean_energy=train_mean,
                 free_atoms_only=run.train.free_atoms_only, indices=sample,

@@ -7,6 +7,8 @@ trains data-parallel on N processes; rank 0 prints and writes the outputs.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 
@@ -68,11 +70,24 @@ def run_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     if not metrics:  # a process other than rank 0 of a torchrun job: rank 0 reports
-        return 0
+        _leave_without_teardown()
     baselines = ("_baseline", "_element_refs")  # in metrics.json; the demo prints them
     print(format_metrics({k: v for k, v in metrics.items() if not k.endswith(baselines)}))
     print(f"\nwrote {args.out}/final.pt, metrics.json, learning_curves.png, parity plots")
     return 0
+
+
+def _leave_without_teardown() -> None:
+    """End a non-main torchrun process after its successful share of the run.
+
+    The interpreter's teardown after a gloo process group sometimes aborts ("terminate called
+    without an active exception", exit -6; about one run in ten of a two-process CPU run):
+    everything is written and flushed by then, so the process skips the teardown (see
+    docs/training.md, "Exit of non-main processes").
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -69,7 +69,9 @@ def run_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         overwrite=args.overwrite,
     )
-    if not metrics:  # a process other than rank 0 of a torchrun job: rank 0 reports
+    from eqv2.train.distributed import DistributedEnv
+
+    if not DistributedEnv.from_environ().is_main:  # rank 0 of the torchrun job reports
         _leave_without_teardown()
     baselines = ("_baseline", "_element_refs")  # in metrics.json; the demo prints them
     print(format_metrics({k: v for k, v in metrics.items() if not k.endswith(baselines)}))

@@ -42,6 +42,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
+CASES = ("rss_small", "rss_large", "pipeline", "s2ef_2m")
+
 _TRAIN_RSS = """
 import json, resource, sys, time
 sys.path.insert(0, {src!r})
@@ -157,25 +159,31 @@ def s2ef_2m_steps(data: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--small", type=Path, required=True, help="20,000-structure LMDB directory")
-    p.add_argument("--large", type=Path, required=True, help="200,000-structure LMDB directory")
+    p.add_argument("--large", type=Path, help="200,000-structure LMDB directory")
     p.add_argument("--steps", type=int, default=500, help="training steps of the RSS runs")
     p.add_argument("--pipeline-steps", type=int, default=30, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=4, help="alternating rounds of both modes")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the timed process")
-    p.add_argument("--skip", nargs="*", default=[], choices=["rss", "pipeline", "s2ef_2m"])
+    p.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES,
+                   help="what to run (rss_small + rss_large give the RSS ratio)")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
 
     result: dict = {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_avg_start": os.getloadavg()}  # fmt: skip
     t0 = time.perf_counter()
-    if "rss" not in args.skip:
-        small, large = train_rss(args.small, args.steps), train_rss(args.large, args.steps)
-        ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
-        result["rss"] = {"small": small, "large": large, "large_over_small": ratio}
-    if "pipeline" not in args.skip:
+    if "rss_small" in args.cases:
+        result["rss_small"] = train_rss(args.small, args.steps)
+    if "rss_large" in args.cases:
+        if args.large is None:
+            p.error("rss_large needs --large")
+        result["rss_large"] = train_rss(args.large, args.steps)
+    if "rss_small" in result and "rss_large" in result:
+        big, small = result["rss_large"]["peak_rss_mib"], result["rss_small"]["peak_rss_mib"]
+        result["rss_large_over_small"] = big / small
+    if "pipeline" in args.cases:
         result["pipeline"] = pipeline(args.small, args.pipeline_steps, args.rounds, args.threads)
-    if "s2ef_2m" not in args.skip:
+    if "s2ef_2m" in args.cases:
         result["s2ef_2m"] = s2ef_2m_steps(args.small)
     result["total_s"] = time.perf_counter() - t0
     result["load_avg_end"] = os.getloadavg()

@@ -129,3 +129,87 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     relaxed = read(out / "run" / "relaxed_test.extxyz", ":")
     assert len(relaxed) == relax["n_structures"]
     assert all("converged" in a.info and "relax_steps" in a.info for a in relaxed)
+
+
+@pytest.fixture(scope="module")
+def finished_run(dataset, tmp_path_factory):
+    """A two-step run: its config file and output directory."""
+    root = tmp_path_factory.mktemp("run")
+    config = root / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    out = root / "run"
+    code = main(["train", str(config), "--train", str(dataset / "train.extxyz"), "--out", str(out),
+                 "--max-steps", "2", "--no-progress"])  # fmt: skip
+    assert code == 0
+    return config, out
+
+
+def _digests(directory) -> dict:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.iterdir()) if p.is_file()}  # fmt: skip
+
+
+def test_an_existing_run_is_never_overwritten_silently(dataset, finished_run, capsys):
+    config, out = finished_run
+    before = _digests(out)
+    train = ["train", str(config), "--train", str(dataset / "train.extxyz"), "--out", str(out),
+             "--no-progress", "--max-steps", "2"]  # fmt: skip
+    assert main(train) == 2
+    err = capsys.readouterr().err
+    assert "already holds a training run" in err and "--resume" in err and "--overwrite" in err
+    assert _digests(out) == before
+    # a changed model config is refused before the run's config.yaml is touched
+    changed = config.parent / "changed.yaml"
+    changed.write_text(TINY_YAML.replace("num_layers: 1", "num_layers: 2"))
+    resume = ["train", str(changed), *train[2:], "--resume"]
+    assert main(resume) == 2
+    err = capsys.readouterr().err
+    assert "model.num_layers=2 (checkpoint: 1)" in err and "Traceback" not in err
+    assert _digests(out) == before
+    assert main(train + ["--resume", "--overwrite"]) == 2
+    assert "choose one" in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_says_so(dataset, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    (tmp_path / "empty").mkdir()
+    code = main(["train", str(config), "--train", str(dataset / "train.extxyz"),
+                 "--out", str(tmp_path / "empty"), "--resume"])  # fmt: skip
+    assert code == 2
+    assert "has no checkpoint.pt, so there is nothing to resume" in capsys.readouterr().err
+
+
+def test_a_run_directory_in_use_is_refused(dataset, tmp_path, capsys):
+    from eqv2.train.run_dir import run_lock
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    out = tmp_path / "busy"
+    args = ["train", str(config), "--train", str(dataset / "train.extxyz"), "--out", str(out),
+            "--max-steps", "1", "--no-progress"]  # fmt: skip
+    with run_lock(out):  # another training holds the directory
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "in use by another training" in err and str(out) in err
+    assert not (out / "log.csv").exists()
+    assert main(args) == 0  # released: the directory can be used
+
+
+def test_overwrite_replaces_the_whole_run(dataset, finished_run, tmp_path):
+    import shutil
+
+    config, finished = finished_run
+    out = tmp_path / "copy"
+    shutil.copytree(finished, out)
+    (out / "parity_val.png").write_bytes(b"stale")
+    (out / "best.pt").write_bytes(b"stale")
+    code = main(["train", str(config), "--train", str(dataset / "train.extxyz"), "--out", str(out),
+                 "--max-steps", "1", "--no-progress", "--overwrite"])  # fmt: skip
+    assert code == 0
+    # no validation set this time: neither a plot nor a best.pt, and the old ones are gone
+    assert not (out / "parity_val.png").exists() and not (out / "best.pt").exists()
+    steps = [line.split(",")[0] for line in (out / "log.csv").read_text().splitlines()[1:]]
+    assert steps == ["1"]

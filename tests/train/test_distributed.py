@@ -24,6 +24,7 @@ from eqv2.train.distributed import (
     process_group_env,
     resolve_device,
 )
+from eqv2.train.loader import LoaderConfig
 from eqv2.train.trainer import Trainer, TrainerConfig
 from tests.train.test_trainer import TINY as TRAINER_TINY
 
@@ -195,3 +196,84 @@ def test_one_process_needs_no_process_group():
         t = torch.arange(3.0)
         assert all_reduce_sum(t) is t
         assert all_gather_objects("x") == ["x"]
+
+
+def _fit_trainer(frames, out: Path, dropout: float = 0.0, **train) -> Trainer:
+    torch.manual_seed(0)
+    normalizers = {"energy": {"mean": -1.0, "std": 2.0}, "forces": {"mean": 0.0, "std": 0.5}}
+    cfg = {**TINY, "alpha_drop": dropout, "drop_path_rate": dropout}
+    potential = Potential(EquiformerV2(EquiformerV2Config(**cfg)), normalizers).to(torch.float64)
+    config = TrainerConfig(**{**dict(max_steps=4, lr=1e-2, warmup_steps=0, ema_decay=None,
+                           device="cpu", tensorboard=False, max_atoms_per_batch=70,
+                           checkpoint_every=100), **train})  # fmt: skip
+    trainer = Trainer(potential, frames, out, config, loader=LoaderConfig(num_workers=1))
+    seen: list[list[int]] = []
+    step = trainer.train_step
+    trainer.train_step = lambda batch: (seen.append(batch.indices), step(batch))[1]
+    trainer.seen = seen
+    return trainer
+
+
+class _Killed(Exception):
+    pass
+
+
+def _fit_worker(rank: int, world: int, port: int, frames, out: Path) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    results = {}
+    with distributed_session(torch.device("cpu")):
+        plain = _fit_trainer(frames, out / "plain")
+        plain.fit()
+        results["plain"] = {n: p.detach().clone() for n, p in plain.model.named_parameters()}
+        results["seen"] = plain.seen
+        results["epochs"] = [len(plain.plan.global_batches(e)) for e in range(2)]
+        # dropout on (each rank its own stream): killed after step 3, resumed from step 2
+        straight = _fit_trainer(frames, out / "straight", dropout=0.2)
+        straight.fit()
+        killed = _fit_trainer(frames, out / "killed", dropout=0.2, checkpoint_every=2)
+
+        def kill(row):
+            if row["step"] == 3:
+                raise _Killed
+
+        killed.on_step = kill
+        try:
+            killed.fit()
+        except _Killed:
+            pass
+        barrier()
+        resumed = _fit_trainer(frames, out / "killed", dropout=0.2, checkpoint_every=2)
+        resumed.resume()
+        assert resumed.step == 2
+        resumed.fit()
+        results["straight"] = dict(straight.model.named_parameters())
+        results["resumed"] = dict(resumed.model.named_parameters())
+    torch.save(results, out / f"fit{rank}.pt")
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_fit_like_one_and_resume_exactly(tmp_path):
+    """fit() on 2 ranks with a DataLoader worker each: disjoint shards covering each epoch,
+    the weights of one process on the same global batches, and a bit-identical resume."""
+    frames = _frames()
+    single = _fit_trainer(frames, tmp_path / "single")
+    single.fit()
+    torch.multiprocessing.start_processes(
+        _fit_worker, args=(2, _free_port(), frames, tmp_path), nprocs=2, start_method="fork"
+    )
+    ranks = [torch.load(tmp_path / f"fit{r}.pt", weights_only=False) for r in range(2)]
+    per_epoch = ranks[0]["epochs"][0]
+    assert per_epoch < 4  # the run crosses into epoch 1
+    for k, step in enumerate(zip(ranks[0]["seen"], ranks[1]["seen"], strict=True)):
+        assert not set(step[0]) & set(step[1])
+        assert sorted(step[0] + step[1]) == sorted(single.seen[k])  # the same global batch
+    epoch0 = [i for r in ranks for batch in r["seen"][:per_epoch] for i in batch]
+    assert sorted(epoch0) == list(range(len(frames)))
+    for name, value in single.model.named_parameters():
+        for rank in ranks:
+            torch.testing.assert_close(rank["plain"][name], value.detach(), rtol=1e-9,
+                                       atol=1e-12, msg=name)  # fmt: skip
+            torch.testing.assert_close(rank["resumed"][name], rank["straight"][name], rtol=0,
+                                       atol=0, msg=name)  # fmt: skip

@@ -15,6 +15,7 @@ from ase.io import write
 
 import eqv2
 from eqv2.cli import main
+from eqv2.data import read_structures, to_atoms
 from eqv2.data.generate import generate_dataset
 from eqv2.data.targets import fit_element_references, fit_normalizers
 from eqv2.graph import fixed_mask
@@ -23,9 +24,10 @@ from eqv2.model.checkpoint import CheckpointError
 from eqv2.model.fairchem import from_fairchem_state_dict
 from eqv2.model.loading import save_model
 from eqv2.train.finetune import freeze_parameters, merge_model_config, start_finetune
-from eqv2.train.run_config import DataConfig, parse_run_config
-from eqv2.train.trainer import LabelledSet, Trainer, TrainerConfig
-from eqv2.train.workflow import fit_targets, read_labelled
+from eqv2.train.run_config import parse_run_config
+from eqv2.train.target_fit import TargetStatistics
+from eqv2.train.trainer import Trainer, TrainerConfig
+from eqv2.train.workflow import fit_targets
 from tests.model.reference_cases import atoms_of
 from tests.tiny import tiny
 
@@ -55,12 +57,15 @@ def _log_losses(out_dir) -> list[float]:
         return [float(row["loss"]) for row in csv.DictReader(handle)]
 
 
-def _loss_from_predictions(energies, forces, data: LabelledSet, normalizers, cfg) -> float:
+def _loss_from_predictions(energies, forces, data, normalizers, cfg) -> float:
     """λ_E·energy MAE + λ_F·force L2MAE (free atoms) in normalised units, from predictions in
-    eV and eV/Å: what the trainer's first step must report for a model with these outputs."""
-    e_err = np.abs(np.asarray(energies) - data.energies) / normalizers["energy"]["std"]
-    free = np.concatenate([~fixed_mask(a) for a in data.structures])
-    f_err = np.linalg.norm(np.concatenate(forces) - np.concatenate(data.forces), axis=1)
+    eV and eV/Å: what the trainer's first step must report for a model with these outputs
+    (``data``: the labelled ase.Atoms)."""
+    labels = np.array([a.get_potential_energy() for a in data])
+    e_err = np.abs(np.asarray(energies) - labels) / normalizers["energy"]["std"]
+    free = np.concatenate([~fixed_mask(a) for a in data])
+    reference = np.concatenate([a.get_forces(apply_constraint=False) for a in data])
+    f_err = np.linalg.norm(np.concatenate(forces) - reference, axis=1)
     f_err = f_err[free] / normalizers["forces"]["std"]
     return cfg["energy_coefficient"] * e_err.mean() + cfg["force_coefficient"] * f_err.mean()
 
@@ -107,7 +112,7 @@ def _run(source_dir, tmp_path, finetune=None, model=None, max_steps=4, **train):
 
 def test_starting_point_is_the_checkpoint(source, frames, tmp_path):
     run = _run(source, tmp_path)
-    train = LabelledSet.from_atoms(frames)
+    train = frames
     potential, resolved = start_finetune(run, train, tmp_path)
     original = eqv2.load_model(source / "final.pt")
     for (name, a), b in zip(
@@ -133,7 +138,7 @@ def test_starting_point_is_the_checkpoint(source, frames, tmp_path):
 
 
 def test_refit_targets_and_dropout_override(source, frames, tmp_path):
-    train = LabelledSet.from_atoms(frames[:3])
+    train = frames[:3]
     run = _run(source, tmp_path, {"targets": "refit"}, model={"alpha_drop": 0.3})
     potential, resolved = start_finetune(run, train, tmp_path)
     normalizers, refs = fit_targets(train, run.data)
@@ -147,7 +152,7 @@ def test_refit_targets_and_dropout_override(source, frames, tmp_path):
 def test_mismatched_model_config_names_the_fields(source, frames, tmp_path):
     run = _run(source, tmp_path, model={"num_layers": 3, "lmax_list": [2], "max_radius": 6.0})
     with pytest.raises(ValueError) as info:
-        start_finetune(run, LabelledSet.from_atoms(frames), tmp_path)
+        start_finetune(run, frames, tmp_path)
     message = str(info.value)
     assert "finetune.yaml" in message and "final.pt" in message
     assert "model.num_layers=3 (checkpoint: 1)" in message
@@ -167,7 +172,7 @@ def test_merge_model_config_rules():
 
 def test_freeze_backbone_trains_only_the_heads(source, frames, tmp_path):
     run = _run(source, tmp_path, {"freeze": ["backbone"]}, max_steps=2)
-    potential, _ = start_finetune(run, LabelledSet.from_atoms(frames), tmp_path)
+    potential, _ = start_finetune(run, frames, tmp_path)
     before = {k: v.clone() for k, v in potential.model.state_dict().items()}
     Trainer(potential, frames, tmp_path / "t", run.train).fit()
     after = potential.model.state_dict()
@@ -191,7 +196,7 @@ def test_freeze_patterns():
 
 
 def test_bad_finetune_settings_are_refused(source, frames, tmp_path):
-    train = LabelledSet.from_atoms(frames)
+    train = frames
     with pytest.raises(ValueError, match="would overwrite it"):
         start_finetune(_run(source, tmp_path), train, source)
     with pytest.raises(ValueError, match="data.e0s is set"):
@@ -224,9 +229,9 @@ def test_cli_finetune_run(source, tmp_path, capsys):
     losses = _log_losses(out)
     # the structures as the run read them (a max_neighbors cap makes the graph sensitive to the
     # last digits of positions, which an extxyz round trip changes)
-    train = read_labelled(source / "train.extxyz", DataConfig(), "train")
+    train = [to_atoms(s) for s in read_structures(source / "train.extxyz")]
     start = eqv2.load_model(checkpoint, use_ema=True)
-    pred = start.predict(train.structures)
+    pred = start.predict(train)
     coefficients = {"energy_coefficient": 1.0, "force_coefficient": TRAIN["force_coefficient"]}
     expected = _loss_from_predictions([p["energy"] for p in pred], [p["forces"] for p in pred],
                                       train, start.normalizers, coefficients)  # fmt: skip
@@ -248,7 +253,7 @@ def test_cli_finetune_run(source, tmp_path, capsys):
 REFERENCE_STRUCTURES = (1, 2)  # bulk Cu (8 atoms) and ethanol (9 atoms): cheap steps
 
 
-def _labelled_reference(reference_npz, exp: dict) -> LabelledSet:
+def _labelled_reference(reference_npz, exp: dict) -> list:
     """Reference structures labelled with OCPCalculator's outputs for a checkpoint, shifted by
     known amounts so that the loss is not zero."""
     rng = np.random.default_rng(0)
@@ -259,7 +264,7 @@ def _labelled_reference(reference_npz, exp: dict) -> LabelledSet:
         atoms.calc = SinglePointCalculator(atoms, energy=exp["energy"][i] + 0.3 * (i + 1),
                                            forces=forces)  # fmt: skip
         out.append(atoms)
-    return LabelledSet.from_atoms(out)
+    return out
 
 
 @pytest.mark.parametrize(
@@ -312,5 +317,5 @@ def test_fairchem_checkpoint_config_mismatch(checkpoints_dir, tmp_path):
          "finetune": {"init_from": str(checkpoints_dir / "fairchem1_hydra.pt")}}, "ft.yaml",
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"model.sphere_channels=64 \(checkpoint: 32\)") as info:
-        start_finetune(run, LabelledSet([], np.zeros(0), [], np.zeros(0, int)), tmp_path)
+        start_finetune(run, TargetStatistics(), tmp_path)
     assert "num_layers" not in str(info.value)

@@ -60,7 +60,10 @@ def test_paper_presets_follow_fairchem():
     assert (oc22.train.lr, oc22.train.grad_clip) == (2e-4, 50)
     assert (oc22.train.energy_coefficient, oc22.train.force_coefficient) == (4, 100)
     base = load("s2ef_2m_base.yaml")
-    assert (base.train.lr, base.train.weight_decay, base.train.ema_decay) == (4e-4, 1e-3, 0.999)
+    # the authors' S2EF-2M scripts: bs@64_lr@2e-4_wd@1e-3_epochs@12_warmup-epochs@0.1
+    assert (base.train.lr, base.train.weight_decay, base.train.ema_decay) == (2e-4, 1e-3, 0.999)
+    assert (base.train.max_epochs, base.train.warmup_epochs) == (12, 0.1)
+    assert base.train.max_structures_per_batch == 64
     assert (base.train.warmup_factor, base.train.lr_min_factor) == (0.2, 0.01)
 
 

@@ -7,9 +7,11 @@ import pytest
 import torch
 from ase.build import bulk
 
+from eqv2.data import DataError
 from eqv2.data.generate import generate_dataset
 from eqv2.data.targets import fit_element_references, fit_normalizers
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from eqv2.train.loader import LoaderConfig
 from eqv2.train.trainer import Trainer, TrainerConfig
 from tests.tiny import tiny
 from tests.train.tb_events import read_scalars
@@ -65,8 +67,11 @@ def test_resume_continues_exactly(frames, tmp_path):
     config = dict(max_steps=8, lr=2e-3, warmup_steps=2, max_atoms_per_batch=60, eval_every=4,
                   ema_decay=0.9, device="cpu")  # fmt: skip
     overrides = dict(alpha_drop=0.2, drop_path_rate=0.2)  # randomness must be restored too
+    # batches prepared in the training process here, by two worker processes below: the
+    # pipeline must not change the data or the random streams
     straight = Trainer(_potential(frames, **overrides), frames, tmp_path / "a",
-                       TrainerConfig(**config, checkpoint_every=100), val=frames[:3])  # fmt: skip
+                       TrainerConfig(**config, checkpoint_every=100), val=frames[:3],
+                       loader=LoaderConfig(num_workers=0))  # fmt: skip
     straight.fit()
 
     class Killed(Exception):
@@ -76,13 +81,15 @@ def test_resume_continues_exactly(frames, tmp_path):
         if row["step"] == 5:  # the process dies after step 5; its last checkpoint is step 3
             raise Killed
 
+    workers = LoaderConfig(num_workers=2)
     first = Trainer(_potential(frames, **overrides), frames, tmp_path / "b",
                     TrainerConfig(**config, checkpoint_every=3), val=frames[:3],
-                    on_step=kill_at_5)  # fmt: skip
+                    on_step=kill_at_5, loader=workers)  # fmt: skip
     with pytest.raises(Killed):
         first.fit()
     resumed = Trainer(_potential(frames, seed=123, **overrides), frames, tmp_path / "b",
-                      TrainerConfig(**config, checkpoint_every=3), val=frames[:3])  # fmt: skip
+                      TrainerConfig(**config, checkpoint_every=3), val=frames[:3],
+                      loader=workers)  # fmt: skip
     resumed.resume()
     assert resumed.step == 3
     resumed.fit()
@@ -105,12 +112,16 @@ def test_resume_continues_exactly(frames, tmp_path):
         f"val/{k}" for k in ("energy_mae", "force_mae", "force_cos", "efwt")}  # fmt: skip
 
 
-def test_missing_labels_are_named(tmp_path):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_missing_labels_are_named(tmp_path, workers):
+    """Labels are checked per batch, in the worker that reads the structure."""
     atoms = bulk("Cu", cubic=True)
     atoms.info["name"] = "bare"
     pot = Potential(EquiformerV2(EquiformerV2Config(**TINY)))
-    with pytest.raises(ValueError, match="train structure 0 \\('bare'\\) has no energy/forces"):
-        Trainer(pot, [atoms], tmp_path, TrainerConfig(max_steps=1))
+    trainer = Trainer(pot, [atoms], tmp_path, TrainerConfig(max_steps=1, tensorboard=False),
+                      loader=LoaderConfig(num_workers=workers))  # fmt: skip
+    with pytest.raises(DataError, match="train structure 0: .*field 'energy' is required"):
+        trainer.fit()
 
 
 def test_conservative_model_trains_on_gradient_forces(frames, tmp_path):
@@ -185,3 +196,30 @@ def test_memory_saving_gives_the_same_gradients(frames, tmp_path):
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-9, atol=1e-12)
+
+
+def test_gradient_accumulation_and_epoch_schedule(frames, tmp_path):
+    """K micro-batches per step give the weights of one batch (float64 round-off); an epoch
+    schedule runs the epoch's number of global batches and visits every structure once."""
+    results, seen = [], []
+    for k in (1, 3):
+        pot = _potential(frames, alpha_drop=0.0, drop_path_rate=0.0).to(torch.float64)
+        config = TrainerConfig(max_atoms_per_batch=90, ema_decay=None, device="cpu",
+                               tensorboard=False, grad_accumulation=k, max_epochs=1,
+                               warmup_epochs=0.5)  # fmt: skip
+        trainer = Trainer(pot, frames, tmp_path / str(k), config,
+                          loader=LoaderConfig(num_workers=0))  # fmt: skip
+        per_epoch = len(trainer.plan.global_batches(0))
+        assert trainer.max_steps == per_epoch and per_epoch > 2
+        assert trainer.scheduler.lr_lambdas[0](0) == pytest.approx(0.2)  # warm-up from 0.2
+        step = trainer.train_step
+        trainer.train_step = lambda batch, step=step: (seen.append(batch.indices), step(batch))[1]
+        trainer.fit()
+        results.append({n: p.detach().clone() for n, p in pot.model.named_parameters()})
+        assert trainer.step == per_epoch and trainer.epoch == 0
+    for name, value in results[0].items():
+        torch.testing.assert_close(results[1][name], value, rtol=1e-9, atol=1e-12, msg=name)
+    half = len(seen) // 2
+    assert sorted(i for batch in seen[:half] for i in batch) == list(range(len(frames)))
+    # the same global batches, whatever K (micro-batches regroup them)
+    assert [sorted(b) for b in seen[:half]] == [sorted(b) for b in seen[half:]]

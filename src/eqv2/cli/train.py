@@ -7,6 +7,8 @@ trains data-parallel on N processes; rank 0 prints and writes the outputs.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 
@@ -24,6 +26,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--resume",
         action="store_true",
         help="continue the run in OUT exactly (weights, optimiser, schedule, data order)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run already in OUT and start a new one (without it, an existing run "
+        "is refused)",
     )
     p.add_argument("--init", "--init-from", dest="init", metavar="CHECKPOINT",
                    help="fine-tune: start a new run from the weights of an eqv2 or fairchem "
@@ -48,20 +56,40 @@ def run_train(args: argparse.Namespace) -> int:
     for key in ("train", "val", "test"):
         if getattr(args, key):
             overrides.append(f"data.{key}={getattr(args, key)}")
-    if args.max_steps is not None:
-        overrides.append(f"train.max_steps={args.max_steps}")
+    if args.max_steps is not None:  # a step count given here wins over an epoch schedule
+        overrides += [f"train.max_steps={args.max_steps}", "train.max_epochs=null"]
     run = load_run_config(args.config, overrides)
     from eqv2.train.workflow import run_training
 
     metrics = run_training(
-        run, args.out, resume=args.resume, init_from=args.init, progress=not args.no_progress
+        run,
+        args.out,
+        resume=args.resume,
+        init_from=args.init,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
-    if not metrics:  # a process other than rank 0 of a torchrun job: rank 0 reports
-        return 0
+    from eqv2.train.distributed import DistributedEnv
+
+    if not DistributedEnv.from_environ().is_main:  # rank 0 of the torchrun job reports
+        _leave_without_teardown()
     baselines = ("_baseline", "_element_refs")  # in metrics.json; the demo prints them
     print(format_metrics({k: v for k, v in metrics.items() if not k.endswith(baselines)}))
     print(f"\nwrote {args.out}/final.pt, metrics.json, learning_curves.png, parity plots")
     return 0
+
+
+def _leave_without_teardown() -> None:
+    """End a non-main torchrun process after its successful share of the run.
+
+    The interpreter's teardown after a gloo process group sometimes aborts ("terminate called
+    without an active exception", exit -6; about one run in ten of a two-process CPU run):
+    everything is written and flushed by then, so the process skips the teardown (see
+    docs/training.md, "Exit of non-main processes").
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

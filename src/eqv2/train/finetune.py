@@ -20,6 +20,7 @@ import dataclasses
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,8 @@ from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.loading import load_model
 from eqv2.model.potential import Potential
 from eqv2.train.run_config import RunConfig
-from eqv2.train.trainer import BEST_NAME, CHECKPOINT_NAME, LabelledSet
+from eqv2.train.target_fit import TargetStatistics, stream_statistics
+from eqv2.train.trainer import BEST_NAME, CHECKPOINT_NAME
 from eqv2.train.workflow import fit_targets
 
 #: Model keys a fine-tuning run may set differently from the checkpoint (regularisation only).
@@ -136,12 +138,14 @@ def freeze_parameters(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     return sorted(frozen)
 
 
-def _warn_missing_references(potential: Potential, train: LabelledSet, checkpoint: str) -> None:
+def _warn_missing_references(
+    potential: Potential, train: TargetStatistics, checkpoint: str
+) -> None:
     """Warn when the kept element references give 0 eV to elements of the new data."""
     if not potential.has_element_references:
         return
     refs = potential.element_references.cpu().numpy()
-    present = np.unique(np.concatenate([a.numbers for a in train.structures]))
+    present = np.flatnonzero(train.counts > 0)
     missing = [chemical_symbols[z] for z in present if refs[z] == 0.0]
     if missing:
         warnings.warn(
@@ -153,14 +157,15 @@ def _warn_missing_references(potential: Potential, train: LabelledSet, checkpoin
 
 
 def start_finetune(
-    run: RunConfig, train: LabelledSet, out_dir: str | Path
+    run: RunConfig, train: TargetStatistics | Any, out_dir: str | Path
 ) -> tuple[Potential, RunConfig]:
     """The starting model of a fine-tuning run (``run.finetune.init_from`` is set).
 
     Args:
         run: the run config; ``run.finetune`` says where the weights come from, which targets to
             use and what to freeze.
-        train: the training set (for ``targets: refit`` and the element-reference check).
+        train: the training set (a dataset or list of structures) or its `TargetStatistics`
+            (for ``targets: refit`` and the element-reference check).
         out_dir: the run's output directory (the checkpoint may not be a file the run writes).
 
     Returns:
@@ -186,6 +191,8 @@ def start_finetune(
             "element references are used). Set finetune.targets: refit to use your E0s, or "
             "remove data.e0s."
         )
+    if not isinstance(train, TargetStatistics):
+        train = stream_statistics(train)
     loaded = load_model(source, use_ema=ft.use_ema)
     config = merge_model_config(run.model, run.model_keys, loaded.config, run.source, str(source))
     model = loaded.model

@@ -50,6 +50,16 @@ class DataConfig:
     linear_references: bool = True
     #: user-given isolated-atom energies {symbol: eV}; replaces the fit when set
     e0s: dict[str, float] | None = None
+    #: processes that read and batch structures while the model trains (0: the training
+    #: process does it between steps); see eqv2.train.loader
+    num_workers: int = 2
+    #: steps each worker prepares ahead
+    prefetch_factor: int = 2
+    #: page-locked batches for faster copies to the GPU (null: on CUDA only)
+    pin_memory: bool | None = None
+    #: the final evaluation of the training split reads at most this many structures (a
+    #: seeded subsample; 0 skips it); validation and test splits are evaluated whole
+    train_eval_structures: int = 10_000
 
 
 FINETUNE_TARGETS = ("keep", "refit")

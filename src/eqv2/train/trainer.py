@@ -1,6 +1,7 @@
-"""S2EF training loop: the paper's recipe on a list of labelled structures.
+"""S2EF training loop: the paper's recipe on a dataset of labelled structures.
 
-One step: an atom-balanced batch → graph → model (raw, normalised units) → λ_E·energy loss +
+One step: an atom-balanced batch (read and batched by DataLoader workers, `eqv2.train.loader`)
+→ graph → model (raw, normalised units) → λ_E·energy loss +
 λ_F·force L2MAE against normalised targets → backward → gradient-norm clipping → AdamW → LR
 schedule → EMA. Validation uses the EMA weights. Checkpoints (eqv2 format, written atomically)
 hold the weights, normalisers, element references and the complete training state — optimiser,
@@ -8,9 +9,11 @@ scheduler, EMA, RNG, position in the epoch — so ``resume`` after a crash conti
 uninterrupted run would.
 
 Under torchrun (a process group initialised, see `eqv2.train.distributed`) the same loop runs
-data-parallel: every process builds the same global batch, trains on its atom-balanced share
-through a ``DistributedDataParallel`` model, and the per-process losses are normalised by the
-global batch's counts, so the gradients equal one process's on the whole global batch. Rank 0
+data-parallel: every process plans the same global batches (`eqv2.train.sampler`), reads and
+trains on its atom-balanced share only, through a ``DistributedDataParallel`` model, and the
+per-process losses are normalised by the global batch's counts, so the gradients equal one
+process's on the whole global batch. With ``grad_accumulation`` K, each process's share runs
+as K micro-batches before one optimiser step (the same gradient, less memory). Rank 0
 alone writes logs and checkpoints. ``amp="bf16"`` runs the forward pass under bfloat16
 autocast (float32 master weights; norms, softmax and the loss in float32).
 """
@@ -28,17 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from ase import Atoms
 
-from eqv2.data.targets import reference_energy
-from eqv2.graph import fixed_mask
 from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.gradients import energy_derivatives
 from eqv2.model.loading import save_model
 from eqv2.model.potential import Potential
-from eqv2.train.batching import atom_balanced_batches, epoch_order, split_batch
 from eqv2.train.distributed import (
     all_gather_objects,
     all_reduce_sum,
@@ -46,9 +44,21 @@ from eqv2.train.distributed import (
     resolve_device,
 )
 from eqv2.train.ema import EMA
+from eqv2.train.loader import (
+    GraphSettings,
+    LabelledBatch,
+    LoaderConfig,
+    StepBatch,
+    StepReader,
+    TrainingDataset,
+    as_dataset,
+    iterate,
+    make_loader,
+)
 from eqv2.train.losses import s2ef_loss
 from eqv2.train.metrics import MetricAccumulator
 from eqv2.train.optim import make_optimizer
+from eqv2.train.sampler import EpochPlan, StepPlan, StepSampler, evaluation_plans
 from eqv2.train.scalar_log import ScalarLog
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -71,7 +81,14 @@ class TrainerConfig:
     float16 is refused, it would need loss scaling). ``tensorboard``: also write TensorBoard
     events next to ``log.csv``. ``memory_saving``: the grid MLP recomputes its grid tensors in
     backward instead of storing them (31M config on CPU: −21 % peak memory, 9.2 → 7.2 GB, for
-    a 9-18 % slower forward+backward; not under bf16 autocast).
+    a 9-18 % slower forward+backward; not under bf16 autocast). ``grad_accumulation``: each
+    process's share of a global batch runs as this many micro-batches (split by atoms) before
+    one optimiser step; the global batch, and so the result, stay the same.
+
+    Step or epoch schedule: ``max_epochs`` (when set) replaces ``max_steps``, and
+    ``warmup_epochs`` replaces ``warmup_steps``, converted with the number of global batches
+    of epoch 0 (later epochs, cut by atom budget from other orders, may differ by a batch or
+    two; training stops after the converted number of steps).
     """
 
     max_steps: int = 1000
@@ -95,10 +112,21 @@ class TrainerConfig:
     amp: str = "off"
     tensorboard: bool = True
     memory_saving: bool = False
+    grad_accumulation: int = 1
+    max_epochs: float | None = None
+    warmup_epochs: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:
             raise ValueError(f"max_steps={self.max_steps}: must be at least 1.")
+        if self.grad_accumulation < 1:
+            raise ValueError(f"grad_accumulation={self.grad_accumulation}: must be at least 1.")
+        for name in ("max_epochs", "warmup_epochs"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name}={value}: must be a non-negative number of epochs.")
+        if self.max_epochs is not None and self.max_epochs <= 0:
+            raise ValueError(f"max_epochs={self.max_epochs}: must be positive.")
         if self.lr <= 0:
             raise ValueError(f"lr={self.lr}: must be positive.")
         # YAML reads a bare `off`/`no` as False
@@ -114,46 +142,13 @@ class TrainerConfig:
         self.amp = amp
 
 
-@dataclass
-class LabelledSet:
-    """Structures with their energy (eV) and force (eV/Å) labels, checked once up front."""
-
-    structures: list[Atoms]
-    energies: np.ndarray
-    forces: list[np.ndarray]
-    natoms: np.ndarray
-
-    @classmethod
-    def from_atoms(cls, structures: Sequence[Atoms], name: str = "dataset") -> LabelledSet:
-        energies, forces = [], []
-        for i, atoms in enumerate(structures):
-            label = f"{name} structure {i}" + (
-                f" ({atoms.info['name']!r})" if "name" in atoms.info else ""
-            )
-            if atoms.calc is None:
-                raise ValueError(
-                    f"{label} has no energy/forces (no calculator results); attach them, e.g. "
-                    "read an extxyz file written with energies and forces."
-                )
-            try:
-                energy = float(atoms.get_potential_energy())
-                f = np.asarray(atoms.get_forces(apply_constraint=False), dtype=np.float64)
-            except Exception as exc:  # ASE raises several types for missing properties
-                raise ValueError(f"{label}: cannot read energy/forces ({exc}).") from exc
-            if not math.isfinite(energy) or not np.isfinite(f).all():
-                raise ValueError(f"{label} has a non-finite energy or force label; fix or drop it.")
-            energies.append(energy)
-            forces.append(f)
-        return cls(
-            list(structures),
-            np.asarray(energies),
-            forces,
-            np.array([len(a) for a in structures]),
-        )
-
-
 class Trainer:
     """Train ``potential`` on ``train`` (and evaluate on ``val``), writing to ``out_dir``.
+
+    ``train`` and ``val`` are datasets (``len``, ``ds[i]`` → `eqv2.data.Structure`, a
+    ``natoms`` index: `eqv2.data.open_dataset`) or lists of ``ase.Atoms`` / `Structure`
+    records. Structures are read, checked (energy and forces present and finite; errors name
+    the structure) and batched per step, in ``loader.num_workers`` worker processes.
 
     ``out_dir`` receives ``checkpoint.pt`` (latest, full training state), ``best.pt`` (best
     validation force MAE, EMA weights), ``log.csv`` and a TensorBoard event file. The potential
@@ -162,8 +157,8 @@ class Trainer:
     Data-parallel training starts by itself when a ``torch.distributed`` process group is
     initialised (``eqv2 train`` under torchrun does that): each step's global batch — cut
     from the epoch's order by the config's limits, with at least N structures — is split
-    among the N processes by atoms (`split_batch`), the model runs wrapped in
-    ``DistributedDataParallel``, validation is shared among the processes and its metrics
+    among the N processes by atoms, each process reads only its share, the model runs wrapped
+    in ``DistributedDataParallel``, validation is shared among the processes and its metrics
     summed, and only rank 0 writes files. Every process must call `fit`, `evaluate` and `save`
     (they communicate); ``on_step`` is called on every process.
     """
@@ -171,23 +166,19 @@ class Trainer:
     def __init__(
         self,
         potential: Potential,
-        train: Sequence[Atoms] | LabelledSet,
+        train: TrainingDataset | Sequence[Any],
         out_dir: str | Path,
         config: TrainerConfig | None = None,
-        val: Sequence[Atoms] | LabelledSet | None = None,
+        val: TrainingDataset | Sequence[Any] | None = None,
         on_step: Callable[[dict[str, float]], None] | None = None,
+        loader: LoaderConfig | None = None,
     ) -> None:
         self.potential = potential
         self.model = potential.model
         self.config = config or TrainerConfig()
-        self.train_set = (
-            train if isinstance(train, LabelledSet) else LabelledSet.from_atoms(train, "train")
-        )
-        self.val_set = None
-        if val is not None:
-            self.val_set = (
-                val if isinstance(val, LabelledSet) else LabelledSet.from_atoms(val, "val")
-            )
+        self.loader_config = loader or LoaderConfig()
+        self.train_set = as_dataset(train, "train")
+        self.val_set = None if val is None else as_dataset(val, "val")
         c = self.config
         self.dist = process_group_env()
         self.device = resolve_device(c.device, self.dist)
@@ -201,8 +192,13 @@ class Trainer:
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.on_step = on_step
+        self.plan = EpochPlan(
+            self.train_set.natoms, c.seed, c.max_atoms_per_batch, c.max_structures_per_batch,
+            self.dist.world_size, c.grad_accumulation,
+        )  # fmt: skip
+        self.max_steps, warmup_steps = self._schedule_steps()
         self.optimizer, self.scheduler = make_optimizer(
-            self.model, c.lr, c.weight_decay, c.max_steps, c.warmup_steps, c.warmup_factor,
+            self.model, c.lr, c.weight_decay, self.max_steps, warmup_steps, c.warmup_factor,
             c.lr_min_factor,
         )  # fmt: skip
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay else None
@@ -226,55 +222,48 @@ class Trainer:
             )
             # dropout masks must differ between processes (the weights start equal anyway)
             torch.manual_seed(self._process_seed())
-        # counted atoms per structure: the force-loss denominator of a global batch
-        self._force_atoms = np.array(
-            [
-                len(a) - int(fixed_mask(a).sum()) if c.free_atoms_only else len(a)
-                for a in self.train_set.structures
-            ]
-        )
-        # energies minus element references (all 0 without any): fixed for the run
-        refs = self.potential.element_references.cpu().numpy()
-        self._energy_residuals = np.array(
-            [
-                e - reference_energy(a.numbers, refs)
-                for a, e in zip(self.train_set.structures, self.train_set.energies, strict=True)
-            ],
-            dtype=np.float64,
-        )
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
         self.best_force_mae = math.inf
-        self._batches = self._epoch_batches(0)
+        self._eval_loaders: dict[int, tuple[Any, Any, Any]] = {}
 
     # -- data -------------------------------------------------------------------------------
-    def _epoch_batches(self, epoch: int, world_size: int | None = None) -> list[list[int]]:
-        """The epoch's global batches (the same on every process)."""
+    def _schedule_steps(self) -> tuple[int, int]:
+        """``max_steps`` and ``warmup_steps``, from epochs when the config gives epochs."""
         c = self.config
-        order = epoch_order(len(self.train_set.structures), c.seed, epoch)
-        return atom_balanced_batches(
-            order,
-            self.train_set.natoms,
-            c.max_atoms_per_batch,
-            c.max_structures_per_batch,
-            min_structures=world_size or self.dist.world_size,
-        )
+        if c.max_epochs is None and c.warmup_epochs is None:
+            return c.max_steps, c.warmup_steps
+        per_epoch = len(self.plan.global_batches(0))
+        steps = c.max_steps if c.max_epochs is None else max(1, round(c.max_epochs * per_epoch))
+        warmup = c.warmup_steps if c.warmup_epochs is None else round(c.warmup_epochs * per_epoch)
+        return steps, warmup
 
-    def _targets(self, indices: list[int], graph: dict) -> tuple:
-        """Normalised energy and force targets of training structures (what the model predicts)."""
-        norm = self.potential.normalizers
-        data = self.train_set
-        energies = self._energy_residuals[indices]
-        dtype, device = graph["pos"].dtype, graph["pos"].device
-        e_norm, f_norm = norm["energy"], norm["forces"]
-        e = (torch.as_tensor(energies, dtype=dtype, device=device) - e_norm["mean"]) / e_norm["std"]
-        f = torch.as_tensor(
-            np.concatenate([data.forces[i] for i in indices]), dtype=dtype, device=device
+    def reader(self, data: TrainingDataset, name: str = "train") -> StepReader:
+        """A reader batching ``data`` for this model (labels against its element references)."""
+        refs = (
+            self.potential.element_references.cpu().numpy()
+            if self.potential.has_element_references
+            else None
         )
+        return StepReader(data, GraphSettings.of(self.potential), refs, name)
+
+    def _targets(self, batch: LabelledBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised energy and force targets of a batch (what the model predicts)."""
+        norm = self.potential.normalizers
+        dtype, device = batch.graph["pos"].dtype, batch.graph["pos"].device
+        e_norm, f_norm = norm["energy"], norm["forces"]
+        residual = (batch.energy - batch.reference).to(device=device, dtype=dtype)
+        e = (residual - e_norm["mean"]) / e_norm["std"]
+        f = batch.forces.to(device=device, dtype=dtype)
         if self.potential.conservative:  # forces are −d(normalised E)/dx: scaled like energies
             return e, f / e_norm["std"]
         return e, (f - f_norm["mean"]) / f_norm["std"]
+
+    def _plan_of(self, indices: Sequence[int]) -> StepPlan:
+        """This process's plan for the global batch ``indices``."""
+        micro = self.plan.share([int(i) for i in indices], self.dist.rank)
+        return StepPlan(micro, len(indices), self.epoch, self.batch_in_epoch)
 
     # -- one optimisation step ----------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -288,19 +277,43 @@ class Trainer:
         with self._autocast():
             return model(graph)
 
-    def compute_gradients(self, indices: list[int]) -> dict[str, float]:
-        """Loss and parameter gradients (``.grad``) of the global batch ``indices``.
+    def _counted_atoms(self, batch: LabelledBatch) -> int:
+        """Atoms of ``batch`` in the force loss: free ones, or all."""
+        fixed = batch.graph["fixed"]
+        return int((~fixed).sum()) if self.config.free_atoms_only else len(fixed)
 
-        This process evaluates its share; gradients are then averaged over the processes
-        (DDP), which gives the gradient of the global batch's loss because each share's loss
-        is normalised by the global batch's structure and atom counts and scaled by the number
-        of processes. Returns the global batch's loss and its two parts.
+    def compute_gradients(self, step: Sequence[int] | StepBatch) -> dict[str, float]:
+        """Loss and parameter gradients (``.grad``) of one global batch.
+
+        ``step``: the global batch's structure indices (this process reads its share), or
+        this process's prepared `StepBatch`. Each process evaluates its share, micro-batch by
+        micro-batch; gradients are then averaged over the processes (DDP), which gives the
+        gradient of the global batch's loss because each share's loss is normalised by the
+        global batch's structure and atom counts and scaled by the number of processes.
+        Returns the global batch's loss and its two parts.
         """
-        c, world = self.config, self.dist.world_size
+        if not isinstance(step, StepBatch):
+            step = next(iterate([self.reader(self.train_set)[self._plan_of(step)]]))
+        world = self.dist.world_size
         self.model.train()
-        mine = split_batch(indices, self.train_set.natoms, world)[self.dist.rank]
-        graph = self.potential.build_graph([self.train_set.structures[i] for i in mine])
-        target_e, target_f = self._targets(mine, graph)
+        micro = [batch.to(self.device) for batch in step.micro]
+        counted = sum(self._counted_atoms(b) for b in micro)
+        force_atoms = int(all_reduce_sum(torch.tensor([counted], dtype=torch.float64)).item())
+        self.optimizer.zero_grad(set_to_none=True)
+        local = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for k, batch in enumerate(micro):
+            sync = self.ddp is None or k == len(micro) - 1
+            with contextlib.nullcontext() if sync else self.ddp.no_sync():
+                local += self._backward(batch, step.num_structures, force_atoms, world)
+        total = all_reduce_sum(local).tolist()
+        return {"loss": total[0], "energy_loss": total[1], "force_loss": total[2]}
+
+    def _backward(
+        self, batch: LabelledBatch, num_structures: int, force_atoms: int, world: int
+    ) -> torch.Tensor:
+        """Forward and backward of one micro-batch; its loss and parts (detached, float64)."""
+        c, graph = self.config, batch.graph
+        target_e, target_f = self._targets(batch)
         if self.potential.conservative:
             # autocast covers the forward only; the force derivative runs outside it
             out = energy_derivatives(lambda g: self._forward(g)["energy"], graph, create_graph=True)
@@ -310,19 +323,17 @@ class Trainer:
         loss, parts = s2ef_loss(
             out, target_e, target_f, graph["natoms"], graph["fixed"], c.energy_coefficient,
             c.force_coefficient, c.energy_loss, c.free_atoms_only,
-            num_structures=len(indices), num_force_atoms=int(self._force_atoms[indices].sum()),
+            num_structures=num_structures, num_force_atoms=force_atoms,
         )  # fmt: skip
-        self.optimizer.zero_grad(set_to_none=True)
         (loss * world).backward()  # DDP averages over processes: undo its 1/N
-        local = torch.stack((loss.detach(), parts["energy_loss"], parts["force_loss"]))
-        total = all_reduce_sum(local.to(torch.float64)).tolist()
-        return {"loss": total[0], "energy_loss": total[1], "force_loss": total[2]}
+        return torch.stack((loss.detach(), parts["energy_loss"], parts["force_loss"])).double()
 
-    def train_step(self, indices: list[int]) -> dict[str, float]:
-        """One optimisation step on the global batch ``indices``: gradients, clipping, AdamW,
-        LR schedule, EMA. Returns the losses, and the gradient norm before clipping."""
+    def train_step(self, step: Sequence[int] | StepBatch) -> dict[str, float]:
+        """One optimisation step on a global batch (indices, or this process's `StepBatch`):
+        gradients, clipping, AdamW, LR schedule, EMA. Returns the losses, and the gradient
+        norm before clipping."""
         c = self.config
-        row = self.compute_gradients(indices)
+        row = self.compute_gradients(step)
         grad_norm = float("nan")
         if c.grad_clip:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip))
@@ -342,27 +353,36 @@ class Trainer:
         weights when training keeps an EMA, else the trained ones."""
         return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
 
+    def _eval_loader(self, data: Any, batch_structures: int) -> Any:
+        """A loader over this process's evaluation batches of ``data`` (kept, with its
+        workers, for the next evaluation of the same dataset)."""
+        key = id(data)
+        if key in self._eval_loaders and self._eval_loaders[key][1] == batch_structures:
+            return self._eval_loaders[key][2]
+        dataset = as_dataset(data, "val")
+        world = self.dist.world_size
+        plans = evaluation_plans(range(len(dataset)), self.dist.rank, world, batch_structures)
+        loader = make_loader(
+            self.reader(dataset, "val"), plans, self.loader_config, self.device,
+            self._process_seed(),
+        )  # fmt: skip
+        self._eval_loaders[key] = (data, batch_structures, loader)  # keeps ``data`` alive
+        return loader
+
     @torch.no_grad()
-    def evaluate(self, data: LabelledSet, batch_structures: int = 8) -> dict[str, float]:
+    def evaluate(self, data: Any, batch_structures: int = 8) -> dict[str, float]:
         """S2EF metrics in eV and eV/Å (EMA weights when training keeps an EMA), in full
-        precision. Distributed: each process evaluates every N-th structure; the metric sums
-        are added up, so every process returns the metrics of the whole set."""
+        precision, on a dataset or list of structures. Distributed: each process evaluates
+        every N-th structure; the metric sums are added up, so every process returns the
+        metrics of the whole set."""
         acc = MetricAccumulator(free_atoms_only=self.config.free_atoms_only)
-        mine = list(range(self.dist.rank, len(data.structures), self.dist.world_size))
         with self.evaluation_weights():
             self.potential.eval()
-            for start in range(0, len(mine), batch_structures):
-                idx = mine[start : start + batch_structures]
-                graph = self.potential.build_graph([data.structures[i] for i in idx])
-                out = self.potential(graph)
-                acc.update(
-                    out["energy"],
-                    torch.as_tensor(data.energies[idx]),
-                    out["forces"],
-                    torch.as_tensor(np.concatenate([data.forces[i] for i in idx])),
-                    graph["batch"],
-                    graph["fixed"],
-                )
+            for step in iterate(self._eval_loader(data, batch_structures)):
+                batch = step.micro[0].to(self.device)
+                out = self.potential(batch.graph)
+                acc.update(out["energy"], batch.energy, out["forces"], batch.forces,
+                           batch.graph["batch"], batch.graph["fixed"])  # fmt: skip
         acc.set_totals(all_reduce_sum(acc.totals()))
         return acc.compute()
 
@@ -390,6 +410,7 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "rng_by_rank": rng_by_rank,
             "world_size": self.dist.world_size,
+            "num_structures": len(self.train_set),
             "trainer_config": dataclasses.asdict(self.config),
         }
         return save_model(self.potential, path, extra={"training_state": state})
@@ -397,14 +418,22 @@ class Trainer:
     def resume(self, path: Path | None = None) -> None:
         """Restore weights and the full training state from a checkpoint written by `save`.
 
-        Every process reads the same file. The random streams (dropout) continue exactly when
-        the number of processes is the one that wrote the checkpoint.
+        Every process reads the same file. The data continue at the checkpoint's position in
+        its epoch; the random streams (dropout) continue exactly when the number of processes
+        is the one that wrote the checkpoint.
         """
         path = path or self.out_dir / CHECKPOINT_NAME
         ckpt = load_checkpoint(path)
         state = ckpt["extra"].get("training_state")
         if state is None:
             raise ValueError(f"{path} holds no training state (not written by Trainer.save).")
+        written_for = state.get("num_structures")
+        if written_for is not None and int(written_for) != len(self.train_set):
+            raise ValueError(
+                f"{path} was written while training on {written_for} structures, but the "
+                f"training set now has {len(self.train_set)}: resuming would not continue the "
+                "same epoch. Resume with the original data.train, or start a new run (--init)."
+            )
         self.model.load_state_dict(ckpt["state_dict"])  # by name; copies cast to the model's dtype
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -414,13 +443,12 @@ class Trainer:
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.best_force_mae = float(state["best_force_mae"])
-        self._batches = self._epoch_batches(self.epoch)
         written_by = int(state.get("world_size", 1))
         if written_by != self.dist.world_size:
             # the global batches are the same unless a batch was widened to give every process
             # a structure; then the epoch restarts with the new cut
-            before = self._epoch_batches(self.epoch, written_by)
-            if before[: self.batch_in_epoch] != self._batches[: self.batch_in_epoch]:
+            before = self.plan.global_batches(self.epoch, written_by)[: self.batch_in_epoch]
+            if before != self.plan.global_batches(self.epoch)[: self.batch_in_epoch]:
                 self.batch_in_epoch = 0
                 warnings.warn(
                     f"{path} was written by {written_by} process(es) and is resumed with "
@@ -446,23 +474,27 @@ class Trainer:
         """Train until ``max_steps``; returns the last training losses and validation metrics."""
         c = self.config
         last: dict[str, Any] = {}
+        if self.step >= self.max_steps:
+            return last
         log = ScalarLog(self.out_dir, self.step, c.tensorboard) if self.dist.is_main else None
+        sampler = StepSampler(self.plan, self.dist.rank, self.epoch, self.batch_in_epoch)
+        loader = make_loader(
+            self.reader(self.train_set), sampler, self.loader_config, self.device,
+            self._process_seed(),
+        )  # fmt: skip
+        batches = iterate(loader)
         try:
-            while self.step < c.max_steps:
-                if self.batch_in_epoch >= len(self._batches):
-                    self.epoch += 1
-                    self.batch_in_epoch = 0
-                    self._batches = self._epoch_batches(self.epoch)
-                indices = self._batches[self.batch_in_epoch]
+            while self.step < self.max_steps:
                 start = time.perf_counter()
+                step = next(batches)
                 row: dict[str, Any] = {"lr": self.scheduler.get_last_lr()[0]}
-                row.update(self.train_step(indices))
-                self.batch_in_epoch += 1
+                row.update(self.train_step(step))
+                self.epoch, self.batch_in_epoch = step.epoch, step.position + 1
                 self.step += 1
-                rate = len(indices) / (time.perf_counter() - start)
+                rate = step.num_structures / (time.perf_counter() - start)
                 row.update(step=self.step, epoch=self.epoch, structures_per_s=rate)
                 if self.val_set is not None and (
-                    self.step % c.eval_every == 0 or self.step == c.max_steps
+                    self.step % c.eval_every == 0 or self.step == self.max_steps
                 ):
                     metrics = self.evaluate(self.val_set)
                     row.update({f"val_{k}": v for k, v in metrics.items() if k != "n_structures"})
@@ -474,12 +506,14 @@ class Trainer:
                     log.write(row)
                 if self.on_step is not None:
                     self.on_step(row)
-                if self.step % c.checkpoint_every == 0 or self.step == c.max_steps:
+                if self.step % c.checkpoint_every == 0 or self.step == self.max_steps:
                     self.save()
                     if log is not None:
                         log.flush()
                 last["train"] = row
         finally:
+            del batches, loader  # persistent workers stop with their last reference
+            self._eval_loaders.clear()
             if log is not None:
                 log.close()
         return last

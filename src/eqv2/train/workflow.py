@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,35 +19,47 @@ import torch
 import yaml
 
 from eqv2.atomic import atomic_write_path, write_json
-from eqv2.data.readers import read_structures
-from eqv2.data.records import to_atoms
-from eqv2.data.targets import NUM_ELEMENTS, fit_element_references, fit_normalizers
-from eqv2.graph import fixed_mask
+from eqv2.data import open_dataset
+from eqv2.data.targets import NUM_ELEMENTS
+from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.loading import load_model, save_model
 from eqv2.model.potential import Potential
 from eqv2.train.distributed import distributed_session, resolve_device
-from eqv2.train.metrics import format_metrics, s2ef_metrics
+from eqv2.train.evaluation import evaluate_split
+from eqv2.train.loader import LoaderConfig, TrainingDataset
+from eqv2.train.metrics import format_metrics
 from eqv2.train.plots import learning_curves, parity_plots
 from eqv2.train.run_config import DataConfig, RunConfig
-from eqv2.train.trainer import CHECKPOINT_NAME, LabelledSet, Trainer
+from eqv2.train.run_dir import RunDirectoryError, check_run_dir, clear_run, run_lock
+from eqv2.train.target_fit import FIT_SAMPLE, TargetStatistics, fit_sample, stream_statistics
+from eqv2.train.trainer import CHECKPOINT_NAME, Trainer
 
 
-def read_labelled(path: str | Path, data: DataConfig, name: str) -> LabelledSet:
-    """Structures with energy and force labels from any supported file (errors name it)."""
-    records = read_structures(
+def read_labelled(path: str | Path, data: DataConfig, name: str) -> TrainingDataset:
+    """A random-access dataset over any supported file (`eqv2.data.open_dataset`: only its
+    index is loaded); records lacking energy or forces are reported when read."""
+    return open_dataset(
         path, energy_key=data.energy_key, forces_key=data.forces_key, require=("energy", "forces")
     )
-    return LabelledSet.from_atoms([to_atoms(r) for r in records], name)
+
+
+def loader_config(data: DataConfig) -> LoaderConfig:
+    """The input-pipeline settings of a run's ``data`` section."""
+    return LoaderConfig(data.num_workers, data.prefetch_factor, data.pin_memory)
 
 
 def fit_targets(
-    train: LabelledSet, data: DataConfig
+    train: Any, data: DataConfig
 ) -> tuple[dict[str, dict[str, float]], np.ndarray | None]:
-    """Normalisers and element references from the training set (or the user's E0s)."""
+    """Normalisers and element references (or the user's E0s) from the training set.
+
+    ``train``: a dataset or list of structures (streamed once, or its seeded subsample of at
+    most `FIT_SAMPLE` structures: `eqv2.train.target_fit`), or its `TargetStatistics`.
+    """
     from ase.data import atomic_numbers
 
-    numbers = [a.numbers for a in train.structures]
+    stats = train if isinstance(train, TargetStatistics) else stream_statistics(train)
     refs = None
     if data.e0s:
         refs = np.zeros(NUM_ELEMENTS)
@@ -55,59 +68,26 @@ def fit_targets(
                 raise ValueError(f"data.e0s: unknown element {symbol!r}; use symbols like 'Cu'.")
             refs[atomic_numbers[symbol]] = float(value)
     elif data.linear_references:
-        refs = fit_element_references(numbers, train.energies)
-    normalizers = fit_normalizers(train.energies, train.forces, numbers, refs)
-    return {k: dict(v) for k, v in normalizers.items()}, refs
+        refs = stats.element_references()
+    return stats.normalizers(refs), refs
 
 
-def _atom_index(data: LabelledSet) -> tuple[np.ndarray, np.ndarray]:
-    """Structure index and fixed flag of every atom of ``data``, in order."""
-    batch = np.repeat(np.arange(len(data.structures)), data.natoms)
-    return batch, np.concatenate([fixed_mask(a) for a in data.structures])
-
-
-def _predict_set(potential: Potential, data: LabelledSet, batch_size: int = 8) -> dict[str, Any]:
-    results = potential.predict(data.structures, batch_size=batch_size)
-    return {
-        "energy": np.array([r["energy"] for r in results]),
-        "forces": np.concatenate([r["forces"] for r in results]),
-    }
-
-
-def evaluate_set(
-    potential: Potential, data: LabelledSet, free_atoms_only: bool = True
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """S2EF metrics of ``potential`` on ``data`` and the predictions."""
-    pred = _predict_set(potential, data)
-    batch, fixed = _atom_index(data)
-    metrics = s2ef_metrics(
-        pred["energy"], data.energies, pred["forces"], np.concatenate(data.forces), batch, fixed,
-        free_atoms_only,
-    )  # fmt: skip
-    return metrics, pred
-
-
-def baseline_metrics(
-    data: LabelledSet,
-    free_atoms_only: bool = True,
-    energy: float | None = None,
-    element_references: np.ndarray | None = None,
-) -> dict[str, float]:
-    """A model-free baseline, for scale: zero forces, and per structure the energy ``energy``
-    (e.g. the training set's mean; default this set's own mean) or, with
-    ``element_references``, the sum of the atoms' reference energies (a composition-only
-    model)."""
-    batch, fixed = _atom_index(data)
-    forces = np.concatenate(data.forces)
-    if element_references is not None:
-        refs = np.asarray(element_references, dtype=np.float64)
-        predicted = np.array([refs[a.numbers].sum() for a in data.structures])
-    else:
-        mean = data.energies.mean() if energy is None else energy
-        predicted = np.full(len(data.energies), mean)
-    return s2ef_metrics(
-        predicted, data.energies, np.zeros_like(forces), forces, batch, fixed, free_atoms_only
-    )
+def check_resumable(run: RunConfig, out: Path, init_from: str | Path | None = None) -> None:
+    """Refuse to resume ``out`` with a model config other than its checkpoint's (before
+    anything is written), naming each differing key."""
+    saved = load_checkpoint(out / CHECKPOINT_NAME)["config"]
+    mine = run.model.to_dict()
+    # a fine-tuning run's model is the checkpoint's: only the keys its config sets count
+    keys = run.model_keys if (init_from or run.finetune.init_from) else list(mine)
+    differ = [f"model.{k}={mine[k]!r} (checkpoint: {saved[k]!r})"
+              for k in keys if k in saved and k in mine and mine[k] != saved[k]]  # fmt: skip
+    if differ:
+        raise RunDirectoryError(
+            f"--resume: the model config differs from the run's checkpoint "
+            f"{out / CHECKPOINT_NAME}: {'; '.join(differ)}. A resumed run keeps its model: "
+            "restore these values (the run's config.yaml has them), or start a new run from "
+            "its weights with --init."
+        )
 
 
 def run_training(
@@ -116,81 +96,108 @@ def run_training(
     resume: bool = False,
     init_from: str | Path | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train, evaluate every split with the final EMA weights, write metrics and plots.
 
     ``resume`` continues the run in ``out_dir`` exactly; ``init_from`` (or
     ``run.finetune.init_from``) starts a new run from a checkpoint's weights
-    (`eqv2.train.finetune`). Under torchrun every process trains (data-parallel, see
-    `Trainer`); rank 0 then evaluates the splits and writes ``final.pt``, the metrics and the
-    plots alone, and returns the metrics; the other processes return an empty dict.
+    (`eqv2.train.finetune`). A directory that already holds a run is refused unless
+    ``resume`` or ``overwrite`` (which deletes the old run first); the directory is locked
+    while training (`eqv2.train.run_dir`). Under torchrun every process trains
+    (data-parallel, see `Trainer`) and evaluates its share of every split; rank 0 writes
+    ``final.pt``, the metrics and the plots, and returns the metrics; the other processes
+    return an empty dict.
     """
     out = Path(out_dir)
     if not run.data.train:
         raise ValueError(f"{run.source}: data.train is not set; pass --train PATH.")
+    check_run_dir(out, resume, overwrite)
+    if resume:
+        check_resumable(run, out, init_from)
     train = read_labelled(run.data.train, run.data, "train")
     val = read_labelled(run.data.val, run.data, "val") if run.data.val else None
     test = read_labelled(run.data.test, run.data, "test") if run.data.test else None
 
     device = resolve_device(run.train.device)
+    splits = {"train": train, "val": val, "test": test}
     with distributed_session(device) as env:
-        trainer = _fit(run, out, train, val, resume, init_from, progress and env.is_main)
-    if not env.is_main:
-        return {}
-    potential = trainer.potential
-    with trainer.evaluation_weights():  # the final model holds the EMA weights
-        save_model(potential, out / "final.pt", extra={"step": trainer.step})
-    final = load_model(out / "final.pt", device=device)
+        # rank 0 alone writes into the directory, so it alone locks it
+        with run_lock(out) if env.is_main else contextlib.nullcontext():
+            if overwrite and env.is_main:
+                clear_run(out)
+            trainer, stats = _fit(run, out, train, val, resume, init_from, progress and env.is_main)
+            metrics = _evaluate(trainer, run, out, stats, splits)
+    return metrics if env.is_main else {}
 
+
+def _evaluate(
+    trainer: Trainer, run: RunConfig, out: Path, stats: TargetStatistics, splits: dict[str, Any]
+) -> dict[str, Any]:
+    """Every split with the final (EMA) weights, on every process; rank 0 writes the files."""
+    potential, is_main = trainer.potential, trainer.dist.is_main
+    train_mean = stats.energy / stats.n
     metrics: dict[str, Any] = {}
-    free_only = run.train.free_atoms_only
-    train_mean = float(train.energies.mean())
-    refs = potential.element_references.cpu().numpy() if potential.has_element_references else None
-    for name, data in (("train", train), ("val", val), ("test", test)):
-        if data is None:
-            continue
-        metrics[name], pred = evaluate_set(final, data, free_only)
-        # model-free baselines with training statistics: mean energy; composition only
-        metrics[f"{name}_baseline"] = baseline_metrics(data, free_only, energy=train_mean)
-        if refs is not None:
-            metrics[f"{name}_element_refs"] = baseline_metrics(
-                data, free_only, element_references=refs
-            )
-        if name != "train":
-            parity_plots(data.energies, pred["energy"], np.concatenate(data.forces),
-                         pred["forces"], out / f"parity_{name}.png", f"{name} set")  # fmt: skip
-    write_json(metrics, out / "metrics.json")
-    learning_curves(out / "log.csv", out / "learning_curves.png")
+    with trainer.evaluation_weights():  # the final model holds the EMA weights
+        if is_main:
+            save_model(potential, out / "final.pt", extra={"step": trainer.step})
+        for name, data in splits.items():
+            limit = run.data.train_eval_structures
+            if data is None or (name == "train" and limit <= 0):
+                continue
+            sample = None
+            if name == "train":
+                sample = fit_sample(len(data), limit, run.train.seed)
+            result = evaluate_split(
+                potential, data, name=name, train_mean_energy=train_mean,
+                free_atoms_only=run.train.free_atoms_only, indices=sample,
+                loader=trainer.loader_config,
+            )  # fmt: skip
+            metrics[name] = result.metrics
+            # model-free baselines with training statistics: mean energy; composition only
+            metrics[f"{name}_baseline"] = result.baseline
+            if result.element_refs is not None:
+                metrics[f"{name}_element_refs"] = result.element_refs
+            if name != "train" and is_main:
+                p = result.parity_arrays()
+                parity_plots(p["energy_ref"], p["energy_pred"], p["forces_ref"], p["forces_pred"],
+                             out / f"parity_{name}.png", f"{name} set")  # fmt: skip
+    if is_main:
+        write_json(metrics, out / "metrics.json")
+        learning_curves(out / "log.csv", out / "learning_curves.png")
     return metrics
 
 
 def _fit(
     run: RunConfig,
     out: Path,
-    train: LabelledSet,
-    val: LabelledSet | None,
+    train: TrainingDataset,
+    val: TrainingDataset | None,
     resume: bool,
     init_from: str | Path | None,
     progress: bool,
-) -> Trainer:
+) -> tuple[Trainer, TargetStatistics]:
     """Build the potential and the trainer (on every process) and train."""
     if init_from is not None:
         run = replace(run, finetune=replace(run.finetune, init_from=str(init_from)))
+    loader = loader_config(run.data)
+    # one pass over the training set (or its subsample) serves targets and baselines
+    stats = stream_statistics(train, loader.num_workers, FIT_SAMPLE, run.train.seed)
     torch.manual_seed(run.train.seed)  # the same initial weights on every process
     if run.finetune.init_from:  # checkpoint weights; fresh optimiser, schedule and step count
         from eqv2.train.finetune import start_finetune  # (it imports this module)
 
-        potential, run = start_finetune(run, train, out)
+        potential, run = start_finetune(run, stats, out)
     else:
-        normalizers, refs = fit_targets(train, run.data)
+        normalizers, refs = fit_targets(stats, run.data)
         potential = Potential(
             EquiformerV2(run.model), normalizers, None if refs is None else torch.as_tensor(refs)
         )
-    trainer = Trainer(potential, train, out, run.train, val=val)
+    trainer = Trainer(potential, train, out, run.train, val=val, loader=loader)
     if trainer.dist.is_main:
         with atomic_write_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
-    if resume and (out / CHECKPOINT_NAME).exists():
+    if resume:
         trainer.resume()
 
     bar = None
@@ -199,7 +206,7 @@ def _fit(
 
         # disable=None: no bar when the output is not a terminal (logs, CI)
         bar = tqdm(
-            total=run.train.max_steps, initial=trainer.step, desc="train", unit="step",
+            total=trainer.max_steps, initial=trainer.step, desc="train", unit="step",
             dynamic_ncols=True, disable=None, mininterval=0.5,
         )  # fmt: skip
 
@@ -216,7 +223,7 @@ def _fit(
     finally:
         if bar is not None:
             bar.close()
-    return trainer
+    return trainer, stats
 
 
 def evaluate_checkpoint(
@@ -225,16 +232,19 @@ def evaluate_checkpoint(
     """``eqv2 evaluate``: S2EF metrics of a checkpoint on a labelled file."""
     data = data or DataConfig()
     potential = load_model(checkpoint)
-    labelled = read_labelled(data_path, data, Path(data_path).name)
-    metrics, _ = evaluate_set(potential, labelled)
-    return metrics
+    name = Path(data_path).name
+    labelled = read_labelled(data_path, data, name)
+    result = evaluate_split(
+        potential, labelled, name=name, train_mean_energy=0.0, loader=loader_config(data)
+    )
+    return result.metrics
 
 
 __all__ = [
-    "baseline_metrics",
+    "check_resumable",
     "evaluate_checkpoint",
-    "evaluate_set",
     "fit_targets",
+    "loader_config",
     "format_metrics",
     "read_labelled",
     "run_training",

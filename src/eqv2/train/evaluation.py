@@ -1,0 +1,106 @@
+"""Streaming S2EF evaluation of a split after training: the model, two baselines, parity points.
+
+A split is read batch by batch through the same pipeline as training (`StepReader`, DataLoader
+workers); metrics are running sums (`MetricAccumulator`), so no split is ever held in memory.
+Under torchrun each process evaluates every N-th structure and the sums are added up: every
+process gets the metrics of the whole split. Alongside the model, two model-free baselines with
+training statistics give the scale: zero forces with the training set's mean energy
+(``baseline``), and zero forces with the sum of the element references (``element_refs``).
+Parity plots get the predictions of at most `PARITY_SAMPLE` structures (the first ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from eqv2.train.distributed import DistributedEnv, all_reduce_sum
+from eqv2.train.loader import (
+    GraphSettings,
+    LoaderConfig,
+    StepReader,
+    as_dataset,
+    iterate,
+    make_loader,
+)
+from eqv2.train.metrics import MetricAccumulator
+from eqv2.train.sampler import evaluation_plans
+
+__all__ = ["PARITY_SAMPLE", "SplitResult", "evaluate_split"]
+
+#: Structures whose predictions are kept for the parity plots.
+PARITY_SAMPLE = 5_000
+
+
+@dataclass
+class SplitResult:
+    """Metrics of the model and of the baselines on one split, and parity-plot points."""
+
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    element_refs: dict[str, float] | None
+    parity: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def parity_arrays(self) -> dict[str, np.ndarray]:
+        """``energy_ref``, ``energy_pred``, ``forces_ref``, ``forces_pred`` (concatenated)."""
+        return {k: np.concatenate(v) if v else np.zeros(0) for k, v in self.parity.items()}
+
+
+def evaluate_split(
+    potential: Any,
+    data: Any,
+    *,
+    name: str,
+    train_mean_energy: float,
+    free_atoms_only: bool = True,
+    indices: np.ndarray | None = None,
+    loader: LoaderConfig | None = None,
+    batch_structures: int = 8,
+) -> SplitResult:
+    """Evaluate ``potential`` (in eval mode, its current weights) on ``data`` (a dataset or a
+    list of structures), or on its structures ``indices``; every process must call it."""
+    dataset = as_dataset(data, name)
+    env = DistributedEnv.current()
+    chosen = np.arange(len(dataset)) if indices is None else np.asarray(indices)
+    plans = evaluation_plans(chosen, env.rank, env.world_size, batch_structures)
+    has_refs = bool(potential.has_element_references)
+    refs = potential.element_references.cpu().numpy() if has_refs else None
+    reader = StepReader(dataset, GraphSettings.of(potential), refs, name)
+    device = potential.device
+    model = MetricAccumulator(free_atoms_only=free_atoms_only)
+    mean = MetricAccumulator(free_atoms_only=free_atoms_only)
+    composition = MetricAccumulator(free_atoms_only=free_atoms_only)
+    parity: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("energy_ref", "energy_pred", "forces_ref", "forces_pred")
+    }
+    kept = 0
+    was_training = potential.training
+    potential.eval()
+    try:
+        with torch.no_grad():
+            batches = make_loader(reader, plans, loader or LoaderConfig(), device, seed=env.rank)
+            for step in iterate(batches):
+                batch = step.micro[0].to(device)
+                out = potential(batch.graph)
+                at = (batch.graph["batch"], batch.graph["fixed"])
+                model.update(out["energy"], batch.energy, out["forces"], batch.forces, *at)
+                zeros = torch.zeros_like(batch.forces)
+                mean.update(torch.full_like(batch.energy, train_mean_energy), batch.energy, zeros,
+                            batch.forces, *at)  # fmt: skip
+                composition.update(batch.reference, batch.energy, zeros, batch.forces, *at)
+                if kept < PARITY_SAMPLE:
+                    parity["energy_ref"].append(batch.energy.cpu().numpy())
+                    parity["energy_pred"].append(out["energy"].detach().double().cpu().numpy())
+                    parity["forces_ref"].append(batch.forces.cpu().numpy())
+                    parity["forces_pred"].append(out["forces"].detach().double().cpu().numpy())
+                    kept += len(batch.energy)
+    finally:
+        potential.train(was_training)
+    results = []
+    for acc in (model, mean, composition):
+        acc.set_totals(all_reduce_sum(acc.totals()))
+        results.append(acc.compute())
+    return SplitResult(results[0], results[1], results[2] if has_refs else None, parity)

@@ -139,8 +139,7 @@ class EquiformerV2Config:
             raise ValueError(f"backbone={self.backbone!r}: choose one of {BACKBONES}.")
         if self.use_noise_schedule_sigma_encoding and self.backbone != "dens":
             raise ValueError(
-                "use_noise_schedule_sigma_encoding=True needs the DeNS backbone "
-                "(backbone='dens')."
+                "use_noise_schedule_sigma_encoding=True needs the DeNS backbone (backbone='dens')."
             )
         if self.use_s2_act_attn:
             raise ValueError(

@@ -83,7 +83,7 @@ class EquiformerV2(nn.Module):
         #: 9-18 % slower in two A/B pairs)
         self.memory_saving = False
         c = config
-        lmax, mmax, C = c.lmax, c.mmax, c.sphere_channels
+        lmax, C = c.lmax, c.sphere_channels
 
         self.sphere_embedding = nn.Embedding(c.max_num_elements, C)
         self.distance_expansion = GaussianBasis(c.max_radius)

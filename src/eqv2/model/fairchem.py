@@ -532,7 +532,8 @@ def _is_default_layout(heads: Mapping[str, Any]) -> bool:
     """Whether ``heads`` is the OC20 layout that ``config.heads = None`` stands for."""
     defaults = {name: head_type(spec["module"]) for name, spec in _DEFAULT_HEADS.items()}
     return all(
-        name in defaults and head_type(spec.get("module"), name) is defaults[name]
+        name in defaults
+        and head_type(spec.get("module"), name) is defaults[name]
         and set(spec) == {"module"}
         for name, spec in heads.items()
     )

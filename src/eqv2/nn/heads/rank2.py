@@ -26,8 +26,8 @@ from torch import nn
 
 from eqv2.nn.heads.inputs import HeadInputs, per_structure
 from eqv2.nn.norm import LayerNorm, make_norm
-from eqv2.nn.segment import segment_sum
 from eqv2.nn.precision import full_precision
+from eqv2.nn.segment import segment_sum
 from eqv2.so3.harmonics import spherical_harmonics
 
 

@@ -249,9 +249,9 @@ def test_config_errors_name_the_problem(raw) -> None:
         read_fairchem_checkpoint(_with_config(legacy, model="escn"))
     with pytest.raises(CheckpointError, match="escn_backbone"):
         read_fairchem_checkpoint(_with_config(hydra, model__backbone__model="escn_backbone"))
-    with pytest.raises(CheckpointError, match="'stress'.*rank2_symmetric_head"):
+    with pytest.raises(CheckpointError, match="'dipole'.*dipole_head.*rank2_symmetric_head"):
         read_fairchem_checkpoint(
-            _with_config(hydra, model__heads__stress={"module": "rank2_symmetric_head"})
+            _with_config(hydra, model__heads__dipole={"module": "dipole_head"})
         )
     with pytest.raises(CheckpointError, match="not a fairchem checkpoint"):
         read_fairchem_checkpoint({"weights": [1, 2, 3]})

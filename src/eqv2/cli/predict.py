@@ -14,6 +14,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="structures readable by ASE (extxyz, traj, db, ...)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .extxyz")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--stress",
+        action="store_true",
+        help="also predict the stress (eV/Å³, ASE's sign: positive under tension; written in "
+        "Voigt order xx yy zz yz xz xy) from the model's stress head, or else as the strain "
+        "derivative of the energy",
+    )
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -21,14 +28,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import read, write
+    from ase.stress import full_3x3_to_voigt_6_stress
 
     from eqv2.atomic import atomic_write_path
 
     potential = load_potential(args)
     structures = read(args.input, ":")
-    results = potential.predict(structures, batch_size=args.batch_size)
+    results = potential.predict(structures, batch_size=args.batch_size, stress=args.stress)
     for atoms, res in zip(structures, results, strict=True):
-        atoms.calc = SinglePointCalculator(atoms, energy=res["energy"], forces=res["forces"])
+        extra = {"stress": full_3x3_to_voigt_6_stress(res["stress"])} if args.stress else {}
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=res["energy"], forces=res["forces"], **extra
+        )
     with atomic_write_path(args.output) as tmp:
         write(tmp, structures, format="extxyz")
     print(f"wrote {len(structures)} structures to {args.output}")

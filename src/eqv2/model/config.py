@@ -19,10 +19,16 @@ AVG_NUM_NODES = 77.81317
 AVG_DEGREE = 23.395238876342773
 
 NORM_TYPES = ("layer_norm", "layer_norm_sh", "rms_norm_sh")
+#: ``equiformer_v2``: fairchem's ``EquiformerV2Backbone``; ``dens``: its ``EqV2DeNSBackbone``
+#: (adds the force-encoding SO(3) linear whose l=0 bias reaches every node at inference).
+BACKBONES = ("equiformer_v2", "dens")
 ACTIVATIONS = ("silu", "scaled_silu")
 WEIGHT_INITS = ("normal", "uniform")
 
 # Keys the reference accepts that only concern its own data pipeline or training loop.
+# (``use_pbc_single`` asks the reference to build each structure's graph on its own, which is
+# what eqv2 always does; ``attn_activation``/``ffn_activation``/``num_sphere_samples`` are
+# validated fields below although the reference reads none of them either: it always uses SiLU.)
 _IGNORED_KEYS = frozenset(
     {
         "model",
@@ -83,6 +89,16 @@ class EquiformerV2Config:
     load_energy_lin_ref: bool = False
     #: eqv2 extension: compute forces as -dE/dx instead of with the direct force head.
     direct_forces: bool = True
+    #: which backbone (see ``BACKBONES``); fairchem files name it in ``backbone.model``.
+    backbone: str = "equiformer_v2"
+    #: DeNS backbone only: encode the forces handed in ``graph["denoising_forces"]`` (zeros
+    #: when absent, as at inference) / the noise scale in ``graph["denoising_sigmas"]``.
+    use_force_encoding: bool = True
+    use_noise_schedule_sigma_encoding: bool = False
+    #: output heads as fairchem declares them, ``{name: {"module": ..., **kwargs}}`` (see
+    #: ``eqv2.model.heads.HEAD_TYPES``); None: an energy head plus, with ``direct_forces``, a
+    #: direct force head (the OC20 layout).
+    heads: dict[str, dict[str, Any]] | None = None
     #: Keys from the source config that were accepted but have no effect (kept for export).
     ignored: dict[str, Any] = field(default_factory=dict)
 
@@ -119,11 +135,37 @@ class EquiformerV2Config:
             )
         if self.lmax < 1:
             raise ValueError(f"lmax_list={self.lmax_list}: lmax must be at least 1 for forces.")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone={self.backbone!r}: choose one of {BACKBONES}.")
+        if self.use_noise_schedule_sigma_encoding and self.backbone != "dens":
+            raise ValueError(
+                "use_noise_schedule_sigma_encoding=True needs the DeNS backbone (backbone='dens')."
+            )
+        if self.use_s2_act_attn:
+            raise ValueError(
+                "use_s2_act_attn=True: the reference EquiformerV2 does not implement attention "
+                "after an S2 activation (it refuses this setting too); set it to false."
+            )
+        if isinstance(self.num_sphere_samples, bool) or not (
+            isinstance(self.num_sphere_samples, int) and self.num_sphere_samples > 0
+        ):
+            raise ValueError(
+                f"num_sphere_samples={self.num_sphere_samples!r}: must be a positive integer "
+                "(it has no effect in eqv2 nor in the reference; 128 in every released config)."
+            )
+        if self.heads is not None and not isinstance(self.heads, dict):
+            raise ValueError(
+                f"heads={self.heads!r}: expected a mapping {{name: {{'module': ..., ...}}}}."
+            )
         if self.norm_type not in NORM_TYPES:
             raise ValueError(f"norm_type={self.norm_type!r}: choose one of {NORM_TYPES}.")
         for key in ("attn_activation", "ffn_activation"):
             if getattr(self, key) not in ACTIVATIONS:
-                raise ValueError(f"{key}={getattr(self, key)!r}: choose one of {ACTIVATIONS}.")
+                raise ValueError(
+                    f"{key}={getattr(self, key)!r}: choose one of {ACTIVATIONS} (both mean SiLU: "
+                    "the reference's attention and feed-forward blocks never read this key, so "
+                    "no other activation can be loaded faithfully)."
+                )
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"weight_init={self.weight_init!r}: choose one of {WEIGHT_INITS}.")
         if self.distance_function != "gaussian":

@@ -1,12 +1,16 @@
-"""The EquiformerV2 model: embeddings, transformer blocks, energy and force heads.
+"""The EquiformerV2 model: embeddings, transformer blocks and output heads.
 
 ``EquiformerV2(config).forward(graph)`` takes a batch built by ``eqv2.graph.batch_structures``
-(a dict of tensors) and returns ``{"energy": (B,), "forces": (N, 3)}`` in the model's units
-(before any normalisers, which ``eqv2.model.Predictor`` applies).
+(a dict of tensors) and returns ``{"energy": (B,), "forces": (N, 3)}`` plus whatever further
+heads the config declares (a stress head adds ``stress_isotropic (B, 1)`` and
+``stress_anisotropic (B, 5)``), in the model's units (before any normalisers, which
+``eqv2.model.Potential`` applies).
 
 Parameter names equal the reference's monolithic layout (``sphere_embedding.weight``,
-``blocks.0.ga.so2_conv_1.fc_m0.weight``, ``energy_block.*``, ``force_block.*``), so fairchem
-checkpoints map onto this module by renaming prefixes only (``eqv2.model.fairchem``).
+``blocks.0.ga.so2_conv_1.fc_m0.weight``, ``energy_block.*``, ``force_block.*``; a stress head
+sits under ``stress_head.*``, the DeNS force encoding under ``force_embedding.*``), so fairchem
+checkpoints map onto this module by renaming prefixes only (``eqv2.model.fairchem``). The heads
+are chosen by ``config.heads`` (``eqv2.model.heads``).
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ from torch import nn
 
 from eqv2.allocator import tune_allocator
 from eqv2.model.config import EquiformerV2Config
+from eqv2.model.heads import attention_args, attention_options, resolve_heads
 from eqv2.nn.activation import SphereGrid
 from eqv2.nn.attention import GraphAttention
 from eqv2.nn.block import TransformerBlock
 from eqv2.nn.context import EdgeContext, SphereGrids, message_rows
 from eqv2.nn.edge_degree import EdgeDegreeEmbedding
 from eqv2.nn.feed_forward import FeedForward
+from eqv2.nn.force_encoding import ForceEmbedding
+from eqv2.nn.heads import HeadInputs
 from eqv2.nn.norm import make_norm
 from eqv2.nn.radial import GaussianBasis, RadialMLP
 from eqv2.nn.so3_linear import SO3Linear
@@ -76,7 +83,7 @@ class EquiformerV2(nn.Module):
         #: 9-18 % slower in two A/B pairs)
         self.memory_saving = False
         c = config
-        lmax, mmax, C = c.lmax, c.mmax, c.sphere_channels
+        lmax, C = c.lmax, c.sphere_channels
 
         self.sphere_embedding = nn.Embedding(c.max_num_elements, C)
         self.distance_expansion = GaussianBasis(c.max_radius)
@@ -88,6 +95,7 @@ class EquiformerV2(nn.Module):
         else:
             self.source_embedding = self.target_embedding = None
         block_atom_edge = c.use_atom_edge_embedding and not c.share_atom_edge_embedding
+        self.heads = resolve_heads(c)  # validates the head config before anything is built
 
         self.edge_degree_embedding = EdgeDegreeEmbedding(
             C, lmax, c.max_num_elements, edge_channels, block_atom_edge, c.avg_degree
@@ -95,22 +103,9 @@ class EquiformerV2(nn.Module):
 
         def attention(output_channels: int, alpha_drop: float) -> GraphAttention:
             return GraphAttention(
-                C,
-                c.attn_hidden_channels,
-                c.num_heads,
-                c.attn_alpha_channels,
-                c.attn_value_channels,
-                output_channels,
-                lmax,
-                mmax,
-                c.max_num_elements,
-                edge_channels,
-                use_atom_edge_embedding=block_atom_edge,
-                use_m_share_rad=c.use_m_share_rad,
-                use_attn_renorm=c.use_attn_renorm,
-                use_gate_act=c.use_gate_act,
-                use_sep_s2_act=c.use_sep_s2_act,
+                *attention_args(c, edge_channels, output_channels),
                 alpha_drop=alpha_drop,
+                **attention_options(c),
             )
 
         def feed_forward(output_channels: int) -> FeedForward:
@@ -137,8 +132,13 @@ class EquiformerV2(nn.Module):
             for _ in range(c.num_layers)
         )
         self.norm = make_norm(c.norm_type, lmax, C)
-        self.energy_block = feed_forward(1)
-        self.force_block = attention(1, 0.0) if c.direct_forces else None
+        self.force_embedding = ForceEmbedding(C, lmax) if c.backbone == "dens" else None
+        self.noise_schedule_sigma_embedding = (
+            nn.Linear(1, C) if c.use_noise_schedule_sigma_encoding else None
+        )
+        self.force_block = self.stress_head = None
+        for head in self.heads.values():
+            setattr(self, head.attribute, head.type.build(c, head.spec, edge_channels))
         if c.load_energy_lin_ref:
             self.energy_lin_ref = nn.Parameter(torch.zeros(c.max_num_elements), requires_grad=False)
         else:
@@ -146,6 +146,11 @@ class EquiformerV2(nn.Module):
 
         self._register_grids()
         init_weights(self, c.weight_init)
+        if self.stress_head is not None:  # the reference initialises this head uniformly
+            for module in self.stress_head.block.modules():
+                if isinstance(module, nn.Linear):
+                    module.reset_parameters()
+                    nn.init.zeros_(module.bias)
 
     # -- constant tensors ---------------------------------------------------------------------
     def _register_grids(self) -> None:
@@ -244,20 +249,28 @@ class EquiformerV2(nn.Module):
             device=edge_vec.device,
         )
         x[:, 0] = self.sphere_embedding(atomic_numbers)
+        if self.force_embedding is not None:  # DeNS: the encoding's l=0 bias reaches all nodes
+            forces = graph.get("denoising_forces") if c.use_force_encoding else None
+            x = x + self.force_embedding.encode(forces, num_nodes, x)
+        if self.noise_schedule_sigma_embedding is not None:
+            sigmas = graph.get("denoising_sigmas")
+            if sigmas is None:
+                sigmas = x.new_zeros(num_nodes, 1)
+            x = x.clone()
+            x[:, 0] = x[:, 0] + self.noise_schedule_sigma_embedding(sigmas.to(x.dtype))
         x = x + self.edge_degree_embedding(edges)
         for block in self.blocks:
             x = block(x, edges, grids)
         x = self.norm(x)
 
-        # x leaves the final norm in full precision: so do the energy sum and the forces
-        node_energy = self.energy_block(x, grids)[:, 0, 0].to(x.dtype)
-        energy = torch.zeros(num_graphs, dtype=x.dtype, device=x.device)
-        energy = energy.index_add(0, batch, node_energy) / c.avg_num_nodes
+        # x leaves the final norm in full precision: so do the heads' sums
+        inputs = HeadInputs(edges, grids, edge_vec, graph["natoms"])
+        out: dict[str, torch.Tensor] = {}
+        for head in self.heads.values():
+            out.update(getattr(self, head.attribute)(x, inputs))
         if self.energy_lin_ref is not None and c.use_energy_lin_ref:
-            energy = energy.index_add(0, batch, self.energy_lin_ref[atomic_numbers].to(x.dtype))
-        out = {"energy": energy}
-        if self.force_block is not None:
-            out["forces"] = self.force_block(x, edges, grids)[:, 1:4, 0].to(x.dtype)
+            refs = self.energy_lin_ref[atomic_numbers].to(x.dtype)
+            out["energy"] = out["energy"].index_add(0, batch, refs)
         return out
 
     @property

@@ -16,12 +16,17 @@ Reading (:func:`read_fairchem_checkpoint`) follows what fairchem-core 1.10's own
    dropped;
 4. the ``state_dict`` weights are used (fairchem 1.10 ignores the EMA at inference); with
    ``use_ema=True`` the EMA shadow weights replace them;
-5. normalisers (old ``{target, grad_target}`` × ``{mean, std}`` or new ``{energy, forces}`` ×
-   ``{mean, rmsd}``) and linear element references are read.
+5. normalisers (old ``{target, grad_target}`` × ``{mean, std}`` or new ``{energy, forces,
+   stress_isotropic, stress_anisotropic, stress}`` × ``{mean, rmsd}``; others such as DeNS's
+   ``denoising_pos_target`` are ignored) and linear element references are read.
+
+Heads: the energy, direct-force, rank-2 stress and DeNS heads are supported
+(``eqv2.model.heads.HEAD_TYPES``); a file with any other head is refused, naming it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +37,14 @@ import torch
 
 from eqv2.model.checkpoint import CheckpointError, PathLike, atomic_save, safe_load
 from eqv2.model.config import EquiformerV2Config
+from eqv2.model.heads import (
+    ATTRIBUTES,
+    DEFAULT_HEADS,
+    HEAD_TYPES,
+    ResolvedHead,
+    head_type,
+    resolve_heads,
+)
 
 __all__ = [
     "ENERGY_HEAD_MODULES",
@@ -57,11 +70,13 @@ Layout = Literal["monolithic", "hydra"]
 ENERGY_HEAD_MODULES = frozenset({"equiformer_v2_energy_head", "equiformerV2_scalar_head"})
 FORCE_HEAD_MODULES = frozenset({"equiformer_v2_force_head", "equiformerV2_vector_head"})
 _BACKBONE_MODELS = frozenset({"equiformer_v2_backbone", "EquiformerV2Backbone"})
+_DENS_BACKBONE_MODELS = frozenset({"equiformer_v2_dens_backbone", "EqV2DeNSBackbone"})
+#: written to exported files: fairchem 1.x resolves class paths without a registry entry
+_DENS_BACKBONE_PATH = "fairchem.core.models.equiformer_v2.equiformer_v2_dens.EqV2DeNSBackbone"
+#: normalisers eqv2 applies (fairchem's target names)
+_NORMALIZED_TARGETS = ("energy", "forces", "stress", "stress_isotropic", "stress_anisotropic")
 _MONOLITHIC_MODELS = frozenset({"equiformer_v2", "EquiformerV2"})
-_DEFAULT_HEADS: dict[str, dict[str, Any]] = {
-    "energy": {"module": "equiformer_v2_energy_head"},
-    "forces": {"module": "equiformer_v2_force_head"},
-}
+_DEFAULT_HEADS = DEFAULT_HEADS
 
 # fairchem's EquiformerV2 registers these buffers (all deterministic functions of the config):
 # the sub-modules below hold nothing but buffers (coefficient maps, Wigner helpers, S2 grids) ...
@@ -97,8 +112,20 @@ _FAIRCHEM_ARGS = frozenset(
     drop_path_rate proj_drop weight_init enforce_max_neighbors_strictly avg_num_nodes avg_degree
     use_energy_lin_ref load_energy_lin_ref""".split()
 )
+_DENS_ARGS = frozenset({"use_force_encoding", "use_noise_schedule_sigma_encoding"})
 
-_HEAD_KEY_RE = re.compile(r"^output_heads\.([^.]+)\.(energy_block|force_block)\.(.+)$")
+_HEAD_KEY_RE = re.compile(r"^output_heads\.([^.]+)\.(.+)$")
+# fairchem inner names of head parameters → eqv2 prefix (inner names are unique across heads)
+_INNER_TO_EQV2 = {
+    "energy_block.": "energy_block.",
+    "scalar_block.": "energy_block.",
+    "force_block.": "force_block.",
+    "vector_block.": "force_block.",
+    "denoising_pos_block.": "force_block.denoising_pos_block.",
+    "sphharm_norm.": "stress_head.sphharm_norm.",
+    "xedge_layer_norm.": "stress_head.xedge_layer_norm.",
+    "block.": "stress_head.block.",
+}
 
 
 # -- key mapping ----------------------------------------------------------------------------------
@@ -125,19 +152,26 @@ def is_fairchem_buffer(key: str) -> bool:
 
 
 def hydra_to_monolithic_key(key: str) -> str:
-    """``backbone.X`` → ``X``; ``output_heads.<head>.energy_block.X`` → ``energy_block.X``
-    (likewise ``force_block``). Raises ValueError for other keys."""
+    """fairchem hydra key → eqv2 name, by renaming prefixes.
+
+    ``backbone.X`` → ``X``; ``output_heads.<head>.energy_block.X`` (or DeNS ``scalar_block``)
+    → ``energy_block.X``; ``force_block``/``vector_block`` → ``force_block.X``; DeNS
+    ``denoising_pos_block.X`` → ``force_block.denoising_pos_block.X``; the rank-2 head's
+    ``sphharm_norm``/``xedge_layer_norm``/``block`` → ``stress_head.…``. Raises ValueError for
+    other keys.
+    """
     if key.startswith("backbone."):
         return key[len("backbone.") :]
     match = _HEAD_KEY_RE.match(key)
     if match:
-        return f"{match.group(2)}.{match.group(3)}"
-    if key.startswith("output_heads."):
-        head = key.split(".")[1]
+        rest = match.group(2)
+        for inner, eqv2_prefix in _INNER_TO_EQV2.items():
+            if rest.startswith(inner):
+                return eqv2_prefix + rest[len(inner) :]
         raise ValueError(
-            f"State-dict key {key!r} belongs to fairchem output head {head!r}, which eqv2 does "
-            "not implement (only the EquiformerV2 energy head 'energy_block' and direct force "
-            "head 'force_block' are supported)."
+            f"State-dict key {key!r} belongs to fairchem output head {match.group(1)!r}, which "
+            "eqv2 does not implement (supported: the energy, direct-force, rank-2 stress and "
+            f"DeNS heads, {sorted(HEAD_TYPES)})."
         )
     raise ValueError(
         f"State-dict key {key!r} is not in fairchem's hydra layout (expected a 'backbone.' or "
@@ -146,14 +180,34 @@ def hydra_to_monolithic_key(key: str) -> str:
 
 
 def monolithic_to_hydra_key(
-    key: str, *, energy_head: str = "energy", force_head: str = "forces"
+    key: str,
+    *,
+    energy_head: str = "energy",
+    force_head: str = "forces",
+    heads: Mapping[str, ResolvedHead] | None = None,
 ) -> str:
-    """``energy_block.X`` → ``output_heads.<energy_head>.energy_block.X`` (likewise forces);
-    anything else → ``backbone.X``."""
-    if key.startswith("energy_block."):
-        return f"output_heads.{energy_head}.{key}"
-    if key.startswith("force_block."):
-        return f"output_heads.{force_head}.{key}"
+    """eqv2 name → fairchem hydra key.
+
+    Without ``heads``: ``energy_block.X`` → ``output_heads.<energy_head>.energy_block.X``
+    (likewise forces), anything else → ``backbone.X``. With ``heads`` (``{kind:
+    ResolvedHead}``, see :func:`eqv2.model.heads.resolve_heads`) each head's keys take its
+    fairchem name and inner block names (e.g. DeNS ``scalar_block``, ``denoising_pos_block``).
+    """
+    if heads is None:
+        heads = {
+            "energy": ResolvedHead(energy_head, {}, HEAD_TYPES["equiformer_v2_energy_head"]),
+            "forces": ResolvedHead(force_head, {}, HEAD_TYPES["equiformer_v2_force_head"]),
+        }
+    for kind, head in heads.items():
+        attribute = ATTRIBUTES[kind] + "."
+        if not key.startswith(attribute):
+            continue
+        rest = key[len(attribute) :]
+        # the longest eqv2 inner prefix that matches ("denoising_pos_block." before "")
+        pairs = sorted(head.type.fairchem_blocks, key=lambda p: -len(p[1]))
+        for fairchem_inner, eqv2_inner in pairs:
+            if rest.startswith(eqv2_inner):
+                return f"output_heads.{head.name}.{fairchem_inner}{rest[len(eqv2_inner) :]}"
     return f"backbone.{key}"
 
 
@@ -209,6 +263,7 @@ def to_fairchem_state_dict(
     energy_head: str = "energy",
     force_head: str = "forces",
     buffers: Mapping[str, torch.Tensor] | None = None,
+    heads: Mapping[str, ResolvedHead] | None = None,
 ) -> dict[str, torch.Tensor]:
     """eqv2 parameter names → fairchem names.
 
@@ -218,6 +273,8 @@ def to_fairchem_state_dict(
             ``EquiformerV2``, the released OC20 files).
         prefix: prepended to every key, e.g. ``"module."`` as fairchem's trainers save them.
         energy_head, force_head: hydra head names (the keys of the config's ``heads``).
+        heads: the model's heads (:func:`eqv2.model.heads.resolve_heads`), for their fairchem
+            names and inner block names; default: an energy and a direct force head.
         buffers: optional fairchem buffers to include (monolithic names, e.g.
             :attr:`FairchemCheckpoint.buffers`). fairchem's strict ``load_state_dict`` expects
             its buffers too; without them load with ``strict=False`` (the model then keeps the
@@ -232,7 +289,9 @@ def to_fairchem_state_dict(
     out: dict[str, torch.Tensor] = {}
     for key, value in merged.items():
         name = (
-            monolithic_to_hydra_key(key, energy_head=energy_head, force_head=force_head)
+            monolithic_to_hydra_key(
+                key, energy_head=energy_head, force_head=force_head, heads=heads
+            )
             if layout == "hydra"
             else key
         )
@@ -420,14 +479,18 @@ def _model_kwargs(config: Mapping[str, Any], where: str) -> tuple[dict[str, Any]
                     "that take the backbone from another checkpoint are not supported: load that "
                     "checkpoint instead)."
                 )
-            bb_name = str(backbone.get("model", ""))
-            if bb_name.rsplit(".", 1)[-1] not in _BACKBONE_MODELS | _MONOLITHIC_MODELS:
+            bb_name = str(backbone.get("model", "")).rsplit(".", 1)[-1]
+            known = _BACKBONE_MODELS | _MONOLITHIC_MODELS | _DENS_BACKBONE_MODELS
+            if bb_name not in known:
                 raise CheckpointError(
-                    f"{where}: the hydra backbone is {bb_name!r}, not EquiformerV2's "
-                    "'equiformer_v2_backbone'."
+                    f"{where}: the hydra backbone is {backbone.get('model')!r}, not EquiformerV2's "
+                    "'equiformer_v2_backbone' or the DeNS 'EqV2DeNSBackbone'."
                 )
+            kwargs = dict(backbone)
+            if bb_name in _DENS_BACKBONE_MODELS:
+                kwargs["backbone"] = "dens"
             heads = model.get("heads") or {}
-            return dict(backbone), {k: dict(v) for k, v in heads.items()}
+            return kwargs, {k: dict(v) for k, v in heads.items()}
         if name.rsplit(".", 1)[-1] in _MONOLITHIC_MODELS | _BACKBONE_MODELS:
             return {k: v for k, v in model.items() if k != "name"}, {}
         raise CheckpointError(
@@ -448,24 +511,32 @@ def _make_config(kwargs: Mapping[str, Any], where: str) -> EquiformerV2Config:
         raise CheckpointError(f"{where}: invalid EquiformerV2 config: {exc}") from exc
 
 
-def _check_heads(heads: Mapping[str, Any], where: str) -> tuple[str, str]:
-    """Validate hydra heads; return the names of the energy and force heads."""
-    energy = [n for n, h in heads.items() if h.get("module") in ENERGY_HEAD_MODULES]
-    force = [n for n, h in heads.items() if h.get("module") in FORCE_HEAD_MODULES]
-    other = [
-        f"{n!r} ({h.get('module')!r})"
-        for n, h in heads.items()
-        if n not in energy and n not in force
-    ]
-    if other or len(energy) > 1 or len(force) > 1:
-        raise CheckpointError(
-            f"{where}: unsupported output heads {', '.join(other) or ''}"
-            f"{' (several energy heads)' if len(energy) > 1 else ''}"
-            f"{' (several force heads)' if len(force) > 1 else ''}; eqv2 implements one "
-            f"energy head ({sorted(ENERGY_HEAD_MODULES)}) and one direct force head "
-            f"({sorted(FORCE_HEAD_MODULES)})."
-        )
-    return (energy[0] if energy else "energy"), (force[0] if force else "forces")
+def _check_heads(heads: Mapping[str, Any], where: str) -> None:
+    """Refuse heads eqv2 does not implement, naming them and the supported ones."""
+    kinds: dict[str, str] = {}
+    for name, spec in heads.items():
+        module = spec.get("module") if isinstance(spec, Mapping) else None
+        try:
+            kind = head_type(module, name).kind
+        except ValueError as exc:
+            raise CheckpointError(f"{where}: unsupported {exc}") from exc
+        if kind in kinds:
+            raise CheckpointError(
+                f"{where}: heads {kinds[kind]!r} and {name!r} are both {kind} heads; eqv2 "
+                "supports one head of each kind."
+            )
+        kinds[kind] = name
+
+
+def _is_default_layout(heads: Mapping[str, Any]) -> bool:
+    """Whether ``heads`` is the OC20 layout that ``config.heads = None`` stands for."""
+    defaults = {name: head_type(spec["module"]) for name, spec in _DEFAULT_HEADS.items()}
+    return all(
+        name in defaults
+        and head_type(spec.get("module"), name) is defaults[name]
+        and set(spec) == {"module"}
+        for name, spec in heads.items()
+    )
 
 
 def _scalar(value: Any, where: str) -> float:
@@ -484,8 +555,8 @@ def _read_normalizers(raw: Any, where: str) -> dict[str, dict[str, float]] | Non
     out: dict[str, dict[str, float]] = {}
     for key, stats in raw.items():
         target = rename.get(key, key)
-        if target not in ("energy", "forces"):
-            continue  # e.g. a stress normaliser: eqv2 has no such output
+        if target not in _NORMALIZED_TARGETS:
+            continue  # e.g. DeNS's denoising_pos_target: no such output at inference
         if not isinstance(stats, Mapping) or "mean" not in stats:
             raise CheckpointError(f"{where}: normalizers[{key!r}] = {stats!r} has no 'mean'.")
         scale_key = "rmsd" if "rmsd" in stats else "std" if "std" in stats else None
@@ -502,7 +573,7 @@ def _read_normalizers(raw: Any, where: str) -> dict[str, dict[str, float]] | Non
         return None
     for target in ("energy", "forces"):
         out.setdefault(target, {"mean": 0.0, "std": 1.0})
-    return out
+    return {k: out[k] for k in _NORMALIZED_TARGETS if k in out}
 
 
 def _read_element_references(raw: Any, where: str) -> torch.Tensor | None:
@@ -667,6 +738,11 @@ def read_fairchem_checkpoint(
     has_energy = any(k.startswith("energy_block.") for k in params)
     if heads:
         _check_heads(heads, where)
+        if model_config.heads is None and not _is_default_layout(heads):
+            try:
+                model_config = dataclasses.replace(model_config, heads=dict(heads))
+            except ValueError as exc:
+                raise CheckpointError(f"{where}: invalid EquiformerV2 config: {exc}") from exc
     else:
         heads = {
             name: dict(spec)
@@ -728,24 +804,41 @@ def to_fairchem_checkpoint(
     """
     cfg = config if isinstance(config, EquiformerV2Config) else EquiformerV2Config.from_dict(config)
     allowed = _FAIRCHEM_ARGS | ({"activation_checkpoint"} if layout == "hydra" else set())
+    dens = cfg.backbone == "dens"
+    if dens:
+        allowed = allowed | _DENS_ARGS
     kwargs = {k: v for k, v in cfg.ignored.items() if k in allowed}
     kwargs.update({k: v for k, v in cfg.to_dict().items() if k in allowed})
     kwargs.setdefault("use_pbc", True)
     kwargs.setdefault("otf_graph", True)
     has_forces = any(k.startswith("force_block.") for k in state_dict)
     kwargs["regress_forces"] = has_forces
-    heads = {
-        name: dict(spec)
-        for name, spec in _DEFAULT_HEADS.items()
-        if name == "energy" or (name == "forces" and has_forces)
-    }
+    resolved = resolve_heads(cfg) if cfg.heads is not None else None
+    if resolved is not None:
+        heads = {head.name: dict(head.spec) for head in resolved.values()}
+    else:
+        heads = {
+            name: dict(spec)
+            for name, spec in _DEFAULT_HEADS.items()
+            if name == "energy" or (name == "forces" and has_forces)
+        }
+    stress_head = resolved.get("stress") if resolved is not None else None
+    if layout == "monolithic" and (dens or cfg.heads is not None):
+        raise ValueError(
+            "layout='monolithic' holds only the OC20 energy and force heads on the plain "
+            "backbone; export this model (heads or DeNS backbone) with layout='hydra'."
+        )
     if layout == "hydra":
         model_cfg: dict[str, Any] = {
             "name": "hydra",
-            "backbone": {**kwargs, "model": "equiformer_v2_backbone"},
+            "backbone": {
+                **kwargs,
+                "model": _DENS_BACKBONE_PATH if dens else "equiformer_v2_backbone",
+            },
             "heads": heads,
             "otf_graph": True,
-            "pass_through_head_outputs": False,
+            # fairchem's trainer finds decomposed stress parts only in a flat output dict
+            "pass_through_head_outputs": stress_head is not None,
         }
     elif layout == "monolithic":
         model_cfg = {"name": "equiformer_v2", **kwargs}
@@ -763,12 +856,24 @@ def to_fairchem_checkpoint(
         }
         losses.append({"forces": {"fn": "l2mae", "coefficient": 1}})
         metrics["forces"] = ["mae"]
+    if stress_head is not None:
+        name = stress_head.spec.get("output_name", "stress")
+        outputs[name] = {"level": "system", "property": name}
+        if stress_head.spec.get("decompose", False):
+            parts = {f"{name}_isotropic": 0, f"{name}_anisotropic": 2}
+            outputs[name]["decomposition"] = {k: {"irrep_dim": d} for k, d in parts.items()}
+            losses += [{k: {"fn": "mae", "coefficient": 1}} for k in parts]
+            metrics.update({k: ["mae"] for k in parts})
+        else:
+            losses.append({name: {"fn": "mae", "coefficient": 1}})
+        metrics[name] = ["mae"]
 
     fc_state = to_fairchem_state_dict(
         {k: v.detach().cpu() for k, v in state_dict.items()},
         layout=layout,
         prefix="module.",
         buffers=buffers,
+        heads=resolved,
     )
     fc_normalizers: dict[str, dict[str, torch.Tensor]] = {}
     for target, stats in (normalizers or {}).items():

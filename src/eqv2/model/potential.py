@@ -4,6 +4,13 @@
 their graphs, runs the model in batches under ``torch.inference_mode`` and returns energies in eV
 and forces in eV/Å, denormalised the way the reference's ASE calculator does:
 ``E = E_model · σ_E + μ_E + Σ_atoms ref[Z]`` and ``F = F_model · σ_F + μ_F``.
+
+Stress, one convention everywhere: a (3, 3) tensor in eV/Å³ with ASE's sign (positive under
+tension, σ = (1/V) ∂E/∂ε). A model with a stress head (the OMat24 and DeNS families) predicts it
+directly: each part is denormalised with its own normaliser (``stress_isotropic``,
+``stress_anisotropic``), the parts are recomposed (:func:`eqv2.so3.rank2.rank2_from_irreps`),
+then a ``stress`` normaliser applies if the file has one, exactly as fairchem's trainer does.
+Without a head the stress is the strain derivative of the energy (``eqv2.model.gradients``).
 """
 
 from __future__ import annotations
@@ -19,8 +26,11 @@ from torch import nn
 from eqv2.graph import batch_structures
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.gradients import energy_derivatives
+from eqv2.so3.rank2 import rank2_from_irreps
 
 NUM_ELEMENT_REFERENCES = 119
+#: targets a normaliser may exist for (fairchem's names); others in a file are ignored
+NORMALIZED_TARGETS = ("energy", "forces", "stress", "stress_isotropic", "stress_anisotropic")
 
 
 class Potential(nn.Module):
@@ -28,8 +38,8 @@ class Potential(nn.Module):
 
     Args:
         model: the network.
-        normalizers: ``{"energy": {"mean", "std"}, "forces": {"mean", "std"}}`` (either may be
-            missing: identity).
+        normalizers: ``{target: {"mean", "std"}}`` for targets in ``NORMALIZED_TARGETS``
+            (a missing energy or forces entry is the identity; stress entries only when given).
         element_references: (119,) per-element energy added to each structure's energy,
             indexed by atomic number, or None.
     """
@@ -55,6 +65,13 @@ class Potential(nn.Module):
                 "std": float(forces.get("std", 1.0)),
             },
         }
+        for target in NORMALIZED_TARGETS[2:]:
+            if target in normalizers:
+                stats = normalizers[target]
+                self.normalizers[target] = {
+                    "mean": float(stats.get("mean", 0.0)),
+                    "std": float(stats.get("std", 1.0)),
+                }
         refs = torch.zeros(NUM_ELEMENT_REFERENCES, dtype=torch.float64)
         if element_references is not None:
             element_references = torch.as_tensor(element_references).flatten()
@@ -79,17 +96,36 @@ class Potential(nn.Module):
         """Whether forces are −dE/dx (the model has no direct force head)."""
         return self.model.force_block is None
 
+    @property
+    def has_stress_head(self) -> bool:
+        """Whether the stress comes from a direct head (else from the strain derivative)."""
+        return self.model.stress_head is not None and self.model.stress_head.output_name == (
+            "stress"
+        )
+
+    @property
+    def can_compute_stress(self) -> bool:
+        """A stress head, or conservative forces (whose strain derivative is a stress)."""
+        return self.has_stress_head or self.conservative
+
+    def _needs_autograd(self, stress: bool) -> bool:
+        return self.conservative or (stress and not self.has_stress_head)
+
     def forward(
         self, graph: Mapping[str, torch.Tensor], stress: bool = False
     ) -> dict[str, torch.Tensor]:
         """Energies (B,) and forces (N, 3), plus stress (B, 3, 3) in eV/Å³ if asked.
 
         Forces come from the direct head when the model has one, else from −dE/dx; the stress
-        is always the strain derivative of the energy. Derivatives need autograd, so call this
-        under ``torch.no_grad()`` (not ``inference_mode``) when they are computed.
+        from the stress head when there is one (:attr:`has_stress_head`), else from the strain
+        derivative of the energy; both in ASE's sign convention. Derivatives need autograd, so
+        call this under ``torch.no_grad()`` (not ``inference_mode``) when they are computed.
         """
-        if not (stress or self.conservative):
-            return self._denormalize(self.model(graph), graph)
+        if not self._needs_autograd(stress):
+            out = self._denormalize(self.model(graph), graph)
+            if not stress:
+                out.pop("stress", None)
+            return out
         direct: dict[str, torch.Tensor] = {}
 
         def energy(g: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -98,10 +134,15 @@ class Potential(nn.Module):
 
         with torch.enable_grad():
             out = energy_derivatives(
-                energy, graph, stress=stress, create_graph=self.training and torch.is_grad_enabled()
+                energy,
+                graph,
+                stress=stress and not self.has_stress_head,
+                create_graph=self.training and torch.is_grad_enabled(),
             )
         if "forces" in direct:
             out["forces"] = direct["forces"]
+        if stress and "stress" in direct:
+            out["stress"] = direct["stress"]
         return out
 
     def _denormalize(
@@ -115,7 +156,24 @@ class Potential(nn.Module):
         out = {"energy": energy}
         if "forces" in raw:
             out["forces"] = raw["forces"] * f["std"] + f["mean"]
+        stress = self._stress(raw)
+        if stress is not None:
+            out["stress"] = stress
         return out
+
+    def _scaled(self, raw: torch.Tensor, target: str) -> torch.Tensor:
+        stats = self.normalizers.get(target)
+        return raw if stats is None else raw * stats["std"] + stats["mean"]
+
+    def _stress(self, raw: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """The head's stress in eV/Å³ (fairchem's recomposition order), or None."""
+        if "stress_isotropic" in raw:
+            iso = self._scaled(raw["stress_isotropic"], "stress_isotropic")
+            aniso = self._scaled(raw["stress_anisotropic"], "stress_anisotropic")
+            return self._scaled(rank2_from_irreps(iso, aniso), "stress")
+        if "stress" in raw:
+            return self._scaled(raw["stress"], "stress")
+        return None
 
     def build_graph(
         self, structures: Sequence[Atoms], index_offset: int = 0
@@ -141,8 +199,9 @@ class Potential(nn.Module):
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Energy (float, eV) and forces ((N, 3) array, eV/Å) per structure.
 
-        With ``stress=True`` also ``stress`` ((3, 3) array, eV/Å³, strain derivative of the
-        energy). A single ``Atoms`` gives one dict; a list gives a list in input order.
+        With ``stress=True`` also ``stress`` ((3, 3) array, eV/Å³, ASE's sign: positive under
+        tension) from the stress head, or the strain derivative of the energy when the model
+        has none. A single ``Atoms`` gives one dict; a list gives a list in input order.
         """
         single = isinstance(structures, Atoms)
         items = [structures] if single else list(structures)
@@ -175,9 +234,9 @@ class Potential(nn.Module):
 
         ``energy`` (B,), ``forces`` (N, 3) and with ``stress=True`` ``stress`` (B, 3, 3).
         Runs under ``torch.inference_mode`` when nothing needs autograd, else (−dE/dx forces,
-        stress) under ``torch.no_grad``; in the module's current train/eval mode.
+        stress without a stress head) under ``torch.no_grad``; in the module's current
+        train/eval mode.
         """
-        needs_grad = stress or self.conservative
-        with torch.no_grad() if needs_grad else torch.inference_mode():
+        with torch.no_grad() if self._needs_autograd(stress) else torch.inference_mode():
             out = self(graph, stress=stress)
         return {k: v.detach().double().cpu().numpy() for k, v in out.items()}

@@ -120,6 +120,8 @@ def gate_activation(gates: torch.Tensor, x: torch.Tensor, gate_index: torch.Tens
     gate_index: (n − 1,) which gate row (l − 1) scales coefficient k ≥ 1.
     """
     num_channels = x.shape[-1]
-    g = torch.sigmoid(gates).view(gates.shape[0], -1, num_channels).index_select(1, gate_index)
+    num_gates = gates.shape[1] // num_channels  # explicit: -1 is ambiguous for B = 0
+    g = torch.sigmoid(gates).view(gates.shape[0], num_gates, num_channels)
+    g = g.index_select(1, gate_index)
     scalar, rest = x.split([1, x.shape[1] - 1], dim=1)
     return torch.cat((F.silu(scalar), rest * g), dim=1)

@@ -109,7 +109,8 @@ class GraphAttention(nn.Module):
             rows = message_rows(edges.src, edges.dst, num_coeff)
         # index_select (not x[idx]): its backward is a fast index_add rather than index_put
         message = x.reshape(num_nodes * num_coeff, channels).index_select(0, rows)
-        message = message.view(-1, num_coeff, 2 * channels)  # (E, S, 2C): source | target
+        # (E, S, 2C): source | target (sizes explicit so that E = 0 works)
+        message = message.view(edges.src.shape[0], num_coeff, 2 * channels)
         rad_func = self.rad_func if self.rad_func is not None else self.so2_conv_1.rad_func
         radial = rad_func.forward_edges(
             edges.scalars,
@@ -119,7 +120,7 @@ class GraphAttention(nn.Module):
             edges.dst_z,
         )
         if self.rad_func is not None:
-            weight = radial.view(-1, self.lmax + 1, 2 * self.sphere_channels)
+            weight = radial.view(radial.shape[0], self.lmax + 1, 2 * self.sphere_channels)
             message = message * weight.index_select(1, self.expand_index)
             radial = None
         message = torch.bmm(edges.to_edge, message)  # (E, K, 2C) in the edge frame
@@ -138,7 +139,7 @@ class GraphAttention(nn.Module):
         message, _ = self.so2_conv_2(message)
 
         alpha = self.alpha_act(
-            self.alpha_norm(alpha.view(-1, self.num_heads, n_alpha // self.num_heads))
+            self.alpha_norm(alpha.view(alpha.shape[0], self.num_heads, n_alpha // self.num_heads))
         )
         logits = torch.einsum("ehk,hk->eh", alpha, self.alpha_dot)
         attn = segment_softmax(logits, edges.dst, edges.num_nodes)
@@ -148,7 +149,7 @@ class GraphAttention(nn.Module):
         num_edges, num_coeff = message.shape[:2]
         message = message.view(num_edges, num_coeff, self.num_heads, self.attn_value_channels)
         message = (message * attn.view(num_edges, 1, self.num_heads, 1)).view(
-            num_edges, num_coeff, -1
+            num_edges, num_coeff, self.num_heads * self.attn_value_channels
         )
         message = torch.bmm(edges.from_edge, message)  # (E, S, heads·V) back in the global frame
         return self.proj(segment_sum(message, edges.dst, edges.num_nodes))

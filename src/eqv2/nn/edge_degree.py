@@ -45,7 +45,7 @@ class EdgeDegreeEmbedding(nn.Module):
             edges.src_z,
             edges.dst_z,
         )
-        m0 = radial.view(-1, self.lmax + 1, self.sphere_channels)
+        m0 = radial.view(radial.shape[0], self.lmax + 1, self.sphere_channels)
         # only the m = 0 columns (the first lmax+1 of the m-major layout) are non-zero
         rotated = torch.bmm(edges.from_edge[:, :, : self.lmax + 1], m0)
         return segment_sum(rotated, edges.dst, edges.num_nodes) / self.rescale_factor

@@ -103,9 +103,9 @@ class SO2Convolution(nn.Module):
         # blocks are strided views: the radial product (when there is one) makes them
         # contiguous in the same pass, instead of a reshape copy followed by the product
         if rad is not None:
-            x0 = (blocks[0] * rad[0].reshape(num_edges, n0, c_in)).view(num_edges, -1)
+            x0 = (blocks[0] * rad[0].reshape(num_edges, n0, c_in)).view(num_edges, n0 * c_in)
         else:
-            x0 = blocks[0].reshape(num_edges, -1)
+            x0 = blocks[0].reshape(num_edges, n0 * c_in)
         y0 = self.fc_m0(x0)
         extra = None
         if self.extra_m0_channels:
@@ -116,7 +116,9 @@ class SO2Convolution(nn.Module):
             n = self.block_sizes[m]
             if rad is not None:
                 weight = rad[m].reshape(num_edges, 1, n, c_in)
-                xm = (blocks[m].reshape(num_edges, 2, n, c_in) * weight).view(num_edges, 2, -1)
+                xm = (blocks[m].reshape(num_edges, 2, n, c_in) * weight).view(
+                    num_edges, 2, n * c_in
+                )
             else:
                 xm = blocks[m].reshape(num_edges, 2, n * c_in)
             out.append(conv(xm).view(num_edges, 2 * n, self.out_channels))

@@ -14,7 +14,7 @@ from eqv2.model.potential import Potential
 
 
 class EqV2Calculator(Calculator):
-    """Energy, free energy and forces (and stress, if asked) from an eqv2 `Potential`.
+    """Energy, free energy and forces (and stress) from an eqv2 `Potential`.
 
     Args:
         model_or_path: a `Potential` or a checkpoint path (eqv2 or fairchem).
@@ -25,6 +25,12 @@ class EqV2Calculator(Calculator):
     rebuilt exactly then. Forces are the model's (constraints are applied by ASE itself when
     ``atoms.get_forces()`` is called). Elements the model does not know raise a ValueError
     naming the atom and the element.
+
+    ``stress`` is implemented when the model has a stress head (OMat24, DeNS) or conservative
+    forces (its strain derivative): eV/Å³, ASE's sign (positive under tension), Voigt order
+    xx, yy, zz, yz, xz, xy, the same numbers as ``Potential.predict(..., stress=True)``. A
+    direct-force model without a stress head does not list it (its energy's strain derivative
+    is not consistent with its forces).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -43,6 +49,10 @@ class EqV2Calculator(Calculator):
         else:
             self.potential = load_model(model_or_path, dtype=dtype, device=device, use_ema=use_ema)
         self.potential.eval()
+        # per instance: whether stress exists depends on the model
+        self.implemented_properties = ["energy", "free_energy", "forces"] + (
+            ["stress"] if self.potential.can_compute_stress else []
+        )
 
     def calculate(
         self,

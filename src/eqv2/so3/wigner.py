@@ -140,7 +140,8 @@ def _wigner_rows(rotation: torch.Tensor, lmax: int, mmax: int) -> list[torch.Ten
         mm, n = min(l, mmax), 2 * l + 1
         G, DQ = consts[l]
         feats = torch.cat([cb[:, : l + 1], sb[:, 1 : l + 1]], dim=1)  # (B, 2l+1)
-        t = (feats @ G).view(-1, 2, 2 * mm + 1, n)  # J Y(beta) J^T, rows S (and cols reversed)
+        # J Y(beta) J^T, rows S (and cols reversed); explicit B so that B = 0 works
+        t = (feats @ G).view(feats.shape[0], 2, 2 * mm + 1, n)
         if l == 0:
             t = t[:, 0]
         else:
@@ -273,7 +274,8 @@ def edge_rotation(
     E, N, K = rotation.shape[0], (lmax + 1) ** 2, num_coefficients(lmax, mmax)
     to_pos, from_pos, factors = (t.to(rotation.device) for t in _scatter_positions(lmax, mmax))
     blocks = _wigner_rows(rotation, lmax, mmax)
-    values = torch.cat([b.reshape(E, -1) for b in blocks], dim=1)  # (E, nnz)
+    # flatten, not reshape(E, -1): with E = 0 (no edges) a -1 would be ambiguous
+    values = torch.cat([b.flatten(1) for b in blocks], dim=1)  # (E, nnz)
     to_edge = rotation.new_zeros(E, K * N)
     to_edge[:, to_pos] = values
     from_edge = rotation.new_zeros(E, N * K)

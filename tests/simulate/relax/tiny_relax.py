@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from ase import Atoms
@@ -41,3 +42,50 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def strained_bulk() -> list[Atoms]:
+    """Eight bulk crystals (1-8 atoms, 7 compositions), each strained by up to 3 % and rattled."""
+    from ase.build import bulk
+
+    crystals = [
+        bulk("Cu", "fcc", a=3.6, cubic=True),
+        bulk("NaCl", "rocksalt", a=5.6),
+        bulk("Si", "diamond", a=5.43),
+        bulk("Fe", "bcc", a=2.87, cubic=True),
+        bulk("MgO", "rocksalt", a=4.2, cubic=True),
+        bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1)),
+        bulk("Al", "fcc", a=4.05),
+        bulk("ZnO", "wurtzite", a=3.25, c=5.2),
+    ]
+    out = []
+    for seed, atoms in enumerate(crystals):
+        rng = np.random.default_rng(seed)
+        strain = rng.uniform(-0.03, 0.03, (3, 3))
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
+        atoms.rattle(0.03, seed=seed)
+        atoms.info["name"] = f"bulk{seed}"
+        out.append(atoms)
+    return out
+
+
+def ase_relax(potential, atoms, optimizer, fmax, steps, cell_options=None):
+    """ASE's LBFGS (OC20 settings) or FIRE with ``EqV2Calculator``, on a copy of ``atoms``.
+
+    ``cell_options``: relax the cell too, through ``FrechetCellFilter(**cell_options)``.
+    Returns the relaxed copy, whether it converged, and the steps taken.
+    """
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE, LBFGS
+
+    from eqv2.simulate import EqV2Calculator
+
+    atoms = atoms.copy()
+    atoms.calc = EqV2Calculator(potential)
+    target = atoms if cell_options is None else FrechetCellFilter(atoms, **cell_options)
+    if optimizer == "lbfgs":
+        opt = LBFGS(target, maxstep=0.04, memory=50, damping=1.0, alpha=70.0, logfile=None)
+    else:
+        opt = FIRE(target, logfile=None)
+    converged = opt.run(fmax=fmax, steps=steps)
+    return atoms, converged, opt.nsteps

@@ -194,6 +194,11 @@ class CellFilter:
                 f"exp_cell_factor={self.exp_cell_factor}: must be positive, or None for the "
                 "number of atoms of each structure."
             )
+        if self.hydrostatic_strain and self.constant_volume:
+            raise ValueError(
+                "hydrostatic_strain with constant_volume leaves the cell nothing to relax; "
+                "choose one (--hydrostatic or --constant-volume)."
+            )
         mask3x3 = np.ones((3, 3)) if self.mask is None else _mask3x3(self.mask)
         object.__setattr__(self, "mask3x3", mask3x3)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from ase import Atoms
 
 from eqv2.data.generate import generate_dataset
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from tests.benchmark_module import load_benchmark
 from tests.tiny import tiny
 
 RELAX_MODEL = tiny(
@@ -45,28 +45,9 @@ def one_thread():
 
 
 def strained_bulk() -> list[Atoms]:
-    """Eight bulk crystals (1-8 atoms, 7 compositions), each strained by up to 3 % and rattled."""
-    from ase.build import bulk
-
-    crystals = [
-        bulk("Cu", "fcc", a=3.6, cubic=True),
-        bulk("NaCl", "rocksalt", a=5.6),
-        bulk("Si", "diamond", a=5.43),
-        bulk("Fe", "bcc", a=2.87, cubic=True),
-        bulk("MgO", "rocksalt", a=4.2, cubic=True),
-        bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1)),
-        bulk("Al", "fcc", a=4.05),
-        bulk("ZnO", "wurtzite", a=3.25, c=5.2),
-    ]
-    out = []
-    for seed, atoms in enumerate(crystals):
-        rng = np.random.default_rng(seed)
-        strain = rng.uniform(-0.03, 0.03, (3, 3))
-        atoms.set_cell(atoms.cell.array @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
-        atoms.rattle(0.03, seed=seed)
-        atoms.info["name"] = f"bulk{seed}"
-        out.append(atoms)
-    return out
+    """Eight bulk crystals (1-8 atoms, 7 compositions), strained by up to 3 % and rattled: the
+    set of the materials workflow example (benchmarks/materials_workflow.py)."""
+    return load_benchmark("materials_workflow").bulk_crystals()
 
 
 def ase_relax(potential, atoms, optimizer, fmax, steps, cell_options=None):

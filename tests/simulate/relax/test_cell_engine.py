@@ -36,6 +36,26 @@ def test_eight_strained_crystals_converge_and_one_matches_ase_fire(potential, cr
     np.testing.assert_allclose(results[k].atoms.cell.array, reference.cell.array, atol=1e-9)
 
 
+def _strained_energy(potential, atoms, strain):
+    strained = atoms.copy()
+    strained.set_cell(atoms.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+    return potential.predict(strained)["energy"]
+
+
+def test_reported_stress_is_the_strain_derivative_of_the_energy(potential, crystals):
+    """Sign and units end to end: dE/dε = V σ at the relaxed cell (central differences)."""
+    (r,) = relax_structures(potential, crystals[7], optimizer="fire", steps=5, cell=True)
+    volume, h = r.atoms.get_volume(), 1e-6  # the random model is curved: error ~ 0.1 h²
+    for i, j in [(0, 0), (2, 2), (0, 1), (1, 2)]:
+        strain = np.zeros((3, 3))
+        strain[i, j] = strain[j, i] = h / 2 if i != j else h
+        derivative = (
+            _strained_energy(potential, r.atoms, strain)
+            - _strained_energy(potential, r.atoms, -strain)
+        ) / (2 * h)
+        assert derivative == pytest.approx(volume * r.stress[i, j], abs=1e-6)
+
+
 def test_lbfgs_first_steps_follow_ase_exactly(potential, crystals):
     """LBFGS without line search is chaotic on this random model (ASE against itself moved by
     1e-12 Å parts by 1e-2 Å after 20 steps), so compare the first steps, where it is exact."""

@@ -212,7 +212,7 @@ class CellFilter:
         Every axis must be periodic, or open axes must be masked out entirely (a slab with
         ``mask=(1, 1, 0, 0, 0, 1)``), and the cell must have a volume.
         """
-        label = structure_label(index, atoms, formula=True)
+        label = structure_label(index, atoms)
         open_axes = [k for k in range(3) if not atoms.pbc[k]]
         for k in open_axes:
             if self.mask3x3[k].any() or self.hydrostatic_strain:

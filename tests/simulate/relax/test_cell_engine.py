@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk, fcc111
 from ase.constraints import FixAtoms
 
@@ -194,3 +195,21 @@ def test_zero_volume_cell_is_refused(potential):
     atoms.set_cell(np.diag([3.0, 3.0, 3.0]) @ np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]]))
     (r,) = relax_structures(potential, atoms, steps=1, cell=True)
     assert r.error is not None and "Structure 0" in r.error
+
+
+def test_non_finite_stress_stops_only_that_structure(potential, crystals, monkeypatch):
+    forward = potential.forward
+
+    def nan_stress(graph, stress=False):
+        out = forward(graph, stress=stress)
+        has_al = torch.zeros(len(out["energy"]), dtype=torch.bool)
+        has_al[graph["batch"][graph["atomic_numbers"] == 13]] = True
+        out["stress"] = torch.where(has_al[:, None, None], torch.nan, out["stress"])
+        return out
+
+    monkeypatch.setattr(potential, "forward", nan_stress)
+    picked = [crystals[0], crystals[6], crystals[2]]
+    results = relax_structures(potential, picked, optimizer="fire", steps=3, cell=True)
+    assert results[0].error is None and results[2].error is None
+    assert "Structure 1 ('Al-fcc', Al)" in results[1].error
+    assert "non-finite stress" in results[1].error and "step 0" in results[1].error

@@ -20,17 +20,21 @@ from eqv2.simulate.relax.cell import (
 )
 from eqv2.simulate.relax.segments import Segments
 
+# ASE's filter takes scipy's logm of n·F, which warns about its own accuracy (~1e-12)
+pytestmark = pytest.mark.filterwarnings("ignore:logm result may be inaccurate")
+
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), size=st.sampled_from([0.01, 0.3, 2.0]))
+@given(seed=st.integers(0, 2**31 - 1), size=st.sampled_from([0.01, 0.3, 1.0]))
 def test_matrix_log_inverts_exp_and_equals_scipy(seed, size):
+    """Cell logs: |log F| ~ 0.01 (a relaxation) to 1 (a cell stretched by e)."""
     rng = np.random.default_rng(seed)
     a = size * rng.normal(size=(4, 3, 3))
-    a = np.where(size > 1, (a + np.swapaxes(a, 1, 2)) / 2, a)  # large: keep the log principal
+    a = np.where(size >= 1, (a + np.swapaxes(a, 1, 2)) / 2, a)  # large: keep the log principal
     f = matrix_exp(a)
-    np.testing.assert_allclose(f, np.stack([expm(x) for x in a]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f, np.stack([expm(x) for x in a]), rtol=1e-10, atol=1e-12)
     log = matrix_log(f)
-    np.testing.assert_allclose(log, a, atol=1e-11 * max(1.0, size))
+    np.testing.assert_allclose(log, a, atol=1e-12)
     np.testing.assert_allclose(log, np.stack([logm(x) for x in f]).real, atol=1e-11)
 
 
@@ -171,3 +175,5 @@ def test_mask_accepts_voigt_and_full_forms():
     voigt = CellFilter(mask=(True, True, False, False, False, True)).mask3x3
     np.testing.assert_array_equal(voigt, [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
     np.testing.assert_array_equal(CellFilter(mask=voigt).mask3x3, voigt)
+    assert CellFilter(mask=voigt) == CellFilter(mask=(1, 1, 0, 0, 0, 1))
+    assert CellFilter(mask=voigt).mask == (True, True, False, False, False, True)

@@ -11,6 +11,9 @@ from ase.constraints import FixAtoms
 from eqv2.simulate import CellFilter, relax_structures
 from tests.simulate.relax.tiny_relax import ase_relax, strained_bulk
 
+# ASE's filter takes scipy's logm of n·F, which warns about its own accuracy (~1e-12)
+pytestmark = pytest.mark.filterwarnings("ignore:logm result may be inaccurate")
+
 
 @pytest.fixture(scope="module")
 def crystals():

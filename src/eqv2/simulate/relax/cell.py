@@ -175,7 +175,7 @@ class CellFilter:
         hydrostatic_strain: only scale the cell (its shape is kept).
         constant_volume: keep the volume (to first order: ASE's projection of the cell force).
         mask: which strain components relax: 6 booleans in Voigt order (xx, yy, zz, yz, xz,
-            xy) or a symmetric 3×3 array; None relaxes all.
+            xy) or a symmetric 3×3 array (kept as the 6 booleans); None relaxes all.
         exp_cell_factor: scale of the cell rows; None uses each structure's atom count.
     """
 
@@ -201,6 +201,8 @@ class CellFilter:
             )
         mask3x3 = np.ones((3, 3)) if self.mask is None else _mask3x3(self.mask)
         object.__setattr__(self, "mask3x3", mask3x3)
+        if self.mask is not None:  # one hashable, comparable form: Voigt booleans
+            object.__setattr__(self, "mask", tuple(bool(mask3x3[i, j]) for i, j in _VOIGT))
 
     def factor(self, n_atoms: int) -> float:
         """The cell scale ``c`` of a structure with ``n_atoms`` atoms."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Batched relaxation engine against the sequential ASE LBFGS loop, both in one run.
+"""Batched relaxation engine against the sequential ASE loop (LBFGS or FIRE), both in one run.
 
 Usage (from the repository root, with the project's virtual environment):
 
@@ -8,6 +8,7 @@ Usage (from the repository root, with the project's virtual environment):
     .venv/bin/python benchmarks/bench_relax.py --checkpoint runs/demo/run/final.pt
     .venv/bin/python benchmarks/bench_relax.py --max-atoms 128 512 4096   # budgets compared
     .venv/bin/python benchmarks/bench_relax.py --device cuda --max-atoms 8192
+    .venv/bin/python benchmarks/bench_relax.py --cell --n 32 --model tiny --optimizer fire
 
 Input: ``--n`` OC20-like slab+adsorbate systems from ``eqv2.data.generate`` (initial structures,
 bottom layers fixed, ``--sizes``/``--layers`` control their size). Model: a checkpoint, or random
@@ -16,10 +17,17 @@ relaxation model, tests/simulate/relax/tiny_relax.py), energy-conserving
 (``direct_forces=False``) unless ``--direct-forces``, since a random direct-force head is not a
 gradient and LBFGS would rarely converge on it.
 
-Both sides use the same model object, the OC20 LBFGS settings (max step 0.04 Å, memory 50,
-damping 1, initial curvature 70), ``--fmax`` and ``--steps``:
+``--cell``: variable-cell relaxations instead. Input: ``--n`` strained bulk crystals (the eight
+of ``benchmarks/materials_workflow.py``, 1-8 atoms each, new strains for every further eight,
+``--supercell k`` repeats each k×k×k); positions and cells relax together, the sequential side
+through ASE's ``FrechetCellFilter`` (its calculator returns the stress with the forces, so one
+model evaluation per step, as the batched side), the batched side with ``cell=True``.
 
-* sequential: for each structure ``ase.optimize.LBFGS`` with ``eqv2.EqV2Calculator``;
+Both sides use the same model object, the same optimiser (``--optimizer``: LBFGS with the OC20
+settings, max step 0.04 Å, memory 50, damping 1, initial curvature 70; or FIRE with ASE's
+defaults), ``--fmax`` and ``--steps``:
+
+* sequential: for each structure the ASE optimiser with ``eqv2.EqV2Calculator``;
 * batched: ``eqv2.simulate.relax_structures`` (in-flight batching), once per ``--max-atoms``
   budget given (on a CPU the model is compute-bound and large batches can be slower per atom,
   so compare a few budgets; on a GPU, large budgets pay).
@@ -74,6 +82,16 @@ def build_potential(args: argparse.Namespace):
 
 
 def structures(args: argparse.Namespace):
+    if args.cell:
+        sys.path.insert(0, str(HERE))  # the crystal set of the materials workflow example
+        from materials_workflow import bulk_crystals
+
+        crystals = [
+            a.repeat(args.supercell)
+            for seed in range(0, args.n + 7, 8)
+            for a in bulk_crystals(seed=args.seed + seed)
+        ]
+        return crystals[: args.n]
     from eqv2.data.generate import generate_dataset
 
     ds = generate_dataset(
@@ -87,18 +105,35 @@ def structures(args: argparse.Namespace):
     return [s.initial for s in ds.systems]
 
 
-def run_sequential(potential, items, fmax: float, steps: int) -> dict[str, Any]:
-    from ase.optimize import LBFGS
+def _ase_optimizer(target, optimizer: str):
+    from ase.optimize import FIRE, LBFGS
+
+    if optimizer == "fire":
+        return FIRE(target, logfile=None)
+    return LBFGS(target, maxstep=0.04, memory=50, damping=1.0, alpha=70.0, logfile=None)
+
+
+def run_sequential(
+    potential, items, fmax: float, steps: int, optimizer: str = "lbfgs", cell: bool = False
+) -> dict[str, Any]:
+    from ase.filters import FrechetCellFilter
 
     from eqv2.simulate import EqV2Calculator
 
-    calc = EqV2Calculator(potential, device=potential.device, dtype=potential.dtype)
+    class StressWithForces(EqV2Calculator):
+        """One evaluation per step for a cell relaxation: the stress comes with the forces."""
+
+        def calculate(self, atoms=None, properties=None, system_changes=None):
+            extra = ["stress"] if cell else []
+            super().calculate(atoms, [*(properties or ["energy"]), *extra], system_changes)
+
+    calc = StressWithForces(potential, device=potential.device, dtype=potential.dtype)
     energies, n_steps, converged = [], [], []
     start = time.perf_counter()
     for atoms in items:
         atoms = atoms.copy()
         atoms.calc = calc
-        opt = LBFGS(atoms, maxstep=0.04, memory=50, damping=1.0, alpha=70.0, logfile=None)
+        opt = _ase_optimizer(FrechetCellFilter(atoms) if cell else atoms, optimizer)
         converged.append(bool(opt.run(fmax=fmax, steps=steps)))
         energies.append(float(atoms.get_potential_energy()))
         n_steps.append(int(opt.nsteps))
@@ -106,7 +141,15 @@ def run_sequential(potential, items, fmax: float, steps: int) -> dict[str, Any]:
     return dict(seconds=seconds, energies=energies, steps=n_steps, converged=converged)
 
 
-def run_batched(potential, items, fmax: float, steps: int, max_atoms: int | None):
+def run_batched(
+    potential,
+    items,
+    fmax: float,
+    steps: int,
+    max_atoms: int | None,
+    optimizer: str = "lbfgs",
+    cell: bool = False,
+):
     from eqv2.simulate import relax_structures
 
     calls = {"n": 0}
@@ -119,7 +162,15 @@ def run_batched(potential, items, fmax: float, steps: int, max_atoms: int | None
     potential.forward = counted
     try:
         start = time.perf_counter()
-        results = relax_structures(potential, items, fmax=fmax, steps=steps, max_atoms=max_atoms)
+        results = relax_structures(
+            potential,
+            items,
+            optimizer=optimizer,
+            fmax=fmax,
+            steps=steps,
+            max_atoms=max_atoms,
+            cell=cell,
+        )
         seconds = time.perf_counter() - start
     finally:
         del potential.forward
@@ -167,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--energy-scale", type=float, help="random model energy std (quickstart 20, tiny 2)"
     )
+    p.add_argument("--cell", action="store_true", help="variable-cell relaxations of crystals")
+    p.add_argument("--supercell", type=int, default=1, help="with --cell: k×k×k repeats (1)")
+    p.add_argument("--optimizer", choices=("lbfgs", "fire"), default="lbfgs")
     p.add_argument("--fmax", type=float, default=0.05)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument(
@@ -182,14 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     potential = build_potential(args)
     items = structures(args)
-    potential.predict(items[0])  # warm-up: lazy caches, first-call allocations
+    potential.predict(items[0], stress=args.cell)  # warm-up: lazy caches, first-call allocations
     _sync(args.device)
 
-    sequential = run_sequential(potential, items, args.fmax, args.steps)
+    sequential = run_sequential(potential, items, args.fmax, args.steps, args.optimizer, args.cell)
     _sync(args.device)
     runs = []
     for budget in args.max_atoms:
-        batched = run_batched(potential, items, args.fmax, args.steps, budget)
+        batched = run_batched(
+            potential, items, args.fmax, args.steps, budget, args.optimizer, args.cell
+        )
         _sync(args.device)
         runs.append(compare(budget, batched, sequential))
 
@@ -197,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         n_structures=len(items),
         n_atoms=int(sum(len(a) for a in items)),
         model=args.checkpoint or args.model,
+        cell=args.cell,
+        optimizer=args.optimizer,
         device=args.device,
         dtype=args.dtype,
         threads=args.threads,
@@ -215,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['model']}, {args.device} {args.dtype}, fmax {args.fmax}, steps {args.steps}"
     )
     print(
-        f"  sequential ASE LBFGS: {sequential['seconds']:8.2f} s, "
+        f"  sequential ASE {args.optimizer}{' + FrechetCellFilter' if args.cell else ''}: "
+        f"{sequential['seconds']:8.2f} s, "
         f"{summary['sequential_evaluations']} evaluations, "
         f"{summary['sequential_converged']} converged"
     )

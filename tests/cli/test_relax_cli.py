@@ -87,3 +87,50 @@ def test_unreadable_input_writes_nothing(checkpoint, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert out.read_text() == "previous result\n"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.extxyz", "out.extxyz"]
+
+
+def test_cell_relaxation_keeps_cells_and_stress(checkpoint, tmp_path, capsys):
+    from ase.units import GPa
+
+    from eqv2.simulate import CellFilter
+    from tests.simulate.relax.tiny_relax import strained_bulk
+
+    crystals = strained_bulk()[:3]
+    inp, out = tmp_path / "bulk.extxyz", tmp_path / "relaxed.extxyz"
+    write(inp, crystals)
+    assert _relax(checkpoint, inp, out, "--cell", "--pressure", "0.5", "--optimizer", "fire") == 0
+    relaxed = read(out, ":")
+    potential = load_model(checkpoint, dtype=torch.float64)
+    expected = relax_structures(
+        potential, read(inp, ":"), optimizer="fire", steps=4, cell=CellFilter(pressure=0.5 * GPa)
+    )
+    for atoms, original, result in zip(relaxed, crystals, expected, strict=True):
+        assert atoms.info["name"] == original.info["name"]
+        np.testing.assert_allclose(atoms.cell.array, result.atoms.cell.array, atol=1e-6)
+        assert np.abs(atoms.cell.array - original.cell.array).max() > 1e-4  # the cell moved
+        np.testing.assert_allclose(atoms.get_stress(voigt=False), result.stress, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--pressure", "1"], "--pressure only apply to a cell relaxation; add --cell"),
+        (["--hydrostatic"], "--hydrostatic only apply"),
+        (["--cell", "--hydrostatic", "--constant-volume"], "nothing to relax"),
+    ],
+)
+def test_cell_options_without_a_cell_relaxation_are_refused(
+    checkpoint, inputs, tmp_path, capsys, extra, message
+):
+    inp, out = tmp_path / "in.extxyz", tmp_path / "out.extxyz"
+    write(inp, inputs[:1])
+    assert _relax(checkpoint, inp, out, *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_non_periodic_structures_fail_a_cell_relaxation(checkpoint, inputs, tmp_path, capsys):
+    inp, out = tmp_path / "in.extxyz", tmp_path / "out.extxyz"
+    write(inp, inputs[:1])  # a slab: pbc (T, T, F)
+    assert _relax(checkpoint, inp, out, "--cell") == 1
+    assert "not periodic along axis z" in read(out, ":")[0].info["relax_error"]

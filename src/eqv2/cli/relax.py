@@ -2,7 +2,10 @@
 
 The output extxyz holds every input structure in input order: relaxed positions, energy and raw
 forces, its ``info`` kept, plus ``converged`` and ``relax_steps``; a structure stopped by an error
-keeps its last positions and gets ``relax_error`` instead of energy and forces. The file is
+keeps its last positions and gets ``relax_error`` instead of energy and forces. With ``--cell``
+the cells relax too (ASE's ``FrechetCellFilter`` degrees of freedom, optionally under
+``--pressure`` in GPa, ``--hydrostatic`` or ``--constant-volume``) and the output keeps the
+relaxed cells and the final stress. The file is
 written atomically once all structures are done, so it is never half-written.
 
 Exit status: 0 when at least one structure relaxed without error (converged or not), 1 when
@@ -47,6 +50,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fix atoms with these tags, e.g. 0 for OC20 subsurface atoms",
     )
     p.add_argument("--trajectory-dir", type=Path, help="write relax_<index>.extxyz per structure")
+    cell = p.add_argument_group("variable cell (periodic structures)")
+    cell.add_argument(
+        "--cell", action="store_true", help="relax the cells too (ASE's FrechetCellFilter DOF)"
+    )
+    cell.add_argument(
+        "--pressure",
+        type=float,
+        default=0.0,
+        metavar="GPA",
+        help="external pressure in GPa (0); the relaxed stress approaches -pressure",
+    )
+    cell.add_argument(
+        "--hydrostatic", action="store_true", help="only scale the cells (shape kept)"
+    )
+    cell.add_argument(
+        "--constant-volume", action="store_true", help="keep the cell volumes (shape relaxes)"
+    )
     add_model_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
@@ -69,12 +89,39 @@ def _read(path: Path) -> list:
     return structures
 
 
+def cell_filter(args: argparse.Namespace):
+    """The ``CellFilter`` the cell options ask for, or None without ``--cell``."""
+    from ase.units import GPa
+
+    from eqv2.simulate.relax import CellFilter
+
+    if not args.cell:
+        given = [
+            name
+            for name, value in (
+                ("--pressure", args.pressure != 0.0),
+                ("--hydrostatic", args.hydrostatic),
+                ("--constant-volume", args.constant_volume),
+            )
+            if value
+        ]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to a cell relaxation; add --cell.")
+        return None
+    return CellFilter(
+        pressure=args.pressure * GPa,
+        hydrostatic_strain=args.hydrostatic,
+        constant_volume=args.constant_volume,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ase.io import write
 
     from eqv2.atomic import atomic_write_path
     from eqv2.simulate.relax import DEFAULT_MAX_ATOMS, relax_structures
 
+    cell = cell_filter(args)
     structures = _read(args.input)
     potential = load_potential(args)
     results = relax_structures(
@@ -88,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         fix_tags=args.fix_tags,
         trajectory_dir=args.trajectory_dir,
         progress=not args.quiet,
+        cell=cell,
     )
     with atomic_write_path(args.output) as tmp:
         write(tmp, [r.atoms for r in results], format="extxyz")

@@ -8,22 +8,11 @@ import torch
 from ase import Atoms
 from ase.constraints import FixAtoms, FixBondLength
 from ase.io import read
-from ase.optimize import FIRE, LBFGS
 
 from eqv2.graph import fixed_mask
-from eqv2.simulate import EqV2Calculator, RelaxResult, relax_structures
+from eqv2.simulate import RelaxResult, relax_structures
 from eqv2.simulate.relax.trajectory import trajectory_path
-
-
-def _ase_relax(potential, atoms, optimizer, fmax, steps):
-    atoms = atoms.copy()
-    atoms.calc = EqV2Calculator(potential)
-    if optimizer == "lbfgs":
-        opt = LBFGS(atoms, maxstep=0.04, memory=50, damping=1.0, alpha=70.0, logfile=None)
-    else:
-        opt = FIRE(atoms, logfile=None)
-    converged = opt.run(fmax=fmax, steps=steps)
-    return atoms, converged, opt.nsteps
+from tests.simulate.relax.tiny_relax import ase_relax
 
 
 @pytest.mark.slow
@@ -32,7 +21,7 @@ def test_batched_lbfgs_reaches_the_same_energies_as_ase_one_by_one(potential, sy
     results = relax_structures(potential, systems, fmax=0.05, steps=300)
     moved = []
     for atoms, result in zip(systems, results, strict=True):
-        reference, converged, _ = _ase_relax(potential, atoms, "lbfgs", 0.05, 300)
+        reference, converged, _ = ase_relax(potential, atoms, "lbfgs", 0.05, 300)
         assert result.error is None and result.converged and converged
         # fmax-level: a structure with every free-atom force <= fmax lies within about
         # n_free·fmax²/(2k) of its minimum; k >= 1 eV/Å² for these slabs. LBFGS without line
@@ -51,7 +40,7 @@ def test_first_steps_follow_ase_exactly(potential, systems):
     """Before chaos can amplify float noise, batched and ASE paths are identical."""
     results = relax_structures(potential, systems[:4], fmax=1e-6, steps=6)
     for atoms, result in zip(systems[:4], results, strict=True):
-        reference, _, n_steps = _ase_relax(potential, atoms, "lbfgs", 1e-6, 6)
+        reference, _, n_steps = ase_relax(potential, atoms, "lbfgs", 1e-6, 6)
         assert result.steps == n_steps == 6 and not result.converged
         np.testing.assert_allclose(result.atoms.positions, reference.positions, atol=1e-9)
         assert result.energy == pytest.approx(reference.get_potential_energy(), abs=1e-10)
@@ -62,7 +51,7 @@ def test_fire_converges_and_matches_ase(potential, systems):
     picked = [systems[k] for k in (3, 4, 5)]
     results = relax_structures(potential, picked, optimizer="fire", fmax=0.05, steps=100)
     for atoms, result in zip(picked, results, strict=True):
-        reference, converged, n_steps = _ase_relax(potential, atoms, "fire", 0.05, 100)
+        reference, converged, n_steps = ase_relax(potential, atoms, "fire", 0.05, 100)
         assert result.converged and converged and result.steps == n_steps > 0
         assert result.energy == pytest.approx(reference.get_potential_energy(), abs=1e-8)
         fixed = atoms.constraints[0].index

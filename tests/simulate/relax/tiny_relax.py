@@ -8,6 +8,7 @@ from ase import Atoms
 
 from eqv2.data.generate import generate_dataset
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from tests.benchmark_module import load_benchmark
 from tests.tiny import tiny
 
 RELAX_MODEL = tiny(
@@ -41,3 +42,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def strained_bulk() -> list[Atoms]:
+    """Eight bulk crystals (1-8 atoms, 7 compositions), strained by up to 3 % and rattled: the
+    set of the materials workflow example (benchmarks/materials_workflow.py)."""
+    return load_benchmark("materials_workflow").bulk_crystals()
+
+
+def ase_relax(potential, atoms, optimizer, fmax, steps, cell_options=None):
+    """ASE's LBFGS (OC20 settings) or FIRE with ``EqV2Calculator``, on a copy of ``atoms``.
+
+    ``cell_options``: relax the cell too, through ``FrechetCellFilter(**cell_options)``.
+    Returns the relaxed copy, whether it converged, and the steps taken.
+    """
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE, LBFGS
+
+    from eqv2.simulate import EqV2Calculator
+
+    atoms = atoms.copy()
+    atoms.calc = EqV2Calculator(potential)
+    target = atoms if cell_options is None else FrechetCellFilter(atoms, **cell_options)
+    if optimizer == "lbfgs":
+        opt = LBFGS(target, maxstep=0.04, memory=50, damping=1.0, alpha=70.0, logfile=None)
+    else:
+        opt = FIRE(target, logfile=None)
+    converged = opt.run(fmax=fmax, steps=steps)
+    return atoms, converged, opt.nsteps

@@ -1,5 +1,6 @@
 """Batched structure relaxation: many structures, one model call per optimiser step."""
 
+from eqv2.simulate.relax.cell import CellFilter
 from eqv2.simulate.relax.engine import DEFAULT_MAX_ATOMS, RelaxResult, relax_structures
 from eqv2.simulate.relax.optimizers import (
     OPTIMIZERS,
@@ -14,6 +15,7 @@ __all__ = [
     "OPTIMIZERS",
     "BatchedFIRE",
     "BatchedLBFGS",
+    "CellFilter",
     "RelaxResult",
     "lbfgs_direction",
     "make_optimizer",

@@ -6,6 +6,10 @@ and advances every structure with its own optimiser state. A structure leaves as
 converges, reaches the step limit or fails, and waiting ones take its place (in-flight batching).
 A failure (unknown element, no free atoms, non-finite model output, a graph that cannot be
 built) stops only that structure, with a message saying which one, what and how to fix it.
+
+With ``cell=CellFilter(...)`` the cells relax too: each structure's optimiser rows are its
+atoms plus three cell rows (:mod:`eqv2.simulate.relax.cell`), and the model is asked for the
+stress as well.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from ase.constraints import FixAtoms
 
 from eqv2.graph import fixed_mask, structure_label
 from eqv2.model.potential import Potential
+from eqv2.simulate.relax.cell import CELL_ROWS, CellFilter, CellLayout
 from eqv2.simulate.relax.optimizers import BatchedOptimizer, make_optimizer
 from eqv2.simulate.relax.segments import Segments
 from eqv2.simulate.relax.trajectory import trajectory_path, write_trajectory
 
-__all__ = ["DEFAULT_MAX_ATOMS", "RelaxResult", "relax_structures"]
+__all__ = ["DEFAULT_MAX_ATOMS", "CellFilter", "RelaxResult", "relax_structures"]
 
 #: Default atom budget of the running batch: a few OC20-sized structures on a CPU. Raise it on
 #: a GPU (memory grows about linearly with atoms and edges).
@@ -42,16 +47,20 @@ class RelaxResult:
 
     Attributes:
         index: position in the input list.
-        atoms: the final structure (a copy of the input with the final positions): its ``info``
-            kept plus ``converged`` and ``relax_steps`` (and ``relax_error`` on failure); a
-            ``SinglePointCalculator`` with the final energy and raw forces unless it failed.
+        atoms: the final structure (a copy of the input with the final positions, and cell in a
+            cell relaxation): its ``info`` kept plus ``converged`` and ``relax_steps`` (and
+            ``relax_error`` on failure); a ``SinglePointCalculator`` with the final energy and
+            raw forces (and stress in a cell relaxation) unless it failed.
         energy: final energy in eV (None when the structure was stopped by an error).
         forces: (N, 3) raw model forces in eV/Å at the final positions, fixed atoms included
             (None on error).
-        converged: whether the largest force on a free atom is at most ``fmax``.
+        converged: whether the largest force on a free atom (and, in a cell relaxation, the
+            largest generalised force on the cell) is at most ``fmax``.
         steps: optimiser steps taken.
         error: why the structure was stopped, or None.
         trajectory: every evaluated frame (with energy and forces), first to last, when asked.
+        stress: (3, 3) stress in eV/Å³ (ASE's sign: positive under tension) at the final
+            structure of a cell relaxation; None otherwise.
     """
 
     index: int
@@ -62,6 +71,7 @@ class RelaxResult:
     steps: int
     error: str | None = None
     trajectory: list[Atoms] | None = None
+    stress: np.ndarray | None = None
 
 
 @dataclass
@@ -69,11 +79,12 @@ class _Running:
     """A structure in the running batch."""
 
     index: int
-    atoms: Atoms  # working copy; its positions are the current ones
+    atoms: Atoms  # working copy; its positions (and cell) are the current ones
     free: np.ndarray  # (n,) atoms the optimiser may move
     edges: int  # edge count of its latest graph (for the edge budget)
     steps: int = 0
     frames: list[Atoms] | None = None
+    orig_cell: np.ndarray | None = None  # (3, 3) cell at the start (cell relaxation only)
 
 
 class _StructureError(ValueError):
@@ -89,8 +100,11 @@ def _rephrase(exc: Exception, index: int, atoms: Atoms) -> str:
     return f"{structure_label(index, atoms, formula=True)} {message}"
 
 
-def _free_atoms(index: int, atoms: Atoms, fix_tags: Sequence[int]) -> np.ndarray:
-    """(n,) mask of atoms the optimiser moves: not FixAtoms-fixed, tag not in ``fix_tags``."""
+def _free_atoms(index: int, atoms: Atoms, fix_tags: Sequence[int], cell_moves: bool) -> np.ndarray:
+    """(n,) mask of atoms the optimiser moves: not FixAtoms-fixed, tag not in ``fix_tags``.
+
+    ``cell_moves``: the cell relaxes, so a structure with every atom fixed still has work.
+    """
     other = [type(c).__name__ for c in atoms.constraints if not isinstance(c, FixAtoms)]
     if other:
         raise _StructureError(
@@ -100,7 +114,7 @@ def _free_atoms(index: int, atoms: Atoms, fix_tags: Sequence[int]) -> np.ndarray
             "or relax this structure with an ASE optimiser and eqv2.EqV2Calculator."
         )
     free = ~fixed_mask(atoms, fix_tags)
-    if not free.any():
+    if not free.any() and not cell_moves:
         raise _StructureError(
             f"{structure_label(index, atoms, formula=True)} has no free atoms: all {len(atoms)} "
             "are fixed by FixAtoms "
@@ -116,6 +130,7 @@ def _prepare(
     atoms: object,
     fix_tags: Sequence[int],
     keep_frames: bool,
+    cell: CellFilter | None,
 ) -> _Running:
     """Check a waiting structure and make its running state (raises ``_StructureError``)."""
     if not isinstance(atoms, Atoms):
@@ -125,12 +140,17 @@ def _prepare(
         )
     work = atoms.copy()
     work.calc = None
-    free = _free_atoms(index, work, fix_tags)
+    free = _free_atoms(index, work, fix_tags, cell is not None and bool(cell.mask3x3.any()))
     try:  # validates elements, cell and contacts; the edge count serves the edge budget
         edges = int(potential.build_graph([work], index_offset=index)["edge_index"].shape[1])
+        if cell is not None:
+            cell.check(index, work)
     except ValueError as exc:
         raise _StructureError(_rephrase(exc, index, work)) from exc
-    return _Running(index, work, free, edges, frames=[] if keep_frames else None)
+    orig_cell = work.cell.array.copy() if cell is not None else None
+    return _Running(
+        index, work, free, edges, frames=[] if keep_frames else None, orig_cell=orig_cell
+    )
 
 
 def _fits(
@@ -165,21 +185,18 @@ def _build_graph(
     return (potential.build_graph(rest) if rest else None), failed
 
 
-def _evaluate(
-    potential: Potential, graph: dict[str, torch.Tensor]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(B,) energies and (N, 3) forces as float64 arrays, as ``Potential.predict`` runs them."""
-    out = potential.evaluate(graph)
-    return out["energy"], out["forces"]
-
-
-def _nonfinite_message(r: _Running, energy: float, forces: np.ndarray) -> str | None:
+def _nonfinite_message(
+    r: _Running, energy: float, forces: np.ndarray, stress: np.ndarray | None
+) -> str | None:
     bad_atoms = np.flatnonzero(~np.isfinite(forces).all(axis=1))
-    if np.isfinite(energy) and len(bad_atoms) == 0:
+    bad_stress = stress is not None and not np.isfinite(stress).all()
+    if np.isfinite(energy) and len(bad_atoms) == 0 and not bad_stress:
         return None
     what = [] if np.isfinite(energy) else [f"energy {energy}"]
     if len(bad_atoms):
         what.append(f"non-finite forces on {len(bad_atoms)} atom(s) (first: atom {bad_atoms[0]})")
+    if bad_stress:
+        what.append("a non-finite stress")
     return (
         f"{structure_label(r.index, r.atoms, formula=True)}: the model returned "
         f"{' and '.join(what)} at relaxation step "
@@ -188,9 +205,19 @@ def _nonfinite_message(r: _Running, energy: float, forces: np.ndarray) -> str | 
     )
 
 
-def _frame(atoms: Atoms, energy: float, forces: np.ndarray) -> Atoms:
+def _calculator(
+    atoms: Atoms, energy: float, forces: np.ndarray, stress: np.ndarray | None
+) -> SinglePointCalculator:
+    """Final values for ``atoms``; the stress in ASE's Voigt order (xx yy zz yz xz xy)."""
+    results: dict = {"energy": energy, "forces": forces.copy()}
+    if stress is not None:
+        results["stress"] = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    return SinglePointCalculator(atoms, **results)
+
+
+def _frame(atoms: Atoms, energy: float, forces: np.ndarray, stress: np.ndarray | None) -> Atoms:
     frame = atoms.copy()
-    frame.calc = SinglePointCalculator(frame, energy=energy, forces=forces.copy())
+    frame.calc = _calculator(frame, energy, forces, stress)
     return frame
 
 
@@ -218,6 +245,7 @@ def relax_structures(
     trajectory_dir: str | Path | None = None,
     progress: bool = False,
     optimizer_options: dict[str, float] | None = None,
+    cell: CellFilter | bool | None = None,
 ) -> list[RelaxResult]:
     """Relax structures with ``potential``, many at once, one batched model call per step.
 
@@ -243,6 +271,12 @@ def relax_structures(
             ``trajectory_dir/relax_<index>.extxyz`` (atomically, when it finishes).
         progress: print progress lines to stderr.
         optimizer_options: overrides of the optimiser's parameters (e.g. ``{"maxstep": 0.1}``).
+        cell: relax the cells too, with the degrees of freedom of ASE's ``FrechetCellFilter``
+            (``True`` for :class:`CellFilter`'s defaults: every strain component, no pressure).
+            The model must give a stress (``Potential.evaluate(graph, stress=True)``). A
+            structure then converges when ``fmax`` also bounds the cell's generalised forces
+            (at the start, ``V |σ + p I| / n`` per row). Structures need periodic cells (or
+            open axes masked out).
 
     Returns:
         One :class:`RelaxResult` per input structure, in input order. Failed structures have
@@ -252,6 +286,15 @@ def relax_structures(
         ValueError: an argument is out of range or ``optimizer`` is unknown.
     """
     _check_arguments(fmax, steps, max_atoms, max_edges)
+    if cell is True:
+        cell = CellFilter()
+    elif cell is False:
+        cell = None
+    elif cell is not None and not isinstance(cell, CellFilter):
+        raise ValueError(
+            f"cell={cell!r}: give a CellFilter (e.g. CellFilter(pressure=0.01)), True for its "
+            "defaults, or None to keep the cells fixed."
+        )
     items = [structures] if isinstance(structures, Atoms) else list(structures)
     relaxer = _BatchRelaxer(
         potential,
@@ -265,6 +308,7 @@ def relax_structures(
         keep_trajectory=keep_trajectory,
         trajectory_dir=trajectory_dir,
         progress=_Progress(len(items)) if progress else None,
+        cell=cell,
     )
     was_training = potential.training
     potential.eval()
@@ -291,8 +335,9 @@ class _BatchRelaxer:
         keep_trajectory: bool,
         trajectory_dir: str | Path | None,
         progress: _Progress | None,
+        cell: CellFilter | None,
     ) -> None:
-        self.potential, self.items, self.opt = potential, items, opt
+        self.potential, self.items, self.opt, self.cell = potential, items, opt, cell
         self.fmax, self.steps = fmax, steps
         self.max_atoms, self.max_edges, self.fix_tags = max_atoms, max_edges, fix_tags
         self.keep_trajectory, self.trajectory_dir = keep_trajectory, trajectory_dir
@@ -328,6 +373,7 @@ class _BatchRelaxer:
                         self.items[index],
                         self.fix_tags,
                         self.keep_trajectory or self.trajectory_dir is not None,
+                        self.cell,
                     )
                 except _StructureError as exc:
                     self.waiting.popleft()
@@ -344,15 +390,31 @@ class _BatchRelaxer:
             joined.append(self.prepared.pop(index))
         if joined:
             self.running += joined
-            self.opt.add([len(r.atoms) for r in joined])
+            self.opt.add([self._rows(r) for r in joined])
 
     def _drop(self, stay: np.ndarray) -> None:
         """Keep only the running structures where ``stay`` is True (optimiser state too)."""
         self.opt.keep(stay, self._segments())
         self.running = [r for r, kept in zip(self.running, stay, strict=True) if kept]
 
+    def _rows(self, r: _Running) -> int:
+        """The optimiser rows of a structure: its atoms (and three cell rows)."""
+        return len(r.atoms) + (CELL_ROWS if self.cell is not None else 0)
+
     def _segments(self) -> Segments:
+        """The optimiser's row layout of the running batch."""
+        return Segments([self._rows(r) for r in self.running])
+
+    def _atoms_segments(self) -> Segments:
         return Segments([len(r.atoms) for r in self.running])
+
+    def _cell_arrays(self) -> tuple[CellLayout, np.ndarray, np.ndarray, np.ndarray]:
+        """Layout, current cells, starting cells and cell scales (B,) of the running batch."""
+        layout = CellLayout(self._atoms_segments())
+        cells = np.stack([r.atoms.cell.array for r in self.running])
+        orig = np.stack([r.orig_cell for r in self.running])
+        factors = np.array([self.cell.factor(len(r.atoms)) for r in self.running])
+        return layout, cells, orig, factors
 
     def _graph(self) -> dict[str, torch.Tensor] | None:
         """The batch's graph; structures whose graph cannot be built are stopped."""
@@ -365,10 +427,15 @@ class _BatchRelaxer:
         return graph
 
     def _evaluate_and_retire(self, graph: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        """One model call; finished structures leave. Returns forces and free mask of the rest."""
-        seg = self._segments()
-        energies, forces = _evaluate(self.potential, graph)
-        per_structure = seg.split(forces)
+        """One model call; finished structures leave.
+
+        Returns the optimiser's forces (zero on fixed atoms; generalised forces in a cell
+        relaxation) and the mask of rows it may move, for the structures that stay.
+        """
+        atom_seg = self._atoms_segments()
+        out = self.potential.evaluate(graph, stress=self.cell is not None)
+        energies, forces, stresses = out["energy"], out["forces"], out.get("stress")
+        per_structure = atom_seg.split(forces)
         # edge counts only matter for the edge budget (`_fits`)
         edge_counts = (
             np.bincount(
@@ -378,32 +445,52 @@ class _BatchRelaxer:
             else None
         )
         free = np.concatenate([r.free for r in self.running])
-        fmax_free = seg.max(np.where(free, np.linalg.norm(forces, axis=1), 0.0))
+        moving = np.where(free[:, None], forces, 0.0)
+        if self.cell is None:
+            seg = atom_seg
+        else:
+            layout, cells, orig, factors = self._cell_arrays()
+            with np.errstate(invalid="ignore", over="ignore"):  # non-finite: reported below
+                moving = self.cell.forces(moving, stresses, cells, orig, factors, layout)
+            seg, free = layout.rows, layout.row_mask(free)
+        largest = seg.max(np.linalg.norm(moving, axis=1))
         stay = np.ones(len(self.running), dtype=bool)
         for k, r in enumerate(self.running):
             if edge_counts is not None:
                 r.edges = int(edge_counts[k])
-            error = _nonfinite_message(r, energies[k], per_structure[k])
+            stress = None if stresses is None else stresses[k]
+            error = _nonfinite_message(r, energies[k], per_structure[k], stress)
             if r.frames is not None:
-                r.frames.append(_frame(r.atoms, energies[k], per_structure[k]))
-            converged = error is None and fmax_free[k] <= self.fmax
+                r.frames.append(_frame(r.atoms, energies[k], per_structure[k], stress))
+            converged = error is None and largest[k] <= self.fmax
             if error is not None or converged or r.steps >= self.steps:
                 stay[k] = False
-                self._finish(r, energies[k], per_structure[k], converged, error)
+                self._finish(r, energies[k], per_structure[k], converged, error, stress)
         if not stay.all():
             rows = seg.rows(stay)
-            forces, free = forces[rows], free[rows]
+            moving, free = moving[rows], free[rows]
             self._drop(stay)
-        return forces, free
+        return moving, free
 
     def _advance(self, forces: np.ndarray, free: np.ndarray) -> None:
         """One optimiser step for every running structure."""
         seg = self._segments()
         positions = np.concatenate([r.atoms.positions for r in self.running])
-        step = self.opt.step(positions, np.where(free[:, None], forces, 0.0), seg)
-        step[~free] = 0.0  # fixed atoms never move, whatever the optimiser did
-        for r, dr in zip(self.running, seg.split(step), strict=True):
-            r.atoms.positions = r.atoms.positions + dr
+        if self.cell is None:
+            step = self.opt.step(positions, forces, seg)
+            step[~free] = 0.0  # fixed atoms never move, whatever the optimiser did
+            for r, dr in zip(self.running, seg.split(step), strict=True):
+                r.atoms.positions = r.atoms.positions + dr
+        else:
+            layout, cells, orig, factors = self._cell_arrays()
+            dof = self.cell.dof(positions, cells, orig, factors, layout)
+            step = self.opt.step(dof, forces, seg)
+            step[~free] = 0.0  # fixed atoms keep their fractional coordinates
+            positions, cells = self.cell.positions_and_cells(dof + step, orig, factors, layout)
+            for r, pos, c in zip(self.running, layout.atoms.split(positions), cells, strict=True):
+                r.atoms.set_cell(c, scale_atoms=False)
+                r.atoms.positions = pos
+        for r in self.running:
             r.steps += 1
         if self.progress is not None:
             self.progress.tick(self.running)
@@ -415,26 +502,29 @@ class _BatchRelaxer:
         forces: np.ndarray | None = None,
         converged: bool = False,
         error: str | None = None,
+        stress: np.ndarray | None = None,
     ) -> None:
         """Store the result of a structure that leaves (and write its trajectory)."""
         atoms = r.atoms
         atoms.info["converged"] = bool(converged)
         atoms.info["relax_steps"] = int(r.steps)
-        if error is not None:
+        failed = error is not None
+        if failed:
             atoms.info["relax_error"] = error
         else:
-            atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces.copy())
+            atoms.calc = _calculator(atoms, energy, forces, stress)
         if self.trajectory_dir is not None and r.frames is not None:
             write_trajectory(trajectory_path(self.trajectory_dir, r.index), r.frames)
         self.results[r.index] = RelaxResult(
             index=r.index,
             atoms=atoms,
-            energy=None if error is not None else float(energy),
-            forces=None if error is not None else forces.copy(),
+            energy=None if failed else float(energy),
+            forces=None if failed else forces.copy(),
             converged=bool(converged),
             steps=int(r.steps),
             error=error,
             trajectory=r.frames if self.keep_trajectory else None,
+            stress=None if failed or stress is None else stress.copy(),
         )
         if self.progress is not None:
             self.progress.done(converged, error)

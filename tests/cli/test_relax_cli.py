@@ -82,8 +82,8 @@ def test_unreadable_input_writes_nothing(checkpoint, tmp_path, capsys):
     garbage = tmp_path / "in.extxyz"
     garbage.write_text("3\nnot an extxyz header\nX 0 0\n")
     assert _relax(checkpoint, garbage, out) == 2
-    assert "could not read structures" in capsys.readouterr().err
+    assert "in.extxyz, structure 0: ASE could not read" in capsys.readouterr().err
     assert _relax(checkpoint, tmp_path / "missing.extxyz", out) == 2
-    assert "not found" in capsys.readouterr().err
+    assert "missing.extxyz" in capsys.readouterr().err
     assert out.read_text() == "previous result\n"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.extxyz", "out.extxyz"]

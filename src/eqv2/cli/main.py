@@ -34,3 +34,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"eqv2 {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # the commands name the structures and the option to lower
+        print(f"eqv2 {args.command}: error: {exc}", file=sys.stderr)
+        return 1

@@ -31,8 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
-    p.add_argument("input", type=Path, help="structure file readable by ASE (extxyz, traj, ...)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="trajectory .extxyz")
+    p.add_argument(
+        "input",
+        type=Path,
+        help="structures: extxyz (or any ASE format), ASE db/aselmdb, OC20 LMDB, eqv2 store",
+    )
+    p.add_argument("-o", "--output", required=True, help="trajectory .extxyz")
     p.add_argument("--index", type=int, default=0, help="which structure of INPUT (default 0)")
     p.add_argument("--ensemble", choices=("nve", "langevin"), default="nve")
     p.add_argument("--timestep-fs", type=float, default=1.0, help="time step (fs)")
@@ -77,21 +81,14 @@ def _sigterm_interrupts(received: list[str]) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ase.io import read
-
+    from eqv2.cli.io import check_output, read_one
     from eqv2.simulate import EqV2Calculator
     from eqv2.simulate.md import MDDiverged, MDInterrupted, run_md
 
-    if not args.input.is_file():
-        raise FileNotFoundError(f"{args.input}: no such file (INPUT).")
-    images = read(args.input, index=":")
-    if not -len(images) <= args.index < len(images):
-        raise ValueError(
-            f"--index {args.index}: {args.input} holds {len(images)} structures (0..."
-            f"{len(images) - 1})."
-        )
-    atoms = images[args.index]
-    report_path = args.report or args.output.with_suffix(".json")
+    args.output = check_output(args.output, [args.input])
+    report_path = check_output(args.report or args.output.with_suffix(".json"), [args.input],
+                               flag="--report")  # fmt: skip
+    atoms = read_one(args.input, args.index, flag="--index")
     calc = EqV2Calculator(load_potential(args), device=args.device)
     received: list[str] = []
     code = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eqv2.cli.io import check_output, read_atoms
 from eqv2.cli.model_args import add_model_arguments, load_potential
 
 
@@ -29,8 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
-    p.add_argument("input", type=Path, help="structures readable by ASE (extxyz, traj, db, ...)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output .extxyz")
+    p.add_argument(
+        "input",
+        type=Path,
+        help="structures: extxyz (or any ASE format), ASE db/aselmdb, OC20 LMDB, eqv2 store",
+    )
+    p.add_argument("-o", "--output", required=True, help="output .extxyz")
     p.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/Å (0.05)")
     p.add_argument("--steps", type=int, default=300, help="optimiser step limit (300)")
     p.add_argument("--optimizer", choices=("lbfgs", "fire"), default="lbfgs")
@@ -52,44 +57,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _read(path: Path) -> list:
-    from ase.io import read
-
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {path} not found.")
-    try:
-        structures = read(path, ":")
-    except Exception as exc:  # ASE raises many types for unreadable files
-        raise ValueError(
-            f"could not read structures from {path}: {exc}. Give a file ASE can read "
-            "(extxyz, traj, ASE db, ...)."
-        ) from exc
-    if not structures:
-        raise ValueError(f"{path} holds no structures.")
-    return structures
-
-
 def run(args: argparse.Namespace) -> int:
     from ase.io import write
 
     from eqv2.atomic import atomic_write_path
+    from eqv2.cli.memory import oom_errors, out_of_memory
     from eqv2.simulate.relax import DEFAULT_MAX_ATOMS, relax_structures
 
-    structures = _read(args.input)
+    output = check_output(args.output, [args.input])
+    structures = read_atoms(args.input)
     potential = load_potential(args)
-    results = relax_structures(
-        potential,
-        structures,
-        optimizer=args.optimizer,
-        fmax=args.fmax,
-        steps=args.steps,
-        max_atoms=args.max_atoms if args.max_atoms is not None else DEFAULT_MAX_ATOMS,
-        max_edges=args.max_edges,
-        fix_tags=args.fix_tags,
-        trajectory_dir=args.trajectory_dir,
-        progress=not args.quiet,
-    )
-    with atomic_write_path(args.output) as tmp:
+    max_atoms = args.max_atoms if args.max_atoms is not None else DEFAULT_MAX_ATOMS
+    try:
+        results = relax_structures(
+            potential,
+            structures,
+            optimizer=args.optimizer,
+            fmax=args.fmax,
+            steps=args.steps,
+            max_atoms=max_atoms,
+            max_edges=args.max_edges,
+            fix_tags=args.fix_tags,
+            trajectory_dir=args.trajectory_dir,
+            progress=not args.quiet,
+        )
+    except oom_errors() as exc:
+        edges = "" if args.max_edges is None else f" and {args.max_edges} edges (--max-edges)"
+        raise out_of_memory(
+            exc,
+            f"relaxing {len(structures)} structures with up to {max_atoms} atoms (--max-atoms)"
+            f"{edges} in the running batch",
+            structures,
+            range(len(structures)),
+            f"lower --max-atoms (e.g. {max(max_atoms // 2, 1)}) or --max-edges",
+        ) from exc
+    with atomic_write_path(output) as tmp:
         write(tmp, [r.atoms for r in results], format="extxyz")
 
     failed = [r for r in results if r.error is not None]
@@ -101,5 +103,5 @@ def run(args: argparse.Namespace) -> int:
     )
     for r in failed:
         print(f"  failed: {r.error}")
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
     return 1 if len(failed) == len(results) else 0

@@ -16,7 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_output", "read_atoms", "read_one"]
+__all__ = ["FORMATS_HELP", "add_input_argument", "check_output", "read_atoms", "read_one"]
+
+
+#: What every command's input may be (for ``--help``).
+FORMATS_HELP = "extxyz (or any ASE format), ASE db/aselmdb, OC20 LMDB file or directory, eqv2 store"
+
+
+def add_input_argument(parser: Any) -> None:
+    """The positional ``input`` of the commands that run a model on structures."""
+    parser.add_argument("input", type=Path, help=f"structures: {FORMATS_HELP}")
 
 
 def read_atoms(path: str | os.PathLike, *, what: str = "INPUT", index: Any = ":") -> list[Any]:

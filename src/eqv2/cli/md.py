@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from eqv2.cli.io import add_input_argument
 from eqv2.cli.model_args import add_model_arguments, load_potential
 
 
@@ -31,11 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
-    p.add_argument(
-        "input",
-        type=Path,
-        help="structures: extxyz (or any ASE format), ASE db/aselmdb, OC20 LMDB, eqv2 store",
-    )
+    add_input_argument(p)
     p.add_argument("-o", "--output", required=True, help="trajectory .extxyz")
     p.add_argument("--index", type=int, default=0, help="which structure of INPUT (default 0)")
     p.add_argument("--ensemble", choices=("nve", "langevin"), default="nve")

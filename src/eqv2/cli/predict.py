@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from eqv2.cli.io import check_output, read_atoms
+from eqv2.cli.io import add_input_argument, check_output, read_atoms
 from eqv2.cli.model_args import add_model_arguments, load_potential
 
 DEFAULT_PREFIX = "eqv2_"
@@ -36,11 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
-    p.add_argument(
-        "input",
-        type=Path,
-        help="structures: extxyz (or any ASE format), ASE db/aselmdb, OC20 LMDB, eqv2 store",
-    )
+    add_input_argument(p)
     p.add_argument("-o", "--output", required=True, help="output .extxyz")
     p.add_argument("--batch-size", type=int, default=16, help="structures per model call (16)")
     p.add_argument(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eqv2.cli.io import check_output, read_atoms
+from eqv2.cli.io import add_input_argument, check_output, read_atoms
 from eqv2.cli.model_args import add_model_arguments, load_potential
 
 
@@ -30,11 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
-    p.add_argument(
-        "input",
-        type=Path,
-        help="structures: extxyz (or any ASE format), ASE db/aselmdb, OC20 LMDB, eqv2 store",
-    )
+    add_input_argument(p)
     p.add_argument("-o", "--output", required=True, help="output .extxyz")
     p.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/Å (0.05)")
     p.add_argument("--steps", type=int, default=300, help="optimiser step limit (300)")

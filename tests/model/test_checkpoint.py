@@ -133,6 +133,45 @@ def test_corrupt_files_give_clear_errors(tmp_path: Path, kind: str) -> None:
     assert isinstance(info.value, CheckpointError)
 
 
+def _flip_a_bit_in_tensor_data(path: Path, member_suffix: str = "data/0") -> None:
+    """Flip one bit in the middle of a stored tensor's bytes (the zip entry's CRC then fails)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(member_suffix))
+    raw = bytearray(path.read_bytes())
+    name_len = int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_len = int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    raw[start + info.compress_size // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_flipped_bit_in_tensor_data_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, state_dict=_state_dict(), config=SMALL)
+    load_checkpoint(path)  # intact: loads
+    _flip_a_bit_in_tensor_data(path)
+    loaded = safe_load(path, verify=False)  # what torch.load alone does: loads changed weights
+    assert isinstance(loaded, dict)
+    with pytest.raises(CorruptCheckpointError, match=r"do not match their CRC-32 checksum") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and "data/0" in str(info.value)
+    with pytest.raises(CorruptCheckpointError, match="CRC-32"):
+        eqv2.load_model(path)
+
+
+def test_git_lfs_pointer_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_text(
+        "version https://git-lfs.github.com/spec/v1\n"
+        "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+        "size 126475437\n"
+    )
+    with pytest.raises(CorruptCheckpointError, match="is a Git LFS pointer .*git lfs pull"):
+        load_checkpoint(path)
+
+
 # -- eqv2 checkpoints -----------------------------------------------------------------------------
 
 

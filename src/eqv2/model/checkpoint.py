@@ -5,6 +5,11 @@ PyTorch's restricted unpickler, which only rebuilds tensors and plain containers
 more (pickled classes, numpy scalars, or something malicious) are refused with
 :class:`UnsafeCheckpointError` unless the caller says it trusts the file.
 
+Loading also checks the file's integrity first (``torch.load`` does not): every member of a
+zip-format file (what ``torch.save`` writes since PyTorch 1.6) must match the CRC-32 stored for
+it, so flipped bits in tensor data are refused with :class:`CorruptCheckpointError` instead of
+loading as wrong weights; a Git LFS pointer file in place of the checkpoint is named as such.
+
 eqv2's own checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`) hold only plain types
 and tensors, so they always load under that restricted unpickler, and they are written atomically:
 a crash while saving leaves the previous file intact.
@@ -43,6 +48,7 @@ __all__ = [
     "load_checkpoint",
     "safe_load",
     "save_checkpoint",
+    "verify_integrity",
 ]
 
 #: Value of the ``"format"`` entry of every eqv2 checkpoint.
@@ -80,6 +86,9 @@ class CorruptCheckpointError(CheckpointError):
 _GLOBAL_RE = re.compile(r"GLOBAL\s+([A-Za-z_][\w.]*)")
 
 
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
 def _check_readable(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"Checkpoint file {str(path)!r} does not exist.")
@@ -91,6 +100,39 @@ def _check_readable(path: Path) -> None:
         raise CorruptCheckpointError(
             f"Checkpoint file {str(path)!r} is empty (0 bytes): the save was probably "
             "interrupted. Use an earlier copy of the file."
+        )
+    with open(path, "rb") as handle:
+        head = handle.read(len(_LFS_POINTER))
+    if head == _LFS_POINTER:
+        raise CorruptCheckpointError(
+            f"Checkpoint file {str(path)!r} is a Git LFS pointer ({path.stat().st_size} bytes), "
+            "not the checkpoint: the repository was cloned without its LFS objects. Fetch the "
+            "file with 'git lfs pull' (after 'git lfs install'), or download it directly."
+        )
+
+
+def verify_integrity(path: PathLike) -> None:
+    """Check every member of a zip-format ``torch.save`` file against its stored CRC-32.
+
+    Files in PyTorch's legacy (pre-1.6, non-zip) format carry no checksums and pass unchecked.
+
+    Raises:
+        CorruptCheckpointError: a member's data do not match its checksum (flipped bits from a
+            faulty disk, copy or download) or the zip structure itself is damaged.
+    """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every member; None when all CRC-32s match
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise _corrupt(path, exc) from exc
+    if bad is not None:
+        raise CorruptCheckpointError(
+            f"Checkpoint file {str(path)!r} is damaged: the data of {bad!r} inside it do not "
+            "match their CRC-32 checksum (bits changed on disk or in transfer). Re-copy or "
+            "re-download the file, or use an earlier copy."
         )
 
 
@@ -131,7 +173,7 @@ def _corrupt(path: Path, exc: BaseException) -> CorruptCheckpointError:
     )
 
 
-def safe_load(path: PathLike, *, trust_pickle: bool = False) -> Any:
+def safe_load(path: PathLike, *, trust_pickle: bool = False, verify: bool = True) -> Any:
     """Load a ``torch.save`` file onto the CPU without running code from it.
 
     Args:
@@ -139,6 +181,7 @@ def safe_load(path: PathLike, *, trust_pickle: bool = False) -> Any:
         trust_pickle: if the restricted unpickler refuses the file, fall back to full
             unpickling. Only pass ``True`` for files whose origin you trust: a pickle can run
             arbitrary code while it loads.
+        verify: check the file's CRC-32 checksums first (`verify_integrity`).
 
     Returns:
         Whatever was saved (usually a dict of tensors and plain values).
@@ -146,10 +189,13 @@ def safe_load(path: PathLike, *, trust_pickle: bool = False) -> Any:
     Raises:
         FileNotFoundError: the file does not exist.
         UnsafeCheckpointError: the file needs full unpickling and ``trust_pickle`` is False.
-        CorruptCheckpointError: the file is empty, truncated or not a PyTorch file.
+        CorruptCheckpointError: the file is empty, truncated, damaged (checksum mismatch), a
+            Git LFS pointer, or not a PyTorch file.
     """
     path = Path(path)
     _check_readable(path)
+    if verify:
+        verify_integrity(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import socket
+import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +48,7 @@ __all__ = [
     "UnsafeCheckpointError",
     "atomic_save",
     "load_checkpoint",
+    "remove_stale_temporaries",
     "safe_load",
     "save_checkpoint",
     "verify_integrity",
@@ -237,15 +240,77 @@ def safe_load(path: PathLike, *, trust_pickle: bool = False, verify: bool = True
 # -- atomic writes --------------------------------------------------------------------------------
 
 
+#: A legacy temporary file (no owner in its name) older than this is a crash's leftover.
+_LEGACY_TEMP_AGE_S = 600.0
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname().split(".")[0]) or "host"
+
+
+def _temp_suffix() -> str:
+    """``.eqv2-HOST-PID.tmp``: names the writer so a later write can tell a crash's leftover."""
+    return f".eqv2-{_host()}-{os.getpid()}.tmp"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: PathLike) -> list[Path]:
+    """Delete the temporary files a crashed `atomic_save` of ``path`` left beside it.
+
+    Only eqv2's own names are touched: ``.NAME.XXXXXXXX.eqv2-HOST-PID.tmp`` whose process on
+    this host is gone, and the older untagged ``.NAME.XXXXXXXX.tmp`` once it is more than 10
+    minutes old. A live writer's file, another host's file and any other file stay.
+
+    Returns:
+        The files removed.
+    """
+    path = Path(path)
+    pattern = re.compile(
+        rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}(?:\.eqv2-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+))?\.tmp$"
+    )
+    removed: list[Path] = []
+    try:
+        candidates = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = pattern.match(candidate.name)
+        if match is None or not candidate.is_file():
+            continue
+        try:
+            if match["pid"] is not None:
+                stale = match["host"] == _host() and not _alive(int(match["pid"]))
+            else:
+                stale = time.time() - candidate.stat().st_mtime > _LEGACY_TEMP_AGE_S
+            if stale:
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:  # raced with another cleanup, or not ours to delete
+            continue
+    return removed
+
+
 def atomic_save(obj: Any, path: PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` atomically.
 
     The data go to a temporary file in the same directory, which is flushed, fsynced and then
     renamed over ``path`` (``os.replace``), so readers see either the old file or the complete
     new one. On any error the temporary file is removed and the old file is left untouched.
+    Temporary files that a crashed earlier save of ``path`` left are removed first
+    (`remove_stale_temporaries`).
     """
     path = Path(path)
-    with atomic_write_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as handle:
+    remove_stale_temporaries(path)
+    with atomic_write_path(path, suffix=_temp_suffix()) as tmp, open(tmp, "wb") as handle:
         torch.save(obj, handle)
     return path
 

@@ -120,3 +120,18 @@ def test_non_finite_predictions_fail_naming_the_structure(labelled, tmp_path, ca
     assert "4 of 4 structures have no usable prediction" in err
     frames = read(out, ":")
     assert "eqv2_energy" not in frames[0].info and "eqv2_error" in frames[0].info
+
+
+def test_non_finite_outputs_fail_in_every_command(labelled, tmp_path, capsys):
+    potential = make_potential()
+    with torch.no_grad():
+        next(potential.parameters()).fill_(float("nan"))
+    broken = str(save_model(potential, tmp_path / "nan.pt"))
+    relax = ["relax", broken, str(labelled), "-o", str(tmp_path / "r.extxyz"), "--quiet"]
+    assert main([*relax, "--steps", "2"]) == 1
+    assert "the model returned energy nan" in capsys.readouterr().out
+    md = ["md", broken, str(labelled), "-o", str(tmp_path / "md.extxyz"), "--steps", "2"]
+    assert main(md) == 2
+    assert "MD diverged at step 0: potential energy nan" in capsys.readouterr().err
+    assert main(["evaluate", broken, str(labelled)]) == 2
+    assert "non-finite energies or forces" in capsys.readouterr().err

@@ -84,12 +84,12 @@ def test_budget_batches():
 
 
 def test_output_is_checked_before_any_work(checkpoint, labelled, tmp_path, capsys, monkeypatch):
-    import eqv2.cli.predict as predict
+    import eqv2.cli.model_args as model_args
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the output was checked")
 
-    monkeypatch.setattr(predict, "load_potential", no_model)
+    monkeypatch.setattr(model_args, "load_potential", no_model)
     before = labelled.read_bytes()
     link = tmp_path / "link.extxyz"
     link.symlink_to(labelled)

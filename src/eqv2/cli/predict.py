@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from eqv2.cli.io import add_input_argument, check_output, read_atoms
-from eqv2.cli.model_args import add_model_arguments, load_potential
+from eqv2.cli.io import add_input_argument
+from eqv2.cli.model_args import add_model_arguments
+from eqv2.cli.sharded import add_sharding_arguments
 
 DEFAULT_PREFIX = "eqv2_"
 
@@ -52,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         f"{DEFAULT_PREFIX}forces); '' writes plain energy/forces, replacing reference labels",
     )
     add_model_arguments(p)
+    add_sharding_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -162,37 +164,38 @@ def _attach(atoms: Any, result: dict[str, Any], prefix: str) -> None:
             atoms.info[prefix + key] = value
 
 
-def run(args: argparse.Namespace) -> int:
-    from ase.io import write
-
-    from eqv2.atomic import atomic_write_path
-
-    output = check_output(args.output, [args.input])
-    structures = read_atoms(args.input)
-    potential = load_potential(args)
+def _predict_chunk(
+    potential: Any, structures: Sequence[Any], indices: Sequence[int], args: argparse.Namespace
+) -> list[Any]:
+    """Predictions of ``structures[indices]`` attached (or ``eqv2_error``), as ``Atoms``."""
+    chunk = [structures[i] for i in indices]
     results = predict_in_batches(
-        potential,
-        structures,
-        batch_size=args.batch_size,
-        max_atoms=args.max_atoms,
+        potential, chunk, batch_size=args.batch_size, max_atoms=args.max_atoms,
         max_edges=args.max_edges,
-    )
-    failed = []
-    for i, (atoms, res) in enumerate(zip(structures, results, strict=True)):
+    )  # fmt: skip
+    for i, atoms, res in zip(indices, chunk, results, strict=True):
         problem = nonfinite_message(i, atoms, res)
         if problem is None:
             _attach(atoms, res, args.label_prefix)
         else:
             atoms.info[f"{args.label_prefix or DEFAULT_PREFIX}error"] = problem
-            failed.append(problem)
-    with atomic_write_path(output) as tmp:
-        write(tmp, structures, format="extxyz")
-    print(f"wrote {len(structures)} structures to {output}")
+    return chunk
+
+
+def run(args: argparse.Namespace) -> int:
+    from eqv2.cli.sharded import screen
+
+    output, merged = screen(args, _predict_chunk)
+    if merged is None:  # a torchrun rank other than 0: rank 0 writes and reports
+        return 0
+    print(f"wrote {len(merged)} structures to {output}")
+    key = f"{args.label_prefix or DEFAULT_PREFIX}error"
+    failed = [atoms.info[key] for atoms in merged if key in atoms.info]
     if failed:
         for problem in failed:
             print(f"eqv2 predict: error: {problem}", file=sys.stderr)
         print(
-            f"eqv2 predict: {len(failed)} of {len(structures)} structures have no usable "
+            f"eqv2 predict: {len(failed)} of {len(merged)} structures have no usable "
             "prediction (marked with an error in the output).",
             file=sys.stderr,
         )

@@ -5,6 +5,10 @@ forces, its ``info`` kept, plus ``converged`` and ``relax_steps``; a structure s
 keeps its last positions and gets ``relax_error`` instead of energy and forces. The file is
 written atomically once all structures are done, so it is never half-written.
 
+Under ``torchrun --nproc_per_node N -m eqv2 relax ...`` the structures are split across the
+processes in chunks and one output is merged in input order (the same file as one process);
+``--resume`` keeps the chunks an interrupted run finished (``eqv2.cli.sharded``).
+
 Exit status: 0 when at least one structure relaxed without error (converged or not), 1 when
 every structure failed (the output is still written, with the errors), 2 when the input cannot
 be read or an argument is invalid (nothing is written).
@@ -13,10 +17,14 @@ be read or an argument is invalid (nothing is written).
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from eqv2.cli.io import add_input_argument, check_output, read_atoms
-from eqv2.cli.model_args import add_model_arguments, load_potential
+from eqv2.cli.io import add_input_argument
+from eqv2.cli.model_args import add_model_arguments
+from eqv2.cli.sharded import add_sharding_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,55 +57,67 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--trajectory-dir", type=Path, help="write relax_<index>.extxyz per structure")
     add_model_arguments(p)
+    add_sharding_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ase.io import write
-
-    from eqv2.atomic import atomic_write_path
+def _relax_chunk(
+    potential: Any, structures: Sequence[Any], indices: Sequence[int], args: argparse.Namespace
+) -> list[Any]:
+    """The relaxed ``structures[indices]`` (errors and trajectories named by input index)."""
     from eqv2.cli.memory import oom_errors, out_of_memory
     from eqv2.simulate.relax import DEFAULT_MAX_ATOMS, relax_structures
+    from eqv2.simulate.relax.trajectory import trajectory_path, write_trajectory
 
-    output = check_output(args.output, [args.input])
-    structures = read_atoms(args.input)
-    potential = load_potential(args)
+    chunk = [structures[i] for i in indices]
     max_atoms = args.max_atoms if args.max_atoms is not None else DEFAULT_MAX_ATOMS
     try:
         results = relax_structures(
             potential,
-            structures,
+            chunk,
             optimizer=args.optimizer,
             fmax=args.fmax,
             steps=args.steps,
             max_atoms=max_atoms,
             max_edges=args.max_edges,
             fix_tags=args.fix_tags,
-            trajectory_dir=args.trajectory_dir,
+            keep_trajectory=args.trajectory_dir is not None,
             progress=not args.quiet,
         )
     except oom_errors() as exc:
         edges = "" if args.max_edges is None else f" and {args.max_edges} edges (--max-edges)"
         raise out_of_memory(
             exc,
-            f"relaxing {len(structures)} structures with up to {max_atoms} atoms (--max-atoms)"
-            f"{edges} in the running batch",
+            f"relaxing structures {indices[0]}..{indices[-1]} with up to {max_atoms} atoms "
+            f"(--max-atoms){edges} in the running batch",
             structures,
-            range(len(structures)),
+            indices,
             f"lower --max-atoms (e.g. {max(max_atoms // 2, 1)}) or --max-edges",
         ) from exc
-    with atomic_write_path(output) as tmp:
-        write(tmp, [r.atoms for r in results], format="extxyz")
+    for index, r in zip(indices, results, strict=True):
+        if r.error is not None:  # the engine counted from the chunk's start
+            error = re.sub(rf"^Structure {r.index}\b", f"Structure {index}", r.error)
+            r.atoms.info["relax_error"] = error
+        if args.trajectory_dir is not None and r.trajectory:
+            write_trajectory(trajectory_path(args.trajectory_dir, index), r.trajectory)
+    return [r.atoms for r in results]
 
-    failed = [r for r in results if r.error is not None]
-    converged = sum(r.converged for r in results)
-    unconverged = len(results) - converged - len(failed)
+
+def run(args: argparse.Namespace) -> int:
+    from eqv2.cli.sharded import screen
+
+    output, merged = screen(args, _relax_chunk)
+    if merged is None:  # a torchrun rank other than 0: rank 0 writes and reports
+        return 0
+    failed = [a.info["relax_error"] for a in merged if "relax_error" in a.info]
+    converged = sum(bool(a.info.get("converged")) for a in merged)
+    unconverged = len(merged) - converged - len(failed)
     print(
-        f"relaxed {len(results)} structures: {converged} converged, {unconverged} not converged "
+        f"relaxed {len(merged)} structures: {converged} converged, {unconverged} not converged "
         f"within {args.steps} steps, {len(failed)} failed"
     )
-    for r in failed:
-        print(f"  failed: {r.error}")
+    for error in failed:
+        print(f"  failed: {error}")
     print(f"wrote {output}")
-    return 1 if len(failed) == len(results) else 0
+    return 1 if len(failed) == len(merged) else 0

@@ -87,3 +87,15 @@ def test_unreadable_input_writes_nothing(checkpoint, tmp_path, capsys):
     assert "missing.extxyz" in capsys.readouterr().err
     assert out.read_text() == "previous result\n"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.extxyz", "out.extxyz"]
+
+
+def test_output_that_is_the_input_is_refused(checkpoint, inputs, tmp_path, capsys):
+    inp = tmp_path / "in.extxyz"
+    write(inp, inputs)
+    before = inp.read_bytes()
+    link = tmp_path / "link.extxyz"
+    link.symlink_to(inp)
+    for out in (inp, link, tmp_path / "sub" / ".." / "in.extxyz"):
+        assert _relax(checkpoint, inp, out) == 2
+        assert "is the input file" in capsys.readouterr().err
+    assert inp.read_bytes() == before

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +20,8 @@ from eqv2.cli import main
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
 from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
 from tests.tiny import tiny
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +83,67 @@ def test_bad_input_writes_nothing(checkpoint, tmp_path, capsys):
     assert code == 2 and "--index 3: " in capsys.readouterr().err
     code = main(["md", str(checkpoint), str(tmp_path / "none.xyz"), "-o", str(traj)])
     assert code == 2 and "none.xyz: no such file" in capsys.readouterr().err
+
+
+def _frames_in(path: Path) -> int:
+    """Complete frames of a CO trajectory (4 lines each) in a file being written."""
+    try:
+        return len(path.read_text().splitlines()) // 4
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_keeps_every_finished_frame(sig, checkpoint, structure, tmp_path):
+    traj = tmp_path / "traj.extxyz"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eqv2", "md", str(checkpoint), str(structure), "-o", str(traj),
+         "--index", "1", "--steps", "100000", "--interval", "1", "--timestep-fs", "0.1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    seen = 0
+    while seen < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        seen = max((_frames_in(p) for p in tmp_path.glob(".traj.extxyz.*")), default=0)
+    assert seen >= 3, proc.communicate()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    frames = read(traj, ":")
+    assert len(frames) >= seen
+    assert [f.info["md_step"] for f in frames] == list(range(len(frames)))
+    report = json.loads(traj.with_suffix(".json").read_text())
+    assert report["frames_written"] == len(frames) and report["steps"] == len(frames) - 1
+    assert report["ended"]["reason"] == "interrupted" and report["ended"]["signal"] == sig.name
+    assert f"stopped early: interrupted after step {len(frames) - 1} of 100000" in err
+    assert not list(tmp_path.glob(".traj*"))  # no temporary file left
+
+
+def test_diverging_run_keeps_the_frames_before(
+    checkpoint, structure, tmp_path, capsys, monkeypatch
+):
+    import eqv2.simulate
+
+    class NaNAfterFour(eqv2.simulate.EqV2Calculator):
+        calls = 0
+
+        def calculate(self, *args, **kwargs):
+            super().calculate(*args, **kwargs)
+            NaNAfterFour.calls += 1
+            if NaNAfterFour.calls > 4:
+                self.results["energy"] = float("nan")
+
+    monkeypatch.setattr(eqv2.simulate, "EqV2Calculator", NaNAfterFour)
+    traj = tmp_path / "traj.extxyz"
+    code = main(["md", str(checkpoint), str(structure), "-o", str(traj), "--steps", "10",
+                 "--interval", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "stopped early: MD diverged at step 4: potential energy nan" in err
+    report = json.loads(traj.with_suffix(".json").read_text())
+    assert report["ended"]["reason"] == "diverged" and report["ended"]["last_step"] == 3
+    assert [f.info["md_step"] for f in read(traj, ":")] == [0, 1, 2, 3]
+    assert report["frames_written"] == 4 and report["steps"] == 3

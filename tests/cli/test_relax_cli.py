@@ -82,9 +82,9 @@ def test_unreadable_input_writes_nothing(checkpoint, tmp_path, capsys):
     garbage = tmp_path / "in.extxyz"
     garbage.write_text("3\nnot an extxyz header\nX 0 0\n")
     assert _relax(checkpoint, garbage, out) == 2
-    assert "could not read structures" in capsys.readouterr().err
+    assert "in.extxyz, structure 0: ASE could not read" in capsys.readouterr().err
     assert _relax(checkpoint, tmp_path / "missing.extxyz", out) == 2
-    assert "not found" in capsys.readouterr().err
+    assert "missing.extxyz" in capsys.readouterr().err
     assert out.read_text() == "previous result\n"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.extxyz", "out.extxyz"]
 
@@ -134,3 +134,15 @@ def test_non_periodic_structures_fail_a_cell_relaxation(checkpoint, inputs, tmp_
     write(inp, inputs[:1])  # a slab: pbc (T, T, F)
     assert _relax(checkpoint, inp, out, "--cell") == 1
     assert "not periodic along axis z" in read(out, ":")[0].info["relax_error"]
+
+
+def test_output_that_is_the_input_is_refused(checkpoint, inputs, tmp_path, capsys):
+    inp = tmp_path / "in.extxyz"
+    write(inp, inputs)
+    before = inp.read_bytes()
+    link = tmp_path / "link.extxyz"
+    link.symlink_to(inp)
+    for out in (inp, link, tmp_path / "sub" / ".." / "in.extxyz"):
+        assert _relax(checkpoint, inp, out) == 2
+        assert "is the input file" in capsys.readouterr().err
+    assert inp.read_bytes() == before

@@ -6,6 +6,7 @@ import builtins
 import fractions
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,45 @@ def test_corrupt_files_give_clear_errors(tmp_path: Path, kind: str) -> None:
         safe_load(path)
     assert str(path) in str(info.value)
     assert isinstance(info.value, CheckpointError)
+
+
+def _flip_a_bit_in_tensor_data(path: Path, member_suffix: str = "data/0") -> None:
+    """Flip one bit in the middle of a stored tensor's bytes (the zip entry's CRC then fails)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(member_suffix))
+    raw = bytearray(path.read_bytes())
+    name_len = int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_len = int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    raw[start + info.compress_size // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_flipped_bit_in_tensor_data_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, state_dict=_state_dict(), config=SMALL)
+    load_checkpoint(path)  # intact: loads
+    _flip_a_bit_in_tensor_data(path)
+    loaded = safe_load(path, verify=False)  # what torch.load alone does: loads changed weights
+    assert isinstance(loaded, dict)
+    with pytest.raises(CorruptCheckpointError, match=r"do not match their CRC-32 checksum") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and "data/0" in str(info.value)
+    with pytest.raises(CorruptCheckpointError, match="CRC-32"):
+        eqv2.load_model(path)
+
+
+def test_git_lfs_pointer_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_text(
+        "version https://git-lfs.github.com/spec/v1\n"
+        "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+        "size 126475437\n"
+    )
+    with pytest.raises(CorruptCheckpointError, match="is a Git LFS pointer .*git lfs pull"):
+        load_checkpoint(path)
 
 
 # -- eqv2 checkpoints -----------------------------------------------------------------------------
@@ -276,6 +316,44 @@ def test_atomic_save_interrupt_leaves_no_temp(
     with pytest.raises(KeyboardInterrupt):
         atomic_save({"a": 1}, tmp_path / "x.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_crashed_save_leaves_a_temporary_the_next_save_removes(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "checkpoint.pt"
+    # a save killed (-9) halfway: its named temporary stays behind
+    code = (
+        "import os, torch, sys; from eqv2.model import checkpoint as c\n"
+        "def dying(obj, f, *a, **k): f.write(b'x' * 4096); f.flush(); os._exit(9)\n"
+        "torch.save = dying\n"
+        f"c.atomic_save({{'w': torch.zeros(3)}}, {str(path)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False, timeout=120,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    (crashed,) = [p for p in tmp_path.iterdir() if p.name.startswith(".checkpoint.pt.")]
+    assert crashed.stat().st_size == 4096 and not path.exists()
+    host = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname().split(".")[0])
+    keep = [
+        tmp_path / ".checkpoint.pt.abcd1234.tmp",  # untagged (older eqv2), recent: maybe live
+        tmp_path / f".checkpoint.pt.abcd1234.eqv2-{host}-{os.getpid()}.tmp",  # a live writer
+        tmp_path / ".checkpoint.pt.abcd1234.eqv2-otherhost-1.tmp",  # cannot tell: kept
+        tmp_path / ".checkpoint.pt.notes.tmp",  # not an eqv2 name
+        tmp_path / ".other.pt.abcd1234.tmp",  # another target
+    ]
+    old_untagged = tmp_path / ".checkpoint.pt.zzzz9999.tmp"
+    for p in [*keep, old_untagged]:
+        p.write_bytes(b"data")
+    past = time.time() - 3600
+    os.utime(old_untagged, (past, past))
+    os.utime(keep[-1], (past, past))
+    atomic_save({"w": torch.ones(2)}, path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["checkpoint.pt", *(p.name for p in keep)])
+    assert safe_load(path)["w"].tolist() == [1.0, 1.0]
 
 
 def test_load_model_reads_an_eqv2_file_once_and_takes_it_as_a_dict(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from ase.io import read
 
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
 from eqv2.simulate import EqV2Calculator
-from eqv2.simulate.md import energy_drift, run_md
+from eqv2.simulate.md import MDDiverged, MDInterrupted, energy_drift, run_md
 from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
 from tests.tiny import tiny
 
@@ -87,24 +87,55 @@ def test_langevin_heats_towards_the_target(direct):
     assert r.drift is None and r.summary()["settings"]["n_fixed"] == 1
 
 
-class _NaNAfter(Calculator):
+class _FailAfter(Calculator):
+    """Zero energy and forces for ``good_steps`` calls, then NaN (``what="nan"``: energy,
+    ``"nan-forces"``: forces) or a KeyboardInterrupt (``"interrupt"``: Ctrl-C)."""
+
     implemented_properties = ["energy", "forces"]
 
-    def __init__(self, good_steps: int):
+    def __init__(self, good_steps: int, what: str = "nan"):
         super().__init__()
-        self.calls, self.good_steps = 0, good_steps
+        self.calls, self.good_steps, self.what = 0, good_steps, what
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         self.calls += 1
         bad = self.calls > self.good_steps
-        self.results = {"energy": np.nan if bad else 0.0, "forces": np.zeros((len(atoms), 3))}
+        if bad and self.what == "interrupt":
+            raise KeyboardInterrupt
+        forces = np.zeros((len(atoms), 3))
+        if bad and self.what == "nan-forces":
+            forces[1, 2] = np.inf
+        energy = np.nan if bad and self.what == "nan" else 0.0
+        self.results = {"energy": energy, "forces": forces}
 
 
-def test_divergence_and_bad_input_leave_no_trajectory(direct, tmp_path):
+@pytest.mark.parametrize(
+    ("what", "error", "match"),
+    [
+        ("nan", MDDiverged, "MD diverged at step 3: potential energy nan"),
+        ("nan-forces", MDDiverged, r"step 3: .*non-finite forces on 1 atom\(s\) \(first: atom 1\)"),
+        ("interrupt", MDInterrupted, "interrupted after step 2 of 7"),
+    ],
+)
+def test_a_stopped_run_keeps_every_finished_frame(what, error, match, tmp_path):
     path = tmp_path / "traj.extxyz"
-    with pytest.raises(ValueError, match="MD diverged at step 3"):
-        run_md(molecule("CO"), _NaNAfter(3), steps=5, interval=1, trajectory=path)
+    with pytest.raises(error, match=match) as info:
+        run_md(molecule("CO"), _FailAfter(3, what), steps=7, interval=1, trajectory=path)
+    assert [f.info["md_step"] for f in read(path, ":")] == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["traj.extxyz"]  # no temporary file left
+    result = info.value.result
+    assert result.frames_written == 3 and len(result.time_fs) == 3
+    assert result.ended["last_step"] == 2
+    assert result.summary()["ended"]["reason"] == (
+        "interrupted" if what == "interrupt" else "diverged"
+    )
+
+
+def test_nothing_computed_leaves_no_trajectory(direct, tmp_path):
+    path = tmp_path / "traj.extxyz"
+    with pytest.raises(MDDiverged, match="MD diverged at step 0"):
+        run_md(molecule("CO"), _FailAfter(0), steps=5, interval=1, trajectory=path)
     assert list(tmp_path.iterdir()) == []
     atoms = molecule("CO")
     atoms.numbers[0] = 95  # beyond the tiny model's 90 elements

@@ -21,7 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
     p.add_argument(
-        "--slab", type=Path, required=True, help="clean slab (extxyz: tags 0/1, FixAtoms)"
+        "--slab",
+        type=Path,
+        required=True,
+        help="clean slab (tags 0/1, FixAtoms): extxyz, ASE db, OC20 LMDB or eqv2 store",
     )
     p.add_argument("--slab-index", type=int, default=0, help="which image of --slab (default 0)")
     p.add_argument(
@@ -67,15 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ase.io import read
-
+    from eqv2.cli.io import read_one
     from eqv2.simulate.adsorbml import model_relaxer, resolve_adsorbate, run_adsorbml
     from eqv2.simulate.adsorbml.outputs import write_outputs
     from eqv2.simulate.relax import DEFAULT_MAX_ATOMS
 
-    if not args.slab.is_file():
-        raise FileNotFoundError(f"--slab: no such file {args.slab}")
-    slab = read(args.slab, index=args.slab_index)
+    slab = read_one(args.slab, args.slab_index, flag="--slab-index", what="--slab")
     adsorbate = args.adsorbate
     if adsorbate.isdigit():
         adsorbate = int(adsorbate)

@@ -9,7 +9,10 @@ Two modes:
 
 DATA/REFERENCE may be the generator's ``is2re_*.extxyz`` (initial and relaxed frame per system),
 initial structures with ``pos_relaxed``/``energy_relaxed``, or plain files (a pair: initial
-structures as DATA, relaxed ones as ``--reference``).
+structures as DATA, relaxed ones as ``--reference``). Every file may be in any format eqv2 reads
+(extxyz or another ASE format, ASE db/aselmdb, OC20 LMDB file or shard directory, eqv2 store);
+``pos_relaxed`` arrays are read from ASE formats only (eqv2's records have no place for them), so
+give an LMDB or store of initial structures a ``--reference``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from eqv2.cli.io import check_output, read_atoms
 from eqv2.cli.model_args import add_model_arguments, load_potential
 
 
@@ -56,20 +60,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _predicted_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    from ase.io import read
+def _read_task(path: str | Path) -> Any:
+    """A relaxation data file as a ``RelaxTask``, read with eqv2's readers (ASE formats keep
+    their ``pos_relaxed`` arrays)."""
+    from eqv2.data import detect_format
+    from eqv2.simulate.relax_evaluation import read_relax_file, split_relax_images
 
-    from eqv2.simulate.relax_evaluation import predictions_from_images, read_relax_file
+    if detect_format(path) == "ase":
+        return read_relax_file(path)
+    return split_relax_images(read_atoms(path), source=str(path))
+
+
+def _predicted_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    from eqv2.simulate.relax_evaluation import predictions_from_images
 
     if len(args.inputs) != 1 or args.reference is not None:
         raise ValueError(
             "with --predicted give the reference file as the only positional argument: "
             "eqv2 evaluate-relax --predicted RELAXED.extxyz REFERENCE.extxyz"
         )
-    if not args.predicted.is_file():
-        raise FileNotFoundError(f"{args.predicted}: no such file (--predicted).")
-    reference = read_relax_file(args.inputs[0]).reference
-    predictions = predictions_from_images(read(args.predicted, index=":"))
+    reference = _read_task(args.inputs[0]).reference
+    predictions = predictions_from_images(read_atoms(args.predicted, what="--predicted"))
     settings = {"mode": "predicted", "predicted": str(args.predicted), "reference": args.inputs[0]}
     return predictions, reference, settings
 
@@ -79,7 +90,6 @@ def _relax_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[st
         check_counts,
         check_same_atoms,
         predictions_from_results,
-        read_relax_file,
     )
 
     if len(args.inputs) != 2:
@@ -88,10 +98,10 @@ def _relax_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[st
             "made already use --predicted RELAXED REFERENCE."
         )
     checkpoint, data = args.inputs
-    task = read_relax_file(data)
+    task = _read_task(data)
     if args.reference is not None:
         initial = task.initial if task.initial is not None else task.reference
-        reference = read_relax_file(args.reference).reference
+        reference = _read_task(args.reference).reference
     elif task.initial is None:
         raise ValueError(
             f"{data}: holds no initial structures (no info kind='initial' frames and no "
@@ -133,6 +143,9 @@ def _relax_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[st
 def run(args: argparse.Namespace) -> int:
     from eqv2.simulate.relax_evaluation import evaluate_relaxations, format_relax_metrics
 
+    if args.out is not None:
+        inputs = [*args.inputs, *(p for p in (args.predicted, args.reference) if p is not None)]
+        check_output(args.out, inputs, flag="--out")
     if args.predicted is not None:
         predictions, reference, settings = _predicted_mode(args)
     else:

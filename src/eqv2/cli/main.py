@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from eqv2.cli import adsorbml, data, demo, evaluate_relax, md, predict, relax, train
+from eqv2.cli.messages import cli_message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,5 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"eqv2 {args.command}: error: {exc}", file=sys.stderr)
+        print(f"eqv2 {args.command}: error: {cli_message(str(exc), args.command)}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # the commands name the structures and the option to lower
+        print(f"eqv2 {args.command}: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,10 +1,19 @@
-"""``eqv2 md CHECKPOINT INPUT -o TRAJ.extxyz``: NVE or Langevin dynamics with a model."""
+"""``eqv2 md CHECKPOINT INPUT -o TRAJ.extxyz``: NVE or Langevin dynamics with a model.
+
+Ctrl-C (SIGINT), SIGTERM and a diverging run keep every frame written so far; the report says
+where the run ended. Exit status: 0 completed, 1 diverged, 130 SIGINT, 143 SIGTERM, 2 bad input.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from eqv2.cli.io import add_input_argument
 from eqv2.cli.model_args import add_model_arguments, load_potential
 
 
@@ -17,12 +26,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "every --interval-th frame (energy, forces, momenta, temperature) to OUTPUT and a "
             "JSON report (temperatures; for NVE the energy drift in meV/atom/ps and the largest "
             "|E(t) - E(0)|). Energy is conserved only by a model with forces = -dE/dx "
-            "(direct_forces: false); the drift report shows how far a direct-force model strays."
+            "(direct_forces: false); the drift report shows how far a direct-force model strays. "
+            "Ctrl-C, SIGTERM and a diverging run keep every frame written so far; the report says "
+            "where the run ended (exit status 130, 143, 1)."
         ),
     )
     p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
-    p.add_argument("input", type=Path, help="structure file readable by ASE (extxyz, traj, ...)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="trajectory .extxyz")
+    add_input_argument(p)
+    p.add_argument("-o", "--output", required=True, help="trajectory .extxyz")
     p.add_argument("--index", type=int, default=0, help="which structure of INPUT (default 0)")
     p.add_argument("--ensemble", choices=("nve", "langevin"), default="nve")
     p.add_argument("--timestep-fs", type=float, default=1.0, help="time step (fs)")
@@ -46,36 +57,62 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts(received: list[str]) -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt (as Ctrl-C), so the run stops like an interrupt;
+    ``received`` gets the signal's name."""
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
-    from ase.io import read
-
+    from eqv2.cli.io import check_output, read_one
     from eqv2.simulate import EqV2Calculator
-    from eqv2.simulate.md import run_md
+    from eqv2.simulate.md import MDDiverged, MDInterrupted, run_md
 
-    if not args.input.is_file():
-        raise FileNotFoundError(f"{args.input}: no such file (INPUT).")
-    images = read(args.input, index=":")
-    if not -len(images) <= args.index < len(images):
-        raise ValueError(
-            f"--index {args.index}: {args.input} holds {len(images)} structures (0..."
-            f"{len(images) - 1})."
-        )
-    atoms = images[args.index]
-    report_path = args.report or args.output.with_suffix(".json")
+    args.output = check_output(args.output, [args.input])
+    report_path = check_output(args.report or args.output.with_suffix(".json"), [args.input],
+                               flag="--report")  # fmt: skip
+    atoms = read_one(args.input, args.index, flag="--index")
     calc = EqV2Calculator(load_potential(args), device=args.device)
-    result = run_md(
-        atoms,
-        calc,
-        ensemble=args.ensemble,
-        timestep_fs=args.timestep_fs,
-        steps=args.steps,
-        temperature_K=args.temperature_K,
-        initial_temperature_K=args.initial_temperature_K,
-        friction_per_fs=args.friction,
-        interval=args.interval,
-        seed=args.seed,
-        trajectory=args.output,
-    )
+    received: list[str] = []
+    code = 0
+    try:
+        with _sigterm_interrupts(received):
+            result = run_md(
+                atoms,
+                calc,
+                ensemble=args.ensemble,
+                timestep_fs=args.timestep_fs,
+                steps=args.steps,
+                temperature_K=args.temperature_K,
+                initial_temperature_K=args.initial_temperature_K,
+                friction_per_fs=args.friction,
+                interval=args.interval,
+                seed=args.seed,
+                trajectory=args.output,
+            )
+    except MDInterrupted as exc:
+        result = exc.result
+        name = received[0] if received else "SIGINT"
+        result.ended.update(signal=name, message=f"{result.ended['message']} ({name})")
+        code = 128 + int(getattr(signal, name))
+    except MDDiverged as exc:
+        if exc.result is None:  # at step 0: nothing to keep, a plain error (exit status 2)
+            raise
+        result, code = exc.result, 1
     report = result.summary()
     report["settings"].update(
         checkpoint=str(args.checkpoint),
@@ -105,4 +142,6 @@ def run(args: argparse.Namespace) -> int:
         if not calc.potential.conservative:
             print("note: this model's forces come from its direct head, not -dE/dx: NVE drifts.")
     print(f"wrote {result.frames_written} frames to {args.output} and {report_path}")
-    return 0
+    if code:
+        print(f"eqv2 md: stopped early: {result.ended['message']}", file=sys.stderr)
+    return code

@@ -1,8 +1,8 @@
 """The model options every command that runs a checkpoint shares, and loading from them.
 
 One set of flags for ``predict``, ``relax``, ``evaluate-relax``, ``md`` and ``adsorbml``:
-``--device``, ``--dtype float32|float64`` (``--float64`` is short for ``--dtype float64``) and
-``--use-ema``.
+``--device``, ``--dtype float32|float64`` (``--float64`` is short for ``--dtype float64``),
+``--use-ema`` and ``--trust-pickle``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ DTYPES = ("float32", "float64")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser | Any) -> None:
-    """Add ``--device``, ``--dtype``, ``--float64`` and ``--use-ema`` to a parser or group."""
+    """Add ``--device``, ``--dtype``, ``--float64``, ``--use-ema`` and ``--trust-pickle`` to a
+    parser or group."""
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
     parser.add_argument(
         "--dtype", choices=DTYPES, default="float32", help="model precision (float32)"
@@ -27,6 +28,12 @@ def add_model_arguments(parser: argparse.ArgumentParser | Any) -> None:
         "--use-ema",
         action="store_true",
         help="use the EMA weights of a fairchem file or an eqv2 checkpoint.pt",
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a checkpoint that needs full unpickling (can run code from the file: only "
+        "for files whose origin you trust)",
     )
 
 
@@ -41,4 +48,5 @@ def load_potential(args: argparse.Namespace, checkpoint: Any = None) -> Any:
         dtype=getattr(torch, args.dtype),
         device=args.device,
         use_ema=args.use_ema,
+        trust_pickle=getattr(args, "trust_pickle", False),
     )

@@ -8,6 +8,10 @@ the cells relax too (ASE's ``FrechetCellFilter`` degrees of freedom, optionally 
 relaxed cells and the final stress. The file is
 written atomically once all structures are done, so it is never half-written.
 
+Under ``torchrun --nproc_per_node N -m eqv2 relax ...`` the structures are split across the
+processes in chunks and one output is merged in input order (the same file as one process);
+``--resume`` keeps the chunks an interrupted run finished (``eqv2.cli.sharded``).
+
 Exit status: 0 when at least one structure relaxed without error (converged or not), 1 when
 every structure failed (the output is still written, with the errors), 2 when the input cannot
 be read or an argument is invalid (nothing is written).
@@ -16,9 +20,14 @@ be read or an argument is invalid (nothing is written).
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from eqv2.cli.model_args import add_model_arguments, load_potential
+from eqv2.cli.io import add_input_argument
+from eqv2.cli.model_args import add_model_arguments
+from eqv2.cli.sharded import add_sharding_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
-    p.add_argument("input", type=Path, help="structures readable by ASE (extxyz, traj, db, ...)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output .extxyz")
+    add_input_argument(p)
+    p.add_argument("-o", "--output", required=True, help="output .extxyz")
     p.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/Å (0.05)")
     p.add_argument("--steps", type=int, default=300, help="optimiser step limit (300)")
     p.add_argument("--optimizer", choices=("lbfgs", "fire"), default="lbfgs")
@@ -68,25 +77,52 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--constant-volume", action="store_true", help="keep the cell volumes (shape relaxes)"
     )
     add_model_arguments(p)
+    add_sharding_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
 
-def _read(path: Path) -> list:
-    from ase.io import read
+def _relax_chunk(
+    potential: Any, structures: Sequence[Any], indices: Sequence[int], args: argparse.Namespace
+) -> list[Any]:
+    """The relaxed ``structures[indices]`` (errors and trajectories named by input index)."""
+    from eqv2.cli.memory import oom_errors, out_of_memory
+    from eqv2.simulate.relax import DEFAULT_MAX_ATOMS, relax_structures
+    from eqv2.simulate.relax.trajectory import trajectory_path, write_trajectory
 
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {path} not found.")
+    chunk = [structures[i] for i in indices]
+    max_atoms = args.max_atoms if args.max_atoms is not None else DEFAULT_MAX_ATOMS
     try:
-        structures = read(path, ":")
-    except Exception as exc:  # ASE raises many types for unreadable files
-        raise ValueError(
-            f"could not read structures from {path}: {exc}. Give a file ASE can read "
-            "(extxyz, traj, ASE db, ...)."
+        results = relax_structures(
+            potential,
+            chunk,
+            optimizer=args.optimizer,
+            fmax=args.fmax,
+            steps=args.steps,
+            max_atoms=max_atoms,
+            max_edges=args.max_edges,
+            fix_tags=args.fix_tags,
+            keep_trajectory=args.trajectory_dir is not None,
+            progress=not args.quiet,
+            cell=cell_filter(args),
+        )
+    except oom_errors() as exc:
+        edges = "" if args.max_edges is None else f" and {args.max_edges} edges (--max-edges)"
+        raise out_of_memory(
+            exc,
+            f"relaxing structures {indices[0]}..{indices[-1]} with up to {max_atoms} atoms "
+            f"(--max-atoms){edges} in the running batch",
+            structures,
+            indices,
+            f"lower --max-atoms (e.g. {max(max_atoms // 2, 1)}) or --max-edges",
         ) from exc
-    if not structures:
-        raise ValueError(f"{path} holds no structures.")
-    return structures
+    for index, r in zip(indices, results, strict=True):
+        if r.error is not None:  # the engine counted from the chunk's start
+            error = re.sub(rf"^Structure {r.index}\b", f"Structure {index}", r.error)
+            r.atoms.info["relax_error"] = error
+        if args.trajectory_dir is not None and r.trajectory:
+            write_trajectory(trajectory_path(args.trajectory_dir, index), r.trajectory)
+    return [r.atoms for r in results]
 
 
 def cell_filter(args: argparse.Namespace):
@@ -116,38 +152,20 @@ def cell_filter(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ase.io import write
+    from eqv2.cli.sharded import screen
 
-    from eqv2.atomic import atomic_write_path
-    from eqv2.simulate.relax import DEFAULT_MAX_ATOMS, relax_structures
-
-    cell = cell_filter(args)
-    structures = _read(args.input)
-    potential = load_potential(args)
-    results = relax_structures(
-        potential,
-        structures,
-        optimizer=args.optimizer,
-        fmax=args.fmax,
-        steps=args.steps,
-        max_atoms=args.max_atoms if args.max_atoms is not None else DEFAULT_MAX_ATOMS,
-        max_edges=args.max_edges,
-        fix_tags=args.fix_tags,
-        trajectory_dir=args.trajectory_dir,
-        progress=not args.quiet,
-        cell=cell,
-    )
-    with atomic_write_path(args.output) as tmp:
-        write(tmp, [r.atoms for r in results], format="extxyz")
-
-    failed = [r for r in results if r.error is not None]
-    converged = sum(r.converged for r in results)
-    unconverged = len(results) - converged - len(failed)
+    cell_filter(args)  # refuse inconsistent cell options before any work
+    output, merged = screen(args, _relax_chunk)
+    if merged is None:  # a torchrun rank other than 0: rank 0 writes and reports
+        return 0
+    failed = [a.info["relax_error"] for a in merged if "relax_error" in a.info]
+    converged = sum(bool(a.info.get("converged")) for a in merged)
+    unconverged = len(merged) - converged - len(failed)
     print(
-        f"relaxed {len(results)} structures: {converged} converged, {unconverged} not converged "
+        f"relaxed {len(merged)} structures: {converged} converged, {unconverged} not converged "
         f"within {args.steps} steps, {len(failed)} failed"
     )
-    for r in failed:
-        print(f"  failed: {r.error}")
-    print(f"wrote {args.output}")
-    return 1 if len(failed) == len(results) else 0
+    for error in failed:
+        print(f"  failed: {error}")
+    print(f"wrote {output}")
+    return 1 if len(failed) == len(merged) else 0

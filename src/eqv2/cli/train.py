@@ -7,6 +7,7 @@ trains data-parallel on N processes; rank 0 prints and writes the outputs.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -99,6 +100,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     data = DataConfig(energy_key=args.energy_key, forces_key=args.forces_key)
     metrics = evaluate_checkpoint(args.checkpoint, args.data, data)
+    bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+    if bad:  # never a success with non-finite numbers; predict names the structures
+        raise ValueError(
+            f"the model returned non-finite energies or forces on {args.data} (metrics "
+            f"{', '.join(bad)} are not finite). Find the structures with: eqv2 predict "
+            f"{args.checkpoint} {args.data} -o predictions.extxyz"
+        )
     print(format_metrics({Path(args.data).name: metrics}))
     if args.out:
         write_json(metrics, args.out)

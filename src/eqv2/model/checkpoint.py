@@ -5,6 +5,11 @@ PyTorch's restricted unpickler, which only rebuilds tensors and plain containers
 more (pickled classes, numpy scalars, or something malicious) are refused with
 :class:`UnsafeCheckpointError` unless the caller says it trusts the file.
 
+Loading also checks the file's integrity first (``torch.load`` does not): every member of a
+zip-format file (what ``torch.save`` writes since PyTorch 1.6) must match the CRC-32 stored for
+it, so flipped bits in tensor data are refused with :class:`CorruptCheckpointError` instead of
+loading as wrong weights; a Git LFS pointer file in place of the checkpoint is named as such.
+
 eqv2's own checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`) hold only plain types
 and tensors, so they always load under that restricted unpickler, and they are written atomically:
 a crash while saving leaves the previous file intact.
@@ -22,6 +27,8 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import socket
+import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,8 +48,10 @@ __all__ = [
     "UnsafeCheckpointError",
     "atomic_save",
     "load_checkpoint",
+    "remove_stale_temporaries",
     "safe_load",
     "save_checkpoint",
+    "verify_integrity",
 ]
 
 #: Value of the ``"format"`` entry of every eqv2 checkpoint.
@@ -80,6 +89,9 @@ class CorruptCheckpointError(CheckpointError):
 _GLOBAL_RE = re.compile(r"GLOBAL\s+([A-Za-z_][\w.]*)")
 
 
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
 def _check_readable(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"Checkpoint file {str(path)!r} does not exist.")
@@ -91,6 +103,39 @@ def _check_readable(path: Path) -> None:
         raise CorruptCheckpointError(
             f"Checkpoint file {str(path)!r} is empty (0 bytes): the save was probably "
             "interrupted. Use an earlier copy of the file."
+        )
+    with open(path, "rb") as handle:
+        head = handle.read(len(_LFS_POINTER))
+    if head == _LFS_POINTER:
+        raise CorruptCheckpointError(
+            f"Checkpoint file {str(path)!r} is a Git LFS pointer ({path.stat().st_size} bytes), "
+            "not the checkpoint: the repository was cloned without its LFS objects. Fetch the "
+            "file with 'git lfs pull' (after 'git lfs install'), or download it directly."
+        )
+
+
+def verify_integrity(path: PathLike) -> None:
+    """Check every member of a zip-format ``torch.save`` file against its stored CRC-32.
+
+    Files in PyTorch's legacy (pre-1.6, non-zip) format carry no checksums and pass unchecked.
+
+    Raises:
+        CorruptCheckpointError: a member's data do not match its checksum (flipped bits from a
+            faulty disk, copy or download) or the zip structure itself is damaged.
+    """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every member; None when all CRC-32s match
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise _corrupt(path, exc) from exc
+    if bad is not None:
+        raise CorruptCheckpointError(
+            f"Checkpoint file {str(path)!r} is damaged: the data of {bad!r} inside it do not "
+            "match their CRC-32 checksum (bits changed on disk or in transfer). Re-copy or "
+            "re-download the file, or use an earlier copy."
         )
 
 
@@ -131,7 +176,7 @@ def _corrupt(path: Path, exc: BaseException) -> CorruptCheckpointError:
     )
 
 
-def safe_load(path: PathLike, *, trust_pickle: bool = False) -> Any:
+def safe_load(path: PathLike, *, trust_pickle: bool = False, verify: bool = True) -> Any:
     """Load a ``torch.save`` file onto the CPU without running code from it.
 
     Args:
@@ -139,6 +184,7 @@ def safe_load(path: PathLike, *, trust_pickle: bool = False) -> Any:
         trust_pickle: if the restricted unpickler refuses the file, fall back to full
             unpickling. Only pass ``True`` for files whose origin you trust: a pickle can run
             arbitrary code while it loads.
+        verify: check the file's CRC-32 checksums first (`verify_integrity`).
 
     Returns:
         Whatever was saved (usually a dict of tensors and plain values).
@@ -146,10 +192,13 @@ def safe_load(path: PathLike, *, trust_pickle: bool = False) -> Any:
     Raises:
         FileNotFoundError: the file does not exist.
         UnsafeCheckpointError: the file needs full unpickling and ``trust_pickle`` is False.
-        CorruptCheckpointError: the file is empty, truncated or not a PyTorch file.
+        CorruptCheckpointError: the file is empty, truncated, damaged (checksum mismatch), a
+            Git LFS pointer, or not a PyTorch file.
     """
     path = Path(path)
     _check_readable(path)
+    if verify:
+        verify_integrity(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -191,15 +240,77 @@ def safe_load(path: PathLike, *, trust_pickle: bool = False) -> Any:
 # -- atomic writes --------------------------------------------------------------------------------
 
 
+#: A legacy temporary file (no owner in its name) older than this is a crash's leftover.
+_LEGACY_TEMP_AGE_S = 600.0
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname().split(".")[0]) or "host"
+
+
+def _temp_suffix() -> str:
+    """``.eqv2-HOST-PID.tmp``: names the writer so a later write can tell a crash's leftover."""
+    return f".eqv2-{_host()}-{os.getpid()}.tmp"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: PathLike) -> list[Path]:
+    """Delete the temporary files a crashed `atomic_save` of ``path`` left beside it.
+
+    Only eqv2's own names are touched: ``.NAME.XXXXXXXX.eqv2-HOST-PID.tmp`` whose process on
+    this host is gone, and the older untagged ``.NAME.XXXXXXXX.tmp`` once it is more than 10
+    minutes old. A live writer's file, another host's file and any other file stay.
+
+    Returns:
+        The files removed.
+    """
+    path = Path(path)
+    pattern = re.compile(
+        rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}(?:\.eqv2-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+))?\.tmp$"
+    )
+    removed: list[Path] = []
+    try:
+        candidates = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = pattern.match(candidate.name)
+        if match is None or not candidate.is_file():
+            continue
+        try:
+            if match["pid"] is not None:
+                stale = match["host"] == _host() and not _alive(int(match["pid"]))
+            else:
+                stale = time.time() - candidate.stat().st_mtime > _LEGACY_TEMP_AGE_S
+            if stale:
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:  # raced with another cleanup, or not ours to delete
+            continue
+    return removed
+
+
 def atomic_save(obj: Any, path: PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` atomically.
 
     The data go to a temporary file in the same directory, which is flushed, fsynced and then
     renamed over ``path`` (``os.replace``), so readers see either the old file or the complete
     new one. On any error the temporary file is removed and the old file is left untouched.
+    Temporary files that a crashed earlier save of ``path`` left are removed first
+    (`remove_stale_temporaries`).
     """
     path = Path(path)
-    with atomic_write_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as handle:
+    remove_stale_temporaries(path)
+    with atomic_write_path(path, suffix=_temp_suffix()) as tmp, open(tmp, "wb") as handle:
         torch.save(obj, handle)
     return path
 

@@ -2,9 +2,14 @@
 
 `run_md` drives one structure with any ASE calculator (normally `EqV2Calculator`), records the
 potential, kinetic and total energy and the temperature at every step, writes every
-``interval``-th frame to an extxyz trajectory (streamed to a temporary file that replaces the
-target only when the run ends well, so a failed run never leaves a partial file) and, for NVE,
-reports the energy drift (`energy_drift`).
+``interval``-th frame to an extxyz trajectory and, for NVE, reports the energy drift
+(`energy_drift`).
+
+Frames are streamed to a temporary file beside the target. However the run stops (it finishes,
+diverges, is interrupted by ``KeyboardInterrupt`` or fails), every frame written completely so
+far is kept: a frame cut short is truncated away and the file replaces the target atomically. A
+run that stops early raises `MDDiverged` or `MDInterrupted`, whose ``result`` holds the steps done
+and says where the run ended (``MDResult.ended``).
 
 Runs are deterministic for a given seed: the Maxwell-Boltzmann initial velocities and the
 Langevin noise draw from their own ``numpy`` generators spawned from ``SeedSequence(seed)``.
@@ -16,6 +21,7 @@ The drift report is how to see it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -43,7 +49,7 @@ except ImportError:  # ase < 3.29 names it MaxwellBoltzmannDistribution
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
 
 
-__all__ = ["ENSEMBLES", "MDResult", "energy_drift", "run_md"]
+__all__ = ["ENSEMBLES", "MDDiverged", "MDInterrupted", "MDResult", "energy_drift", "run_md"]
 
 #: Ensembles `run_md` knows: ``"nve"`` (velocity Verlet) and ``"langevin"`` (NVT).
 ENSEMBLES = ("nve", "langevin")
@@ -61,6 +67,8 @@ class MDResult:
         drift: `energy_drift` of the total energy (NVE runs only).
         settings: the run's parameters.
         wall_s: wall-clock seconds of the run.
+        ended: where the run ended: ``reason`` (``"completed"``, ``"diverged"`` or
+            ``"interrupted"``), ``last_step`` (the last step recorded) and ``message``.
     """
 
     time_fs: np.ndarray
@@ -72,6 +80,7 @@ class MDResult:
     drift: dict[str, float] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
+    ended: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready report: settings, temperatures, energies at start and end, drift."""
@@ -95,7 +104,26 @@ class MDResult:
             "drift": self.drift,
             "wall_s": self.wall_s,
             "ms_per_step": 1000.0 * self.wall_s / max(len(self.time_fs) - 1, 1),
+            "ended": self.ended,
         }
+
+
+class MDDiverged(ValueError):
+    """The energy or forces became non-finite; ``result`` holds the steps before (their frames
+    are in the trajectory), None when it happened at step 0."""
+
+    def __init__(self, message: str, result: MDResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class MDInterrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C, or a signal the caller turned into KeyboardInterrupt);
+    ``result`` holds the steps done (their frames are in the trajectory)."""
+
+    def __init__(self, message: str, result: MDResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def energy_drift(time_fs: np.ndarray, total_energy: np.ndarray, n_atoms: int) -> dict[str, float]:
@@ -178,6 +206,63 @@ def _check(
         raise ValueError(f"friction={friction}: must be > 0 per fs for Langevin (e.g. 0.01).")
 
 
+class _Divergence(ValueError):
+    """Raised inside the integrator's observer when the energy or forces are not finite."""
+
+
+class _NoFrames(Exception):
+    """No frame was written: leave no trajectory file."""
+
+
+class _FrameWriter:
+    """Appends extxyz frames to an open file; ``complete`` is the byte size after the last whole
+    frame, so a frame cut short by an interrupt can be truncated away."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.frames = 0
+        self.complete = 0
+
+    def write(self, frame: Atoms) -> None:
+        ase_write(self.handle, frame, format="extxyz")
+        self.handle.flush()
+        # one statement: an interrupt lands before or after both updates
+        self.complete, self.frames = self.handle.tell(), self.frames + 1
+
+
+def _run(
+    dyn: VelocityVerlet | Langevin,
+    steps: int,
+    record: Any,
+    trajectory: str | os.PathLike | None,
+) -> tuple[BaseException | None, _FrameWriter | None]:
+    """Run ``steps`` steps; return why the run stopped early (None: it did not) and the writer.
+
+    The trajectory keeps every complete frame however the run stops; a run that wrote no frame
+    leaves no file.
+    """
+    stop: BaseException | None = None
+    if trajectory is None:
+        dyn.attach(record, interval=1, writer=None)  # ASE calls observers at step 0 too
+        try:
+            dyn.run(steps)
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - reported by run_md
+            stop = exc
+        return stop, None
+    with contextlib.suppress(_NoFrames), atomic_write_path(trajectory) as tmp:
+        with open(tmp, "w") as handle:
+            writer = _FrameWriter(handle)
+            dyn.attach(record, interval=1, writer=writer)
+            try:
+                dyn.run(steps)
+            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - reported by run_md
+                stop = exc
+            handle.truncate(writer.complete)  # drop a frame an interrupt cut short
+        if writer.frames == 0:
+            raise _NoFrames  # atomic_write_path removes the empty temporary file
+    return stop, writer
+
+
 def run_md(
     atoms: Atoms,
     calculator: Calculator,
@@ -214,9 +299,11 @@ def run_md(
         `MDResult` with per-step energies and temperature, and the NVE drift.
 
     Raises:
-        ValueError: a bad parameter, a structure the model cannot handle (from the
-            calculator), or a non-finite energy (the step and a fix are named). No trajectory
-            file is left behind then.
+        MDDiverged: the energy or forces became non-finite (the step and a fix are named);
+            its ``result`` holds the steps before, whose frames are kept in ``trajectory``.
+        MDInterrupted: a ``KeyboardInterrupt`` stopped the run; ``result`` as above.
+        ValueError: a bad parameter, or a structure the model cannot handle (from the
+            calculator). A trajectory is left only if some frames were complete.
     """
     _check(ensemble, timestep_fs, steps, temperature_K, friction_per_fs, interval)
     velocity_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
@@ -240,35 +327,37 @@ def run_md(
     )
     n = steps + 1
     series = {k: np.zeros(n) for k in ("time", "epot", "ekin", "temp")}
-    frames_written = 0
-    handle = None
+    state = {"last": -1}  # the last step recorded
 
-    def record() -> None:
-        nonlocal frames_written
+    def record(writer: _FrameWriter | None) -> None:
         step = dyn.nsteps
         epot = float(atoms.get_potential_energy())
         ekin = float(atoms.get_kinetic_energy())
-        if not (math.isfinite(epot) and math.isfinite(ekin)):
-            raise ValueError(
-                f"MD diverged at step {step}: potential energy {epot} eV, kinetic {ekin} eV. "
-                "Fix: a smaller --timestep-fs, a lower temperature, or check the structure."
+        forces = atoms.get_forces(apply_constraint=False)
+        bad = np.flatnonzero(~np.isfinite(forces).all(axis=1))
+        if not (math.isfinite(epot) and math.isfinite(ekin)) or len(bad):
+            what = f"potential energy {epot} eV, kinetic {ekin} eV"
+            if len(bad):
+                what += f", non-finite forces on {len(bad)} atom(s) (first: atom {bad[0]})"
+            raise _Divergence(
+                f"MD diverged at step {step}: {what}. Fix: a smaller --timestep-fs, a lower "
+                "temperature, or check the structure."
             )
         series["time"][step] = step * timestep_fs
         series["epot"][step], series["ekin"][step] = epot, ekin
         series["temp"][step] = atoms.get_temperature()
-        if handle is not None and (step % interval == 0 or step == steps):
-            ase_write(handle, _frame(atoms, step, step * timestep_fs, epot, ekin), format="extxyz")
-            frames_written += 1
+        state["last"] = step
+        if writer is not None and (step % interval == 0 or step == steps):
+            writer.write(_frame(atoms, step, step * timestep_fs, epot, ekin))
 
-    dyn.attach(record, interval=1)  # ASE calls observers at step 0 too
     start = time.perf_counter()
-    if trajectory is None:
-        dyn.run(steps)
-    else:
-        with atomic_write_path(trajectory) as tmp, open(tmp, "w") as handle:
-            dyn.run(steps)
+    stop, writer = _run(dyn, steps, record, trajectory)
     wall = time.perf_counter() - start
-    total = series["epot"] + series["ekin"]
+    last = state["last"]
+    if stop is not None and last < 0:  # nothing computed (e.g. the model refused the structure)
+        if isinstance(stop, _Divergence):
+            raise MDDiverged(str(stop)) from None
+        raise stop
     settings = {
         "ensemble": ensemble,
         "timestep_fs": timestep_fs,
@@ -282,14 +371,32 @@ def run_md(
         "n_fixed": int(fixed.sum()),
         "formula": atoms.get_chemical_formula(),
     }
-    return MDResult(
-        time_fs=series["time"],
-        potential_energy=series["epot"],
-        kinetic_energy=series["ekin"],
+    done = {k: v[: last + 1] for k, v in series.items()}
+    total = done["epot"] + done["ekin"]
+    if stop is None:
+        reason, message = "completed", f"completed all {steps} steps"
+    elif isinstance(stop, _Divergence):
+        reason, message = "diverged", str(stop)
+    elif isinstance(stop, KeyboardInterrupt):
+        reason, message = "interrupted", f"interrupted after step {last} of {steps}"
+    else:
+        raise stop  # any other error: the frames so far are kept, the error is the caller's
+    result = MDResult(
+        time_fs=done["time"],
+        potential_energy=done["epot"],
+        kinetic_energy=done["ekin"],
         total_energy=total,
-        temperature_K=series["temp"],
-        frames_written=frames_written,
-        drift=energy_drift(series["time"], total, len(atoms)) if ensemble == "nve" else None,
+        temperature_K=done["temp"],
+        frames_written=0 if writer is None else writer.frames,
+        drift=energy_drift(done["time"], total, len(atoms))
+        if ensemble == "nve" and last >= 1
+        else None,
         settings=settings,
         wall_s=wall,
+        ended={"reason": reason, "last_step": last, "message": message},
     )
+    if reason == "diverged":
+        raise MDDiverged(message, result) from stop
+    if reason == "interrupted":
+        raise MDInterrupted(message, result) from stop
+    return result

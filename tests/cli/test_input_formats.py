@@ -80,7 +80,10 @@ def test_relax(fmt, files, checkpoint, tmp_path):
     argv = ["relax", str(checkpoint), str(files[fmt]), "-o", str(out), "--steps", "2", "--quiet"]
     assert main(argv) == 0
     frames = read(out, ":")
-    assert len(frames) == 2 and all(f.info["relax_steps"] == 2 for f in frames)
+    # every structure ran its 2 steps, or converged before (the generated data decides which)
+    assert len(frames) == 2
+    assert all(f.info["relax_steps"] == 2 or f.info["converged"] for f in frames)
+    assert any(f.info["relax_steps"] == 2 for f in frames)
 
 
 @pytest.mark.parametrize("fmt", FORMATS[1:])

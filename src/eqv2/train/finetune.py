@@ -40,7 +40,7 @@ from eqv2.train.workflow import fit_targets
 TRAINING_ONLY_KEYS = ("alpha_drop", "drop_path_rate", "proj_drop")
 #: Model keys that only choose the random initialisation, which the loaded weights replace.
 INIT_ONLY_KEYS = ("weight_init",)
-_HEADS = ("energy_block", "force_block")
+_HEADS = ("energy_block", "force_block", "stress_head")
 #: ``finetune.freeze`` group names and the parameter-name prefixes they cover (None: all but
 #: the output heads).
 FREEZE_GROUPS: dict[str, tuple[str, ...] | None] = {

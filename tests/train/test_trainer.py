@@ -223,3 +223,24 @@ def test_gradient_accumulation_and_epoch_schedule(frames, tmp_path):
     assert sorted(i for batch in seen[:half] for i in batch) == list(range(len(frames)))
     # the same global batches, whatever K (micro-batches regroup them)
     assert [sorted(b) for b in seen[:half]] == [sorted(b) for b in seen[half:]]
+
+
+def test_release_distributed_frees_the_ddp_wrapper_now(frames, tmp_path):
+    """The trainer sits in reference cycles: without the release its DDP wrapper (holding the
+    process group) would live until a garbage collection, possibly at interpreter teardown."""
+    import gc
+    import weakref
+
+    class Wrapper:  # stands in for DistributedDataParallel (needs 2 processes)
+        pass
+
+    config = TrainerConfig(max_steps=1, max_atoms_per_batch=60, ema_decay=None, device="cpu")
+    trainer = Trainer(_potential(frames), frames, tmp_path, config)
+    trainer.ddp = Wrapper()
+    alive = weakref.ref(trainer.ddp)
+    gc.disable()
+    try:
+        trainer.release_distributed()
+        assert trainer.ddp is None and alive() is None
+    finally:
+        gc.enable()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import inspect
 import math
 import time
@@ -348,6 +349,16 @@ class Trainer:
         return self.config.seed + 1_000_003 * self.dist.rank
 
     # -- evaluation ------------------------------------------------------------------------
+    def release_distributed(self) -> None:
+        """Drop the DistributedDataParallel wrapper (call before the process group is destroyed).
+
+        A Trainer sits in reference cycles, so without this its DDP wrapper, which holds the
+        gloo/NCCL group, can outlive ``destroy_process_group`` until a garbage collection
+        during interpreter teardown, where gloo's destructor may abort the process.
+        """
+        self.ddp = None
+        gc.collect()
+
     def evaluation_weights(self) -> contextlib.AbstractContextManager:
         """Context in which the model holds the weights to evaluate and save: the EMA
         weights when training keeps an EMA, else the trained ones."""

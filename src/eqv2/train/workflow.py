@@ -128,6 +128,7 @@ def run_training(
                 clear_run(out)
             trainer, stats = _fit(run, out, train, val, resume, init_from, progress and env.is_main)
             metrics = _evaluate(trainer, run, out, stats, splits)
+            trainer.release_distributed()  # before the session destroys the process group
     return metrics if env.is_main else {}
 
 

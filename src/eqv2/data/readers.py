@@ -12,29 +12,25 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from eqv2.data._common import Index, check_path
+from eqv2.data._common import Index
 from eqv2.data.ase_db import read_ase_db
 from eqv2.data.ase_readers import iter_ase
+from eqv2.data.datasets import dataset_format
 from eqv2.data.oc20_lmdb import iter_oc20_lmdb
 from eqv2.data.records import Structure
-from eqv2.data.store import is_store, read_store
+from eqv2.data.store import read_store
 
 __all__ = ["iter_structures", "read_structures", "detect_format"]
 
-_LMDB_SUFFIXES = {".lmdb", ".mdb"}
-_DB_SUFFIXES = {".db", ".aselmdb"}
-
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """``"store"``, ``"oc20-lmdb"``, ``"ase-db"`` or ``"ase"`` for ``path``."""
-    p = check_path(path)
-    if p.is_dir():
-        return "oc20-lmdb"
-    if p.suffix in _LMDB_SUFFIXES:
-        return "store" if is_store(p) else "oc20-lmdb"
-    if p.suffix in _DB_SUFFIXES:
-        return "ase-db"
-    return "ase"
+    """``"store"``, ``"oc20-lmdb"``, ``"ase-db"`` or ``"ase"`` for ``path``.
+
+    The dataset layer's detection (:func:`eqv2.data.datasets.dataset_format`), with extxyz
+    counted as ``"ase"``: these readers stream it through ``ase.io``.
+    """
+    fmt = dataset_format(path)
+    return "ase" if fmt == "extxyz" else fmt
 
 
 def iter_structures(

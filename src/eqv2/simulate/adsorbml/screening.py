@@ -20,8 +20,9 @@ taking a list of structures and returning results with ``atoms``, ``energy``, ``
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -217,16 +218,16 @@ def run_adsorbml(
     check_slab(slab)
     ads = resolve_adsorbate(adsorbate)
     timings: dict[str, float] = {}
-    clock = _Clock(timings)
+    start_all = time.perf_counter()
 
-    with clock("placements"):
+    with _timed(timings, "placements"):
         if placements is None:
             placements = generate_placements(slab, ads, n_placements, seed=seed)
         placements = list(placements)
     say(f"{len(placements)} placements")
 
     clean = slab.copy if relax_clean_slab else (lambda: None)
-    with clock("ml_relax"):
+    with _timed(timings, "ml_relax"):
         candidates, ml_slab = ml_relaxation(placements, relax, clean())
         candidates = rank(candidates)
     chosen = top(candidates, top_k)
@@ -240,7 +241,7 @@ def run_adsorbml(
     if reference_energy is not None:
         baseline = Baseline(float(reference_energy), reference_calls, "given")
     elif ref_relax is not None:
-        with clock("reference_baseline"):
+        with _timed(timings, "reference_baseline"):
             candidates, baseline = reference_baseline(candidates, ref_relax, clean())
         chosen = top(candidates, top_k)
         say(f"reference baseline: minimum {baseline.energy} eV, {baseline.calls} calls "
@@ -254,12 +255,12 @@ def run_adsorbml(
         rows[name] = top_k_rows(energies, calls, e_min, b_calls, top_k, success_threshold)
 
     if "ml+sp" in strategies:
-        with clock("reference_sp"):
+        with _timed(timings, "reference_sp"):
             candidates = ml_single_points(candidates, chosen, reference)
         chosen = top(candidates, top_k)
         report("ml+sp", [c.sp_energy for c in chosen], [1] * len(chosen))
     if "ml+rx" in strategies:
-        with clock("reference_rx"):
+        with _timed(timings, "reference_rx"):
             ref_slab = baseline.clean_slab if baseline is not None else None
             if ref_slab is None and relax_clean_slab:
                 slab_result = list(ref_relax([slab.copy()]))[0]
@@ -267,7 +268,7 @@ def run_adsorbml(
             candidates = ml_reference_relaxations(candidates, chosen, ref_relax, ref_slab)
         chosen = top(candidates, top_k)
         report("ml+rx", [c.rx_energy for c in chosen], [c.rx_calls for c in chosen])
-    timings["total"] = clock.total()
+    timings["total"] = time.perf_counter() - start_all
 
     smiles = str(ads.info.get("smiles", ads.get_chemical_formula()))
     summary = {
@@ -290,26 +291,11 @@ def run_adsorbml(
     )
 
 
-class _Clock:
-    """``with clock("stage"):`` adds the stage's wall seconds to ``timings``."""
-
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
-        self.start = time.perf_counter()
-
-    def total(self) -> float:
-        return time.perf_counter() - self.start
-
-    def __call__(self, name: str) -> _Stage:
-        return _Stage(self.timings, name)
-
-
-class _Stage:
-    def __init__(self, timings: dict[str, float], name: str) -> None:
-        self.timings, self.name = timings, name
-
-    def __enter__(self) -> None:
-        self.t = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self.name] = time.perf_counter() - self.t
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the block's wall seconds to ``timings[name]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - start

@@ -51,8 +51,8 @@ def _relax_test_systems(model_path: Path, is2re_path: Path, out: Path) -> dict[s
     """
     from ase.io import write
 
-    from eqv2.atomic import atomic_write_path
     from eqv2.model.loading import load_model
+    from eqv2.safe_io import atomic_write_path
     from eqv2.simulate import relax_structures
     from eqv2.simulate.relax_evaluation import (
         evaluate_relaxations,

@@ -46,7 +46,7 @@ from eqv2.adsorption import (
     place_adsorbate,
     surface_atoms,
 )
-from eqv2.atomic import atomic_write_path
+from eqv2.safe_io import atomic_write_path
 
 __all__ = [
     "DEFAULT_ADSORBATE_FILE",

@@ -16,6 +16,7 @@ from eqv2.simulate.relax.optimizers import (
     BatchedLBFGS,
     lbfgs_direction,
     make_optimizer,
+    make_relax_optimizer,
 )
 from eqv2.simulate.relax.segments import Segments
 
@@ -168,12 +169,17 @@ def test_steps_are_bounded_and_zero_force_atoms_stay(sizes, seed):
         forces = np.where(still[:, None], 0.0, rng.normal(scale=10.0, size=forces.shape))
 
 
-def test_make_optimizer_names_and_errors():
-    assert isinstance(make_optimizer("LBFGS"), BatchedLBFGS)
-    assert isinstance(make_optimizer("fire", dt=0.05), BatchedFIRE)
+def test_make_relax_optimizer_names_and_errors():
+    assert isinstance(make_relax_optimizer("LBFGS"), BatchedLBFGS)
+    assert isinstance(make_relax_optimizer("fire", dt=0.05), BatchedFIRE)
     with pytest.raises(ValueError, match="optimizer='bfgs'.*lbfgs, fire"):
-        make_optimizer("bfgs")
+        make_relax_optimizer("bfgs")
     with pytest.raises(ValueError, match="maxstep"):
         BatchedLBFGS(maxstep=2.0)
     with pytest.raises(ValueError, match="memory"):
         BatchedLBFGS(memory=0)
+
+
+def test_make_optimizer_is_a_deprecated_alias():
+    with pytest.warns(DeprecationWarning, match="make_relax_optimizer"):
+        assert isinstance(make_optimizer("fire", dt=0.05), BatchedFIRE)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ase import Atoms
 
-from eqv2.atomic import write_json
+from eqv2.safe_io import write_json
 from eqv2.simulate.adsorbml.screening import AdsorbMLResult, Candidate
 from eqv2.simulate.relax.trajectory import write_trajectory as _write_extxyz  # atomic extxyz
 

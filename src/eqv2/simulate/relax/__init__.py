@@ -8,6 +8,7 @@ from eqv2.simulate.relax.optimizers import (
     BatchedLBFGS,
     lbfgs_direction,
     make_optimizer,
+    make_relax_optimizer,
 )
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "RelaxResult",
     "lbfgs_direction",
     "make_optimizer",
+    "make_relax_optimizer",
     "relax_structures",
 ]

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from eqv2.deprecation import deprecated_alias
 from eqv2.simulate.relax.segments import Segments
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "BatchedOptimizer",
     "lbfgs_direction",
     "make_optimizer",
+    "make_relax_optimizer",
 ]
 
 
@@ -259,14 +261,15 @@ class BatchedFIRE:
         return dr * seg.expand(scale)
 
 
-#: Optimiser names accepted by :func:`make_optimizer`.
+#: Optimiser names accepted by :func:`make_relax_optimizer`.
 OPTIMIZERS: tuple[str, ...] = ("lbfgs", "fire")
 
 
-def make_optimizer(name: str, **kwargs: float) -> BatchedLBFGS | BatchedFIRE:
-    """A fresh batched optimiser by name (``"lbfgs"`` or ``"fire"``, any case).
+def make_relax_optimizer(name: str, **kwargs: float) -> BatchedLBFGS | BatchedFIRE:
+    """A fresh batched relaxation optimiser by name (``"lbfgs"`` or ``"fire"``, any case).
 
-    ``kwargs`` go to the optimiser's constructor (e.g. ``maxstep=0.1``).
+    ``kwargs`` go to the optimiser's constructor (e.g. ``maxstep=0.1``). (Not to be confused
+    with ``eqv2.train.optim.make_optimizer``, which builds the torch optimiser for training.)
     """
     key = name.lower() if isinstance(name, str) else name
     if key == "lbfgs":
@@ -274,3 +277,7 @@ def make_optimizer(name: str, **kwargs: float) -> BatchedLBFGS | BatchedFIRE:
     if key == "fire":
         return BatchedFIRE(**kwargs)
     raise ValueError(f"optimizer={name!r}: unknown; choose one of {', '.join(OPTIMIZERS)}.")
+
+
+#: Deprecated former name of :func:`make_relax_optimizer` (removed in eqv2 0.2.0).
+make_optimizer = deprecated_alias(make_relax_optimizer, "eqv2.simulate.relax.make_optimizer")

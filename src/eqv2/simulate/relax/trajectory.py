@@ -8,7 +8,7 @@ from pathlib import Path
 from ase import Atoms
 from ase.io import write
 
-from eqv2.atomic import atomic_write_path
+from eqv2.safe_io import atomic_write_path
 
 __all__ = ["trajectory_path", "write_trajectory"]
 

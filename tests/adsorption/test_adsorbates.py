@@ -7,6 +7,8 @@ import re
 from fnmatch import fnmatch
 from pathlib import Path
 
+import pytest
+
 import eqv2.adsorption
 from eqv2.adsorption import DEFAULT_ADSORBATE_FILE, binding_indices, load_adsorbates
 
@@ -51,3 +53,19 @@ def test_binding_indices_reads_every_stored_form():
         assert binding_indices(atoms).tolist() == expected
     del atoms.info["binding_indices"]
     assert binding_indices(atoms).tolist() == [0]
+
+
+def test_select_adsorbate_by_index_and_smiles():
+    from eqv2.adsorption import select_adsorbate
+
+    images = load_adsorbates()
+    assert select_adsorbate(images, 2, "list") is images[2]
+    assert select_adsorbate(images, "*OH", "list").info["smiles"] == "*OH"
+    for bad, message in (
+        (len(images), rf"adsorbate index {len(images)} out of range: list has {len(images)}"),
+        (-1, "adsorbate index -1 out of range"),
+        ("*XYZ", r"unknown adsorbate '\*XYZ'.*\*OH.*in list"),
+        (True, "unknown adsorbate True"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            select_adsorbate(images, bad, "list")

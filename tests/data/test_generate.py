@@ -244,8 +244,8 @@ def test_missing_adsorbate_file_is_a_clear_error(tmp_path) -> None:
     [
         (dict(metals=("Cu", "Fe")), r"metals: unknown value 'Fe'; allowed values are Ag, Al"),
         (dict(facets=("311",)), r"facets: unknown value '311'; allowed values are 111, 100"),
-        (dict(adsorbates=("*XYZ",)), r"adsorbates: unknown entry '\*XYZ'"),
-        (dict(adsorbates=(500,)), r"adsorbates: index 500 out of range"),
+        (dict(adsorbates=("*XYZ",)), r"adsorbates: unknown adsorbate '\*XYZ'"),
+        (dict(adsorbates=(500,)), r"adsorbates: adsorbate index 500 out of range"),
         (dict(layers=(2,), fix_bottom_layers=2), r"layers: 2 layers with fix_bottom_layers=2"),
         (dict(alloy_fraction=1.5), r"alloy_fraction must be in \[0, 1\]"),
         (dict(fmax=0.0), r"fmax must be > 0"),

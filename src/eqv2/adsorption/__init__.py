@@ -6,7 +6,12 @@ placement rule (:func:`place_adsorbate`). Plain numpy/ASE geometry on ``ase.Atom
 (surface normal +z); no model, no parameters.
 """
 
-from eqv2.adsorption.adsorbates import DEFAULT_ADSORBATE_FILE, binding_indices, load_adsorbates
+from eqv2.adsorption.adsorbates import (
+    DEFAULT_ADSORBATE_FILE,
+    binding_indices,
+    load_adsorbates,
+    select_adsorbate,
+)
 from eqv2.adsorption.placement import align_to_z, place_adsorbate, rotation_about
 from eqv2.adsorption.sites import SITE_KINDS, Site, find_sites, surface_atoms
 
@@ -20,5 +25,6 @@ __all__ = [
     "load_adsorbates",
     "place_adsorbate",
     "rotation_about",
+    "select_adsorbate",
     "surface_atoms",
 ]

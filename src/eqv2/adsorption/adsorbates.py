@@ -6,13 +6,14 @@ An adsorbate is an ``ase.Atoms`` in the gas phase whose ``info`` holds ``smiles`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from ase.io import read as ase_read
 
-__all__ = ["DEFAULT_ADSORBATE_FILE", "binding_indices", "load_adsorbates"]
+__all__ = ["DEFAULT_ADSORBATE_FILE", "binding_indices", "load_adsorbates", "select_adsorbate"]
 
 #: The 86 OC20 adsorbates, shipped inside the package (source and licence in
 #: ``eqv2/adsorption/resources/README.md``).
@@ -57,3 +58,35 @@ def load_adsorbates(path: str | Path = DEFAULT_ADSORBATE_FILE) -> list[Atoms]:
                     "SMILES and the indices of its binding atoms"
                 )
     return images
+
+
+def select_adsorbate(images: Sequence[Atoms], key: int | str, source: str | Path) -> Atoms:
+    """The entry of an adsorbate list given by its OC20 index or its SMILES (e.g. ``"*OH"``).
+
+    Args:
+        images: the list, as :func:`load_adsorbates` returns it.
+        key: an index into ``images`` or an entry's ``info["smiles"]``.
+        source: where the list came from, for messages.
+
+    Returns:
+        The entry itself (not a copy).
+
+    Raises:
+        ValueError: an index out of range or an unknown SMILES (the message starts with
+            ``"adsorbate index ..."`` or ``"unknown adsorbate ..."`` and lists known names).
+    """
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if not 0 <= int(key) < len(images):
+            raise ValueError(
+                f"adsorbate index {key} out of range: {source} has {len(images)} entries "
+                f"(0..{len(images) - 1})"
+            )
+        return images[int(key)]
+    by_smiles = {str(a.info["smiles"]): a for a in images}
+    if isinstance(key, str) and key in by_smiles:
+        return by_smiles[key]
+    examples = ", ".join(list(by_smiles)[:8])
+    raise ValueError(
+        f"unknown adsorbate {key!r}: not an OC20 adsorbate SMILES; known names include "
+        f"{examples}, ... ({len(by_smiles)} in {source})"
+    )

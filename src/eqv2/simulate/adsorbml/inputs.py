@@ -16,7 +16,7 @@ from ase import Atoms
 from ase.constraints import FixAtoms
 from ase.io import read as ase_read
 
-from eqv2.adsorption import DEFAULT_ADSORBATE_FILE, load_adsorbates
+from eqv2.adsorption import DEFAULT_ADSORBATE_FILE, load_adsorbates, select_adsorbate
 from eqv2.adsorption import binding_indices as stored_binding_indices
 from eqv2.graph import fixed_mask
 
@@ -85,6 +85,14 @@ def check_slab(slab: Atoms) -> np.ndarray:
     return fixed
 
 
+def _select(key: int | str, adsorbate_file: str | os.PathLike) -> Atoms:
+    """A copy of the list entry ``key`` (OC20 index or SMILES); errors say what else works."""
+    try:
+        return select_adsorbate(load_adsorbates(adsorbate_file), key, adsorbate_file).copy()
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or give a structure file or an Atoms") from None
+
+
 def resolve_adsorbate(
     spec: str | int | os.PathLike | Atoms,
     *,
@@ -106,26 +114,11 @@ def resolve_adsorbate(
     if isinstance(spec, Atoms):
         atoms = spec.copy()
     elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
-        images = load_adsorbates(adsorbate_file)
-        if not 0 <= int(spec) < len(images):
-            raise ValueError(
-                f"adsorbate index {spec} out of range: {adsorbate_file} has {len(images)} "
-                f"entries (0..{len(images) - 1})"
-            )
-        atoms = images[int(spec)].copy()
+        atoms = _select(spec, adsorbate_file)
     elif isinstance(spec, (str, os.PathLike)) and Path(spec).is_file():
         atoms = ase_read(spec, index=0)
     elif isinstance(spec, str):
-        images = load_adsorbates(adsorbate_file)
-        by_smiles = {str(a.info["smiles"]): a for a in images}
-        if spec not in by_smiles:
-            examples = ", ".join(list(by_smiles)[:8])
-            raise ValueError(
-                f"unknown adsorbate {spec!r}: not a file and not an OC20 adsorbate SMILES; known "
-                f"names include {examples}, ... ({len(by_smiles)} in {adsorbate_file}); or give "
-                "a structure file or an OC20 index"
-            )
-        atoms = by_smiles[spec].copy()
+        atoms = _select(spec, adsorbate_file)
     else:
         raise ValueError(f"adsorbate: give a SMILES, an OC20 index, a file or Atoms, not {spec!r}")
     if len(atoms) == 0:

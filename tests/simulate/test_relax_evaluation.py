@@ -7,10 +7,10 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms
 from ase.io import read, write
 
-from eqv2.simulate.relax_evaluation import (
+from eqv2.simulate import relax_evaluation
+from eqv2.simulate.relax_evaluation import format_relax_metrics, score_relaxations
+from eqv2.simulate.relax_records import (
     Prediction,
-    evaluate_relaxations,
-    format_relax_metrics,
     predictions_from_images,
     predictions_from_results,
     read_relax_file,
@@ -55,7 +55,7 @@ def test_known_metrics_with_a_boundary_crossing_fixed_atoms_and_a_failure():
         Prediction(None, None, False, 3, error="NaN forces from the model"),
     ]
     preds[0].atoms.positions[2, 0] -= 4.0  # wrapped back into the cell: same image
-    m = evaluate_relaxations(preds, refs)
+    m = score_relaxations(preds, refs)
     assert m["n_structures"] == 3 and m["n_evaluated"] == 2 and m["n_converged"] == 1
     assert m["is2re"]["energy_mae"] == pytest.approx((0.01 + 0.5) / 2)
     assert m["is2re"]["energy_ewt"] == pytest.approx(0.5)
@@ -68,7 +68,7 @@ def test_known_metrics_with_a_boundary_crossing_fixed_atoms_and_a_failure():
     table = format_relax_metrics(m)
     assert "1 failed" in table and "NaN forces" in table
     # counting all atoms brings the fixed Cu in
-    m_all = evaluate_relaxations(preds, refs, free_only=False)
+    m_all = score_relaxations(preds, refs, free_only=False)
     assert m_all["structures"][0]["mean_distance"] == pytest.approx((1.5 + 0.1 + 0.3104) / 4)
 
 
@@ -76,14 +76,14 @@ def test_fix_tags_exclude_atoms_without_constraints():
     ref = _slab(-1.0)
     ref.set_constraint()
     pred = _moved(ref, {0: (1.0, 0, 0), 2: (0.1, 0, 0)}, -1.0)
-    m = evaluate_relaxations([Prediction(pred, -1.0)], [ref], fix_tags=[0])
+    m = score_relaxations([Prediction(pred, -1.0)], [ref], fix_tags=[0])
     assert m["structures"][0]["mean_distance"] == pytest.approx(0.05)
-    m = evaluate_relaxations([Prediction(pred, -1.0)], [ref])
+    m = score_relaxations([Prediction(pred, -1.0)], [ref])
     assert m["structures"][0]["mean_distance"] == pytest.approx(1.1 / 4)
 
 
 def test_all_failed_gives_null_metrics():
-    m = evaluate_relaxations([Prediction(None, None, error="boom")], [_slab(-1.0)])
+    m = score_relaxations([Prediction(None, None, error="boom")], [_slab(-1.0)])
     assert m["is2re"]["energy_mae"] is None and m["is2rs"]["adwt"] is None
     assert "n/a" in format_relax_metrics(m)
 
@@ -93,7 +93,7 @@ def test_all_failed_gives_null_metrics():
     [(None, "no predicted energy"), (float("nan"), "non-finite predicted energy")],
 )
 def test_unusable_predictions_are_failures(energy, reason):
-    m = evaluate_relaxations([Prediction(_slab(), energy)], [_slab(-1.0)])
+    m = score_relaxations([Prediction(_slab(), energy)], [_slab(-1.0)])
     assert m["failures"][0]["error"].startswith(reason)
 
 
@@ -103,22 +103,22 @@ def test_mismatched_structures_are_named():
     )
     other.numbers[[2, 3]] = other.numbers[[3, 2]]
     with pytest.raises(ValueError, match=r"Structure 1 \(HCu2O\).*differ in their elements"):
-        evaluate_relaxations([Prediction(_slab(), 0.0), Prediction(other, 0.0)], [_slab(0.0)] * 2)
+        score_relaxations([Prediction(_slab(), 0.0), Prediction(other, 0.0)], [_slab(0.0)] * 2)
     with pytest.raises(ValueError, match=r"Structure 0 \(HCu2O\).*differ in their atoms"):
-        evaluate_relaxations([Prediction(Atoms("Cu"), 0.0)], [_slab(0.0)])
+        score_relaxations([Prediction(Atoms("Cu"), 0.0)], [_slab(0.0)])
     with pytest.raises(ValueError, match="2 structures to compare but 1 reference"):
-        evaluate_relaxations([Prediction(_slab(), 0.0)] * 2, [_slab(0.0)])
+        score_relaxations([Prediction(_slab(), 0.0)] * 2, [_slab(0.0)])
     with pytest.raises(ValueError, match="system_id 4 but the reference of system_id 5"):
-        evaluate_relaxations([Prediction(_slab(system_id=4), 0.0)], [_slab(0.0, system_id=5)])
+        score_relaxations([Prediction(_slab(system_id=4), 0.0)], [_slab(0.0, system_id=5)])
     with pytest.raises(ValueError, match=r"Structure 0 \(HCu2O\): the reference has no energy"):
-        evaluate_relaxations([Prediction(_slab(), 0.0)], [_slab()])
+        score_relaxations([Prediction(_slab(), 0.0)], [_slab()])
 
 
 def test_no_free_atom_is_a_named_error():
     ref = _slab(0.0)
     ref.set_constraint(FixAtoms(indices=range(4)))
     with pytest.raises(ValueError, match=r"Structure 0 \(HCu2O\): every atom is fixed"):
-        evaluate_relaxations([Prediction(_slab(), 0.0)], [ref])
+        score_relaxations([Prediction(_slab(), 0.0)], [ref])
 
 
 def test_generator_layout_round_trip(tmp_path):
@@ -192,3 +192,18 @@ def test_predictions_from_results_are_put_in_input_order():
     ]
     p = predictions_from_results(results)
     assert [x.energy for x in p] == [-1.0, -2.0] and [x.steps for x in p] == [4, 9]
+
+
+def test_evaluate_relaxations_is_a_deprecated_alias():
+    from eqv2.simulate import evaluate_relaxations
+
+    with pytest.warns(DeprecationWarning, match="score_relaxations"):
+        m = evaluate_relaxations([Prediction(_slab(), -1.0)], [_slab(-1.0)])
+    assert m == score_relaxations([Prediction(_slab(), -1.0)], [_slab(-1.0)])
+
+
+def test_reading_functions_stay_importable_from_relax_evaluation():
+    for name in ("Prediction", "RelaxTask", "read_relax_file", "split_relax_images"):
+        assert getattr(relax_evaluation, name) is getattr(
+            __import__("eqv2.simulate.relax_records", fromlist=[name]), name
+        )

@@ -54,18 +54,15 @@ def _relax_test_systems(model_path: Path, is2re_path: Path, out: Path) -> dict[s
     from eqv2.model.loading import load_model
     from eqv2.safe_io import atomic_write_path
     from eqv2.simulate import relax_structures
-    from eqv2.simulate.relax_evaluation import (
-        evaluate_relaxations,
-        predictions_from_results,
-        read_relax_file,
-    )
+    from eqv2.simulate.relax_evaluation import score_relaxations
+    from eqv2.simulate.relax_records import predictions_from_results, read_relax_file
 
     task = read_relax_file(is2re_path)
     potential = load_model(model_path)
     results = relax_structures(potential, task.initial, fmax=0.05, steps=200)
     with atomic_write_path(out / "relaxed_test.extxyz") as tmp:
         write(tmp, [r.atoms for r in results], format="extxyz")
-    metrics = evaluate_relaxations(predictions_from_results(results), task.reference)
+    metrics = score_relaxations(predictions_from_results(results), task.reference)
     metrics["mean_steps"] = sum(r.steps for r in results) / max(len(results), 1)
     return metrics
 

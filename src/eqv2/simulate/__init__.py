@@ -3,7 +3,7 @@
 from eqv2.simulate.calculator import EqV2Calculator, load_calculator
 from eqv2.simulate.md import MDResult, run_md
 from eqv2.simulate.relax import CellFilter, RelaxResult, relax_structures
-from eqv2.simulate.relax_evaluation import evaluate_relaxations
+from eqv2.simulate.relax_evaluation import evaluate_relaxations, score_relaxations
 
 __all__ = [
     "CellFilter",
@@ -14,4 +14,5 @@ __all__ = [
     "load_calculator",
     "relax_structures",
     "run_md",
+    "score_relaxations",
 ]

@@ -1,7 +1,8 @@
 """``eqv2 demo``: the main job end to end on an embedded default, in a few minutes on a CPU.
 
 1. generate a small OC20-like dataset labelled by EMT (a stand-in for DFT);
-2. train a small EquiformerV2 with ``configs/quickstart.yaml``;
+2. train a small EquiformerV2 with the quickstart config (``configs/quickstart.yaml``, shipped
+   inside the package as ``eqv2/cli/resources/quickstart.yaml`` so an installed eqv2 has it);
 3. evaluate it on held-out systems and print the metrics next to two model-free baselines
    (training element references; training mean energy), both with zero forces;
 4. relax the held-out initial structures with the trained model (batched LBFGS) and score
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[3]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+#: The demo's default run config, read from the installed package (not from a repository path).
+QUICKSTART = resources.files("eqv2.cli") / "resources" / "quickstart.yaml"
 
 #: The demo's dataset: three metals, two facets, small adsorbates, and rattled frames with
 #: sizeable forces. Chosen so a 5-minute CPU model learns visibly: on trial runs (40 systems,
@@ -35,7 +37,9 @@ DEMO_DATA = dict(
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="generate EMT data, train, evaluate, relax (a few minutes)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--config", type=Path, default=QUICKSTART)
+    p.add_argument(
+        "--config", type=Path, default=None, help="run config YAML (default: the quickstart one)"
+    )
     p.add_argument("--systems", type=int, default=40, help="slab+adsorbate systems to generate")
     p.add_argument("--max-steps", type=int, help="override the config's train.max_steps")
     p.add_argument("--seed", type=int, default=0)
@@ -85,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = [f"data.{k}={files[k]}" for k in ("train", "val", "test") if k in files]
     if args.max_steps is not None:
         overrides.append(f"train.max_steps={args.max_steps}")
-    run_config = load_run_config(args.config, overrides)
-    print(f"[2/4] training ({run_config.train.max_steps} steps, config {args.config}) ...")
+    with resources.as_file(QUICKSTART) as quickstart:  # a real file even from a zipped install
+        config = args.config if args.config is not None else quickstart
+        run_config = load_run_config(config, overrides)
+    print(f"[2/4] training ({run_config.train.max_steps} steps, config {config}) ...")
     t1 = time.perf_counter()
     metrics = run_training(run_config, out / "run", progress=not args.no_progress)
     print(f"      trained in {time.perf_counter() - t1:.0f} s")

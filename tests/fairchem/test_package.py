@@ -51,3 +51,22 @@ def test_load_model_refuses_what_is_not_a_checkpoint_naming_the_source(tmp_path)
 def test_read_names_a_loaded_dict_by_its_source() -> None:
     with pytest.raises(CheckpointError, match="'from-s3://bucket/x.pt' is not a fairchem"):
         eqv2.fairchem.read_fairchem_checkpoint({"weights": 1}, source="from-s3://bucket/x.pt")
+
+
+def test_fairchem_imports_only_the_model_and_layers_below() -> None:
+    """Layering (DESIGN.md §2): eqv2.fairchem sits beside eqv2.model and builds on it; it never
+    imports data, train, simulate or cli."""
+    from tests.test_architecture import PACKAGE, SRC, read_package
+
+    pkg = read_package(SRC, PACKAGE)
+    below = ("eqv2.fairchem", "eqv2.model", "eqv2.nn", "eqv2.so3", "eqv2.graph")
+    below += ("eqv2.atomic", "eqv2.version")
+    upward = {
+        (module, target)
+        for module, targets in pkg.edges.items()
+        if module.startswith("eqv2.fairchem")
+        for target in targets
+        if not target.startswith(below)
+    }
+    assert not upward
+    assert any(m.startswith("eqv2.fairchem.") for m in pkg.edges)  # the checker saw the package

@@ -17,8 +17,9 @@ its deterministic edge frames (``frame_roll="deterministic"``).
 Sections:
 
 1. ``fixture``: the fixture's weights (fairchem init, perturbed), per structure, next to the
-   reference's own figures from ``seed_spread.json`` (one rotation per structure) and, when the
-   reference interpreter exists (``/work/refvenv/bin/python`` or ``--reference-python``), the
+   reference's own figures from ``seed_spread.json`` (one rotation per structure) and, when a
+   reference interpreter is given (``--reference-python`` or ``$EQV2_REFERENCE_PYTHON``, the
+   python of a fairchem-core 1.10 environment; without either it is skipped, saying so), the
    reference (fairchem 1.10) measured here on the same rotations with the same weights. For that
    comparison both get the rotated cell rounded to float32 (fairchem's cell is float32), and
    the reference draws its random edge-frame roll (seeded per structure).
@@ -55,7 +56,7 @@ from eqv2.model import EquiformerV2, EquiformerV2Config  # noqa: E402
 
 FIXTURE = REPO.parent / "shared" / "reference" / "eqv2_small"
 REFERENCE_TOOLS = REPO.parent / "shared" / "reference" / "tools"
-DEFAULT_REFERENCE_PYTHON = os.environ.get("EQV2_REFERENCE_PYTHON", "/work/refvenv/bin/python")
+DEFAULT_REFERENCE_PYTHON = os.environ.get("EQV2_REFERENCE_PYTHON") or None
 
 VARIANTS = {
     # norm types, with the fixture's activations (separable S2 + grid MLP)
@@ -220,7 +221,12 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reference-python", default=DEFAULT_REFERENCE_PYTHON)
+    ap.add_argument(
+        "--reference-python",
+        default=DEFAULT_REFERENCE_PYTHON,
+        help="python of a fairchem-core 1.10 environment (default: $EQV2_REFERENCE_PYTHON); "
+        "without either, the reference columns are skipped",
+    )
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args()
@@ -240,7 +246,15 @@ def main() -> None:
     rots = random_rotations(args.fixture_rotations, args.seed)
     de, df = errors(eqv2_predictor(fixed), structures, rots)
     rows = []
-    use_ref = not args.no_reference and Path(args.reference_python).exists()
+    use_ref = not args.no_reference and bool(args.reference_python)
+    if use_ref and not Path(args.reference_python).exists():
+        print(f"reference columns skipped: {args.reference_python} does not exist\n")
+        use_ref = False
+    elif not args.no_reference and not use_ref:
+        print(
+            "reference columns skipped: no reference interpreter (set EQV2_REFERENCE_PYTHON or "
+            "pass --reference-python)\n"
+        )
     ref_rots = rots[: args.reference_rotations]
     if use_ref:
         rde, rdf = errors(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Where eqv2's time goes: torch.profiler table of one benchmark step, by op (self CPU time).
 
-Usage (same batch, configs and modes as bench_model.py):
+Usage (same batch, configs and modes as bench_model.py; configs are read from configs/*.yaml):
 
     .venv/bin/python benchmarks/profile_model.py --config paper31m --mode fwdbwd --top 15
     .venv/bin/python benchmarks/profile_model.py --config small --mode fwd --shapes
@@ -38,16 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     from eqv2.model import EquiformerV2, EquiformerV2Config
 
     torch.set_num_threads(args.threads)
-    cfg = B.CONFIGS[args.config]
+    cfg = EquiformerV2Config.from_dict(B.CONFIGS[args.config])  # configs/*.yaml's model section
     graph = batch_structures(
         B.oc20_like_batch_structures(),
-        cutoff=cfg["max_radius"],
-        max_neighbors=cfg["max_neighbors"],
-        strict=cfg["enforce_max_neighbors_strictly"],
+        cutoff=cfg.max_radius,
+        max_neighbors=cfg.max_neighbors,
+        strict=cfg.enforce_max_neighbors_strictly,
         dtype=torch.float32,
     )
     torch.manual_seed(0)
-    model = EquiformerV2(EquiformerV2Config.from_dict(cfg))
+    model = EquiformerV2(cfg)
     gen = torch.Generator().manual_seed(0)
     e_ref = torch.randn(int(graph["natoms"].shape[0]), generator=gen)
     f_ref = torch.randn(int(graph["pos"].shape[0]), 3, generator=gen)

@@ -35,6 +35,47 @@ def test_bench_model_tiny_case(tmp_path):
     assert doc.read_text().count(bench.DOC_BEGIN) == 1 and "new table" in doc.read_text()
 
 
+def test_configs_are_the_yaml_files_model_sections():
+    """The benchmark models are read from configs/*.yaml (no Python copies of them)."""
+    import yaml
+
+    bench = _load()
+    assert set(bench.CONFIGS) == {"small", "paper31m", "tiny"}
+    assert bench.CONFIG_FILES["paper31m"].name == "oc20_31m.yaml"
+    for name, path in bench.CONFIG_FILES.items():
+        assert path.parent.parent.name == "configs" or path.parent.name == "configs"
+        assert bench.CONFIGS[name] == yaml.safe_load(path.read_text())["model"]
+    assert bench.CONFIGS["paper31m"]["num_layers"] == 8  # the paper's 31M model
+
+
+def test_bad_config_file_is_named(tmp_path):
+    bench = _load()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  sphere_chanels: 8\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*sphere_chanels"):
+        bench.read_model_config(bad)
+    bad.write_text("train:\n  lr: 1.0\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: no 'model' section"):
+        bench.read_model_config(bad)
+
+
+def test_reference_is_found_only_through_the_environment_or_flag(monkeypatch, capsys):
+    bench = _load()
+    monkeypatch.delenv(bench.REFERENCE_PYTHON_ENV, raising=False)
+    args = bench.parse_args(["--configs", "tiny"])
+    assert args.reference_python is None
+    assert not bench.select_reference(args, "bench_reference.py") and not args.with_reference
+    bench.check_selected_reference(args)
+    assert "skipped: no reference interpreter: set EQV2_REFERENCE_PYTHON" in capsys.readouterr().out
+    monkeypatch.setenv(bench.REFERENCE_PYTHON_ENV, "/nonexistent/python")
+    args = bench.parse_args(["--configs", "tiny"])
+    assert args.reference_python == "/nonexistent/python"
+    assert not bench.select_reference(args, "bench_reference.py")
+    assert "/nonexistent/python does not exist" in args.reference_skipped
+    args = bench.parse_args(["--reference-python", "/elsewhere/python"])
+    assert args.reference_python == "/elsewhere/python"
+
+
 def test_structures_match_reference_copy():
     """The ASE re-creation of the reference batch: 4 systems, 269 atoms, float32 cells."""
     import numpy as np
@@ -52,10 +93,12 @@ def test_structures_match_reference_copy():
 def test_structures_identical_to_reference(tmp_path):
     """Bit-exact comparison with eqv2_ref_common (needs the reference environment)."""
     bench = _load()
-    ref_python = bench.os.environ.get("EQV2_REFERENCE_PYTHON", bench.DEFAULT_REFERENCE_PYTHON)
+    ref_python = bench.os.environ.get(bench.REFERENCE_PYTHON_ENV)
     tools = bench.DEFAULT_REFERENCE_TOOLS
-    if not (bench.Path(ref_python).exists() and (tools / "eqv2_ref_common.py").exists()):
-        pytest.skip("reference environment not found (set EQV2_REFERENCE_PYTHON)")
+    if not (ref_python and bench.Path(ref_python).exists()):
+        pytest.skip(f"no reference environment (set {bench.REFERENCE_PYTHON_ENV})")
+    if not (tools / "eqv2_ref_common.py").exists():
+        pytest.skip(f"reference tools not found at {tools}")
     bench.check_against_reference(ref_python, tools)
 
 

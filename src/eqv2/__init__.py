@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from eqv2.allocator import release_memory, tune_allocator
-
-__version__ = "0.1.0"
+from eqv2.version import __version__
 
 _MODEL_API = (
     "EquiformerV2",

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from eqv2.fairchem import from_fairchem_state_dict
 from eqv2.model import EquiformerV2, EquiformerV2Config
-from eqv2.model.fairchem import from_fairchem_state_dict
 
 CASES = ["0", "1", "2", "3", "batch"]
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import eqv2
+from eqv2.fairchem import is_fairchem_buffer, read_fairchem_checkpoint
 from eqv2.model.checkpoint import CheckpointError, safe_load
-from eqv2.model.fairchem import is_fairchem_buffer, read_fairchem_checkpoint
 from tests.model.stress_cases import FAMILIES, expected, max_errors, structures
 
 

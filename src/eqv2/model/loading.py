@@ -17,13 +17,8 @@ from eqv2.model.checkpoint import (
 )
 from eqv2.model.config import EquiformerV2Config
 from eqv2.model.equiformer_v2 import EquiformerV2
-from eqv2.model.fairchem import (
-    is_fairchem_checkpoint,
-    read_fairchem_checkpoint,
-    to_fairchem_checkpoint,
-    validate_state_dict,
-)
 from eqv2.model.potential import Potential
+from eqv2.model.state_dict import validate_state_dict
 
 
 def _build(
@@ -115,12 +110,12 @@ def load_model(
             device,
             label,
         )
-    if not is_fairchem_checkpoint(obj) and config is None:
-        raise ValueError(
-            f"{label}: not an eqv2 or fairchem checkpoint (no 'config' found). If it is a bare "
-            "fairchem state dict, pass config= with the model's backbone arguments."
-        )
-    fc = read_fairchem_checkpoint(obj, use_ema=use_ema, config=config)
+    # imported here: eqv2.fairchem builds on this package's config, heads and file I/O
+    from eqv2.fairchem import read_fairchem_checkpoint
+
+    fc = read_fairchem_checkpoint(
+        obj, use_ema=use_ema, config=config, source=None if isinstance(source, Mapping) else label
+    )
     return _build(
         fc.config, fc.state_dict, fc.normalizers, fc.element_references, dtype, device, label
     )
@@ -143,7 +138,10 @@ def save_model(
 
 
 def export_fairchem(potential: Potential, path: str | os.PathLike, **kwargs: Any) -> Path:
-    """Write ``potential`` as a fairchem 1.x checkpoint (see ``to_fairchem_checkpoint``)."""
+    """Write ``potential`` as a fairchem 1.x checkpoint (see
+    :func:`eqv2.fairchem.to_fairchem_checkpoint`)."""
+    from eqv2.fairchem import to_fairchem_checkpoint
+
     to_fairchem_checkpoint(
         path,
         state_dict={k: v.detach().cpu() for k, v in potential.model.state_dict().items()},

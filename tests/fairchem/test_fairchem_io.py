@@ -14,11 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from eqv2.model.checkpoint import CheckpointError, safe_load
-from eqv2.model.config import EquiformerV2Config
-from eqv2.model.fairchem import (
+from eqv2.fairchem import (
     FairchemCheckpoint,
-    StateDictMismatchError,
     detect_layout,
     from_fairchem_state_dict,
     hydra_to_monolithic_key,
@@ -29,8 +26,10 @@ from eqv2.model.fairchem import (
     strip_module_prefix,
     to_fairchem_checkpoint,
     to_fairchem_state_dict,
-    validate_state_dict,
 )
+from eqv2.model.checkpoint import CheckpointError, safe_load
+from eqv2.model.config import EquiformerV2Config
+from eqv2.model.state_dict import StateDictMismatchError, validate_state_dict
 
 FILES = ("legacy_oc20_monolithic", "fairchem1_hydra")
 KEY_NAMES = Path(__file__).parent / "data" / "fairchem_key_names.json"

@@ -120,9 +120,11 @@ class MDDiverged(ValueError):
 
 class MDInterrupted(KeyboardInterrupt):
     """The run was interrupted (Ctrl-C, or a signal the caller turned into KeyboardInterrupt);
-    ``result`` holds the steps done (their frames are in the trajectory)."""
+    ``result`` holds the steps done (their frames are in the trajectory); for a batched run
+    (`eqv2.simulate.torchsim.run_md_batch`) a list with one entry per structure, None for
+    those not started."""
 
-    def __init__(self, message: str, result: MDResult) -> None:
+    def __init__(self, message: str, result: MDResult | list[MDResult | None]) -> None:
         super().__init__(message)
         self.result = result
 

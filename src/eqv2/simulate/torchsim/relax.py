@@ -58,12 +58,15 @@ def relax_batch(
         structures: ``ase.Atoms``, all periodic or all open, no fixed atoms.
         model: the torch-sim wrapper (with stress for ``relax_cell``).
         fmax: convergence threshold on the largest atomic (and cell) force, eV/Å.
-        max_steps: steps after which a structure stops unconverged (checked every
-            ``steps_between_swaps`` steps, so it may run up to that many more).
+        max_steps: steps after which a structure stops unconverged (checked after the first
+            step and then every ``steps_between_swaps`` steps, so it may run up to that many
+            more).
         relax_cell: also relax the cell.
         steps_between_swaps: steps between convergence checks and swaps.
         max_memory_scaler: the in-flight batcher's budget (sum of per-structure ``n_atoms`` or
             ``n_atoms_x_density``); default: measured on a GPU, all at once on a CPU.
+
+    Each structure's relaxation is the same whatever else shares its batch (to round-off).
 
     Returns:
         Relaxed copies in input order with energy, forces (and stress) attached and
@@ -83,7 +86,10 @@ def relax_batch(
     structures = list(structures)
     periodic = check_structures(structures)
     init, update = (frechet_cell_fire if relax_cell else fire)(model=model)
-    states = [init(state_from_atoms(a, model.device, model.dtype)) for a in structures]
+    # torch-sim 0.3's FIRE takes a special first step (velocities NaN until then) and takes it
+    # for the whole batch when any structure in it is new, which would bend the paths of the
+    # others when one is swapped in: so each structure takes its first step alone.
+    states = [update(init(state_from_atoms(a, model.device, model.dtype))) for a in structures]
     scales = model.memory_scales_with if periodic else "n_atoms"
     if max_memory_scaler is None and model.device.type == "cpu":
         max_memory_scaler = sum(calculate_memory_scaler(s, scales) for s in states) * (1 + 1e-9)
@@ -92,11 +98,11 @@ def relax_batch(
         memory_scales_with=scales,
         max_memory_scaler=max_memory_scaler,
         return_indices=True,
-        max_iterations=math.ceil(max_steps / steps_between_swaps),
+        max_iterations=max(1, math.ceil((max_steps - 1) / steps_between_swaps)),
     )
     batcher.load_states(states)
     converged_fn = ts.generate_force_convergence_fn(force_tol=fmax, include_cell_forces=relax_cell)
-    steps_done = np.zeros(len(structures), dtype=np.int64)
+    steps_done = np.ones(len(structures), dtype=np.int64)  # the first step, above
     converged = np.zeros(len(structures), dtype=bool)
     finished: list[ts.SimState] = []
     state, done, indices = batcher.next_batch(None, None)

@@ -13,7 +13,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "eqv2.simulate.torchsim needs torch-sim: pip install 'eqv2[torchsim]' (the package "
-        "torch-sim-atomistic; Python 3.11 gets its 0.3 series, 3.12+ newer ones)."
+        "torch-sim-atomistic 0.3, for Python >= 3.11)."
     ) from exc
 
 from eqv2.simulate.torchsim.md import (

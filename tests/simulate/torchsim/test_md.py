@@ -12,7 +12,7 @@ from ase.io import read
 
 from eqv2.simulate import EqV2Calculator
 from eqv2.simulate.md import MDDiverged, MDInterrupted, run_md
-from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
+from tests.simulate.relax.tiny_relax import make_potential, one_thread  # noqa: F401 (autouse)
 from tests.simulate.torchsim.conftest import SKIP_REASON, small_cells
 
 pytest.importorskip("torch_sim", reason=SKIP_REASON)
@@ -160,6 +160,8 @@ def test_open_structures_match_the_ase_engine(model64, potential64):
     np.testing.assert_allclose(result[1].total_energy, ase.total_energy, atol=1e-10)
 
 
-def test_requires_the_models_dtype(potential64):
-    model32 = EqV2TorchSimModel(potential64.to(torch.float32))
-    assert run_md_batch(small_cells(1), model32, **RUN)[0].ended["reason"] == "completed"
+def test_float32_model_runs():
+    model32 = EqV2TorchSimModel(make_potential(torch.float32))
+    result = run_md_batch(small_cells(2), model32, **RUN)
+    assert [r.ended["reason"] for r in result] == ["completed"] * 2
+    assert result[0].potential_energy.dtype == np.float64  # series are float64 numpy

@@ -1,7 +1,8 @@
 # Two entry points: `make demo` (main job) and `make test` (test suite).
 # Both create .venv/ and install what they need. torch is installed first and pinned
 # (unless .venv already has a torch, e.g. a CUDA build a GPU user installed: README.md),
-# so pip never pulls a multi-GB CUDA build on its own.
+# so pip never pulls a multi-GB CUDA build on its own. The test extras include torchsim, so the
+# torch-sim wrapper's tests run (they skip, saying why, where it is not installed).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,torchsim]"
 	touch $@
 
 venv: $(VENV)/.installed

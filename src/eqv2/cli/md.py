@@ -1,4 +1,7 @@
-"""``eqv2 md CHECKPOINT INPUT -o TRAJ.extxyz``: NVE or Langevin dynamics with a model.
+"""``eqv2 md CHECKPOINT INPUT -o TRAJ.extxyz``: NVE, Langevin or (torch-sim) NPT dynamics.
+
+``--engine ase`` (default) drives ASE's integrators; ``--engine torchsim`` torch-sim's (extra
+``eqv2[torchsim]``), with the same outputs.
 
 Ctrl-C (SIGINT), SIGTERM and a diverging run keep every frame written so far; the report says
 where the run ended. Exit status: 0 completed, 1 diverged, 130 SIGINT, 143 SIGTERM, 2 bad input.
@@ -10,8 +13,9 @@ import argparse
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from eqv2.cli.io import add_input_argument
 from eqv2.cli.model_args import add_model_arguments, load_potential
@@ -20,9 +24,10 @@ from eqv2.cli.model_args import add_model_arguments, load_potential
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "md",
-        help="molecular dynamics (NVE velocity Verlet or Langevin) with a checkpoint",
+        help="molecular dynamics (NVE velocity Verlet, Langevin, NPT) with a checkpoint",
         description=(
-            "Run MD of one structure with an eqv2 or fairchem checkpoint through ASE. Writes "
+            "Run MD of one structure with an eqv2 or fairchem checkpoint through ASE (default) "
+            "or torch-sim (--engine torchsim, which also offers --ensemble npt). Writes "
             "every --interval-th frame (energy, forces, momenta, temperature) to OUTPUT and a "
             "JSON report (temperatures; for NVE the energy drift in meV/atom/ps and the largest "
             "|E(t) - E(0)|). Energy is conserved only by a model with forces = -dE/dx "
@@ -35,7 +40,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_input_argument(p)
     p.add_argument("-o", "--output", required=True, help="trajectory .extxyz")
     p.add_argument("--index", type=int, default=0, help="which structure of INPUT (default 0)")
-    p.add_argument("--ensemble", choices=("nve", "langevin"), default="nve")
+    p.add_argument(
+        "--engine",
+        choices=("ase", "torchsim"),
+        default="ase",
+        help="ASE's integrators (default) or torch-sim's (pip install 'eqv2[torchsim]'; "
+        "no fixed atoms, pbc all or none)",
+    )
+    p.add_argument(
+        "--ensemble",
+        choices=("nve", "langevin", "npt"),
+        default="nve",
+        help="npt (Langevin thermostat and barostat) needs --engine torchsim",
+    )
     p.add_argument("--timestep-fs", type=float, default=1.0, help="time step (fs)")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument(
@@ -50,6 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="initial temperature if not --temperature-K (0 keeps INPUT's momenta)",
     )
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction (1/fs)")
+    p.add_argument("--pressure-GPa", type=float, default=0.0, help="NPT target pressure (GPa)")
     p.add_argument("--interval", type=int, default=10, help="write every k-th step")
     p.add_argument("--seed", type=int, default=0, help="seeds velocities and Langevin noise")
     p.add_argument("--report", type=Path, help="JSON report (default: OUTPUT with .json)")
@@ -77,23 +95,40 @@ def _sigterm_interrupts(received: list[str]) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _md_function(args: argparse.Namespace, potential: Any) -> tuple[Callable, Any, dict]:
+    """The engine's single-structure MD function, its model argument and extra options."""
+    if args.engine == "ase":
+        from eqv2.simulate import EqV2Calculator
+        from eqv2.simulate.md import run_md
+
+        if args.ensemble == "npt":
+            raise ValueError("--ensemble npt needs --engine torchsim (ASE's engine has none).")
+        return run_md, EqV2Calculator(potential, device=args.device), {}
+    try:
+        from eqv2.simulate.torchsim import EqV2TorchSimModel, run_md_torchsim
+    except ImportError as exc:
+        raise ValueError(f"--engine torchsim: {exc}") from None
+    extra = {"pressure_GPa": args.pressure_GPa}
+    return run_md_torchsim, EqV2TorchSimModel(potential), extra
+
+
 def run(args: argparse.Namespace) -> int:
     from eqv2.cli.io import check_output, read_one
-    from eqv2.simulate import EqV2Calculator
-    from eqv2.simulate.md import MDDiverged, MDInterrupted, run_md
+    from eqv2.simulate.md import MDDiverged, MDInterrupted
 
     args.output = check_output(args.output, [args.input])
     report_path = check_output(args.report or args.output.with_suffix(".json"), [args.input],
                                flag="--report")  # fmt: skip
     atoms = read_one(args.input, args.index, flag="--index")
-    calc = EqV2Calculator(load_potential(args), device=args.device)
+    potential = load_potential(args)
+    md, model, extra = _md_function(args, potential)
     received: list[str] = []
     code = 0
     try:
         with _sigterm_interrupts(received):
-            result = run_md(
+            result = md(
                 atoms,
-                calc,
+                model,
                 ensemble=args.ensemble,
                 timestep_fs=args.timestep_fs,
                 steps=args.steps,
@@ -103,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 interval=args.interval,
                 seed=args.seed,
                 trajectory=args.output,
+                **extra,
             )
     except MDInterrupted as exc:
         result = exc.result
@@ -119,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         input=str(args.input),
         index=args.index,
         float64=args.dtype == "float64",
-        model_conservative=calc.potential.conservative,
+        model_conservative=potential.conservative,
+        engine=args.engine,
     )
     from eqv2.atomic import write_json
 
@@ -139,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
             f"energy drift: {d['drift_meV_per_atom_per_ps']:.3f} meV/atom/ps; max |E(t) - E(0)| "
             f"{d['max_abs_dE_eV']:.3g} eV ({d['max_abs_dE_meV_per_atom']:.3g} meV/atom)"
         )
-        if not calc.potential.conservative:
+        if not potential.conservative:
             print("note: this model's forces come from its direct head, not -dE/dx: NVE drifts.")
     print(f"wrote {result.frames_written} frames to {args.output} and {report_path}")
     if code:

@@ -25,6 +25,7 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,9 +120,11 @@ class MDDiverged(ValueError):
 
 class MDInterrupted(KeyboardInterrupt):
     """The run was interrupted (Ctrl-C, or a signal the caller turned into KeyboardInterrupt);
-    ``result`` holds the steps done (their frames are in the trajectory)."""
+    ``result`` holds the steps done (their frames are in the trajectory); for a batched run
+    (`eqv2.simulate.torchsim.run_md_batch`) a list with one entry per structure, None for
+    those not started."""
 
-    def __init__(self, message: str, result: MDResult) -> None:
+    def __init__(self, message: str, result: MDResult | list[MDResult | None]) -> None:
         super().__init__(message)
         self.result = result
 
@@ -151,15 +154,23 @@ def energy_drift(time_fs: np.ndarray, total_energy: np.ndarray, n_atoms: int) ->
     }
 
 
-def _frame(atoms: Atoms, step: int, time_fs: float, epot: float, ekin: float) -> Atoms:
-    """A snapshot with energy, forces, momenta and the step's observables in ``info``."""
-    frame = atoms.copy()  # keeps momenta, tags, constraints and info
-    forces = atoms.get_forces(apply_constraint=False)
+def md_frame(
+    atoms: Atoms,
+    forces: np.ndarray,
+    step: int,
+    time_fs: float,
+    epot: float,
+    ekin: float,
+    temperature_K: float,
+) -> Atoms:
+    """A trajectory frame: a copy of ``atoms`` (positions, cell, momenta, tags, constraints)
+    with energy and forces attached and the step's observables in ``info``."""
+    frame = atoms.copy()
     frame.calc = SinglePointCalculator(frame, energy=epot, forces=forces)
     frame.info.update(
         md_step=step,
         time_fs=time_fs,
-        temperature_K=float(atoms.get_temperature()),
+        temperature_K=temperature_K,
         kinetic_energy=ekin,
         total_energy=epot + ekin,
     )
@@ -189,11 +200,18 @@ def _integrator(
     )
 
 
-def _check(
-    ensemble: str, timestep_fs: float, steps: int, temperature_K: float, friction: float, every: int
+def check_md_args(
+    ensemble: str,
+    timestep_fs: float,
+    steps: int,
+    temperature_K: float,
+    friction: float,
+    every: int,
+    ensembles: tuple[str, ...] = ENSEMBLES,
 ) -> None:
-    if ensemble not in ENSEMBLES:
-        raise ValueError(f"ensemble={ensemble!r}: choose one of {', '.join(ENSEMBLES)}.")
+    """Refuse bad run parameters before any work (``ensembles``: what the engine knows)."""
+    if ensemble not in ensembles:
+        raise ValueError(f"ensemble={ensemble!r}: choose one of {', '.join(ensembles)}.")
     if not (math.isfinite(timestep_fs) and timestep_fs > 0):
         raise ValueError(f"timestep_fs={timestep_fs}: must be a positive number of fs (e.g. 1).")
     if steps < 1:
@@ -202,19 +220,19 @@ def _check(
         raise ValueError(f"interval={every}: must be at least 1 (write every k-th step).")
     if not (math.isfinite(temperature_K) and temperature_K >= 0):
         raise ValueError(f"temperature_K={temperature_K}: must be >= 0 K.")
-    if ensemble == "langevin" and not (math.isfinite(friction) and friction > 0):
-        raise ValueError(f"friction={friction}: must be > 0 per fs for Langevin (e.g. 0.01).")
+    if ensemble != "nve" and not (math.isfinite(friction) and friction > 0):
+        raise ValueError(f"friction={friction}: must be > 0 per fs for {ensemble} (e.g. 0.01).")
 
 
-class _Divergence(ValueError):
-    """Raised inside the integrator's observer when the energy or forces are not finite."""
+class Divergence(ValueError):
+    """Raised by a run's per-step check when the energy or forces are not finite."""
 
 
 class _NoFrames(Exception):
     """No frame was written: leave no trajectory file."""
 
 
-class _FrameWriter:
+class FrameWriter:
     """Appends extxyz frames to an open file; ``complete`` is the byte size after the last whole
     frame, so a frame cut short by an interrupt can be truncated away."""
 
@@ -230,37 +248,112 @@ class _FrameWriter:
         self.complete, self.frames = self.handle.tell(), self.frames + 1
 
 
+@contextlib.contextmanager
+def trajectory_writer(path: str | os.PathLike) -> Iterator[FrameWriter]:
+    """Stream extxyz frames to a temporary file beside ``path``; on exit every complete frame
+    replaces ``path`` atomically (a frame cut short is truncated away) and a run that wrote no
+    frame leaves no file. The body must catch its own errors (an exception escaping it discards
+    the file): record them and re-raise after the ``with``."""
+    with contextlib.suppress(_NoFrames), atomic_write_path(path) as tmp:
+        with open(tmp, "w") as handle:
+            writer = FrameWriter(handle)
+            yield writer
+            handle.truncate(writer.complete)  # drop a frame an interrupt cut short
+        if writer.frames == 0:
+            raise _NoFrames  # atomic_write_path removes the empty temporary file
+
+
 def _run(
     dyn: VelocityVerlet | Langevin,
     steps: int,
     record: Any,
     trajectory: str | os.PathLike | None,
-) -> tuple[BaseException | None, _FrameWriter | None]:
+) -> tuple[BaseException | None, FrameWriter | None]:
     """Run ``steps`` steps; return why the run stopped early (None: it did not) and the writer.
 
     The trajectory keeps every complete frame however the run stops; a run that wrote no frame
     leaves no file.
     """
     stop: BaseException | None = None
-    if trajectory is None:
-        dyn.attach(record, interval=1, writer=None)  # ASE calls observers at step 0 too
+    with contextlib.ExitStack() as stack:
+        writer = None if trajectory is None else stack.enter_context(trajectory_writer(trajectory))
+        dyn.attach(record, interval=1, writer=writer)  # ASE calls observers at step 0 too
         try:
             dyn.run(steps)
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - reported by run_md
             stop = exc
-        return stop, None
-    with contextlib.suppress(_NoFrames), atomic_write_path(trajectory) as tmp:
-        with open(tmp, "w") as handle:
-            writer = _FrameWriter(handle)
-            dyn.attach(record, interval=1, writer=writer)
-            try:
-                dyn.run(steps)
-            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - reported by run_md
-                stop = exc
-            handle.truncate(writer.complete)  # drop a frame an interrupt cut short
-        if writer.frames == 0:
-            raise _NoFrames  # atomic_write_path removes the empty temporary file
     return stop, writer
+
+
+def md_result(
+    series: dict[str, np.ndarray],
+    *,
+    last: int,
+    steps: int,
+    n_atoms: int,
+    frames: int,
+    settings: dict[str, Any],
+    wall_s: float,
+    stop: BaseException | None,
+) -> MDResult:
+    """The `MDResult` of steps 0..``last`` of per-step ``series`` (``time``, ``epot``,
+    ``ekin``, ``temp``); ``stop`` is why the run ended early (None: it completed, a
+    `Divergence` or a ``KeyboardInterrupt``). The NVE drift is computed from the total energy."""
+    done = {k: v[: last + 1] for k, v in series.items()}
+    total = done["epot"] + done["ekin"]
+    if stop is None:
+        reason, message = "completed", f"completed all {steps} steps"
+    elif isinstance(stop, Divergence):
+        reason, message = "diverged", str(stop)
+    else:
+        reason, message = "interrupted", f"interrupted after step {last} of {steps}"
+    nve = settings["ensemble"] == "nve" and last >= 1
+    return MDResult(
+        time_fs=done["time"],
+        potential_energy=done["epot"],
+        kinetic_energy=done["ekin"],
+        total_energy=total,
+        temperature_K=done["temp"],
+        frames_written=frames,
+        drift=energy_drift(done["time"], total, n_atoms) if nve else None,
+        settings=settings,
+        wall_s=wall_s,
+        ended={"reason": reason, "last_step": last, "message": message},
+    )
+
+
+#: Per-step series a run records: time (fs), potential and kinetic energy (eV), temperature (K).
+SERIES = ("time", "epot", "ekin", "temp")
+
+
+def initial_temperature(temperature_K: float, initial_temperature_K: float | None) -> float:
+    """The Maxwell-Boltzmann temperature of the initial velocities (checked)."""
+    t0 = temperature_K if initial_temperature_K is None else float(initial_temperature_K)
+    if not (math.isfinite(t0) and t0 >= 0):
+        raise ValueError(f"initial_temperature_K={t0}: must be >= 0 K.")
+    return t0
+
+
+def check_finite(step: int, epot: float, ekin: float, forces: np.ndarray) -> None:
+    """Raise `Divergence` naming the step and what went non-finite, with the fix."""
+    bad = np.flatnonzero(~np.isfinite(forces).all(axis=1))
+    if math.isfinite(epot) and math.isfinite(ekin) and not len(bad):
+        return
+    what = f"potential energy {epot} eV, kinetic {ekin} eV"
+    if len(bad):
+        what += f", non-finite forces on {len(bad)} atom(s) (first: atom {bad[0]})"
+    raise Divergence(
+        f"MD diverged at step {step}: {what}. Fix: a smaller --timestep-fs, a lower "
+        "temperature, or check the structure."
+    )
+
+
+def raise_if_stopped(result: MDResult, stop: BaseException | None) -> None:
+    """Raise `MDDiverged` or `MDInterrupted` carrying ``result`` when the run ended early."""
+    if result.ended["reason"] == "diverged":
+        raise MDDiverged(result.ended["message"], result) from stop
+    if result.ended["reason"] == "interrupted":
+        raise MDInterrupted(result.ended["message"], result) from stop
 
 
 def run_md(
@@ -305,14 +398,12 @@ def run_md(
         ValueError: a bad parameter, or a structure the model cannot handle (from the
             calculator). A trajectory is left only if some frames were complete.
     """
-    _check(ensemble, timestep_fs, steps, temperature_K, friction_per_fs, interval)
+    check_md_args(ensemble, timestep_fs, steps, temperature_K, friction_per_fs, interval)
     velocity_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
     atoms = atoms.copy()
     atoms.calc = calculator
     fixed = fixed_mask(atoms)
-    t0 = temperature_K if initial_temperature_K is None else float(initial_temperature_K)
-    if not (math.isfinite(t0) and t0 >= 0):
-        raise ValueError(f"initial_temperature_K={t0}: must be >= 0 K.")
+    t0 = initial_temperature(temperature_K, initial_temperature_K)
     if t0 > 0:
         thermalize_momenta(atoms, t0, rng=np.random.default_rng(velocity_seed))
         if not fixed.any():
@@ -325,39 +416,32 @@ def run_md(
         friction_per_fs,
         np.random.default_rng(noise_seed),
     )
-    n = steps + 1
-    series = {k: np.zeros(n) for k in ("time", "epot", "ekin", "temp")}
+    series = {k: np.zeros(steps + 1) for k in SERIES}
     state = {"last": -1}  # the last step recorded
 
-    def record(writer: _FrameWriter | None) -> None:
+    def record(writer: FrameWriter | None) -> None:
         step = dyn.nsteps
         epot = float(atoms.get_potential_energy())
         ekin = float(atoms.get_kinetic_energy())
         forces = atoms.get_forces(apply_constraint=False)
-        bad = np.flatnonzero(~np.isfinite(forces).all(axis=1))
-        if not (math.isfinite(epot) and math.isfinite(ekin)) or len(bad):
-            what = f"potential energy {epot} eV, kinetic {ekin} eV"
-            if len(bad):
-                what += f", non-finite forces on {len(bad)} atom(s) (first: atom {bad[0]})"
-            raise _Divergence(
-                f"MD diverged at step {step}: {what}. Fix: a smaller --timestep-fs, a lower "
-                "temperature, or check the structure."
-            )
+        check_finite(step, epot, ekin, forces)
+        temp = float(atoms.get_temperature())
         series["time"][step] = step * timestep_fs
-        series["epot"][step], series["ekin"][step] = epot, ekin
-        series["temp"][step] = atoms.get_temperature()
+        series["epot"][step], series["ekin"][step], series["temp"][step] = epot, ekin, temp
         state["last"] = step
         if writer is not None and (step % interval == 0 or step == steps):
-            writer.write(_frame(atoms, step, step * timestep_fs, epot, ekin))
+            writer.write(md_frame(atoms, forces, step, step * timestep_fs, epot, ekin, temp))
 
     start = time.perf_counter()
     stop, writer = _run(dyn, steps, record, trajectory)
     wall = time.perf_counter() - start
     last = state["last"]
     if stop is not None and last < 0:  # nothing computed (e.g. the model refused the structure)
-        if isinstance(stop, _Divergence):
+        if isinstance(stop, Divergence):
             raise MDDiverged(str(stop)) from None
         raise stop
+    if stop is not None and not isinstance(stop, (Divergence, KeyboardInterrupt)):
+        raise stop  # any other error: the frames so far are kept, the error is the caller's
     settings = {
         "ensemble": ensemble,
         "timestep_fs": timestep_fs,
@@ -371,32 +455,15 @@ def run_md(
         "n_fixed": int(fixed.sum()),
         "formula": atoms.get_chemical_formula(),
     }
-    done = {k: v[: last + 1] for k, v in series.items()}
-    total = done["epot"] + done["ekin"]
-    if stop is None:
-        reason, message = "completed", f"completed all {steps} steps"
-    elif isinstance(stop, _Divergence):
-        reason, message = "diverged", str(stop)
-    elif isinstance(stop, KeyboardInterrupt):
-        reason, message = "interrupted", f"interrupted after step {last} of {steps}"
-    else:
-        raise stop  # any other error: the frames so far are kept, the error is the caller's
-    result = MDResult(
-        time_fs=done["time"],
-        potential_energy=done["epot"],
-        kinetic_energy=done["ekin"],
-        total_energy=total,
-        temperature_K=done["temp"],
-        frames_written=0 if writer is None else writer.frames,
-        drift=energy_drift(done["time"], total, len(atoms))
-        if ensemble == "nve" and last >= 1
-        else None,
+    result = md_result(
+        series,
+        last=last,
+        steps=steps,
+        n_atoms=len(atoms),
+        frames=0 if writer is None else writer.frames,
         settings=settings,
         wall_s=wall,
-        ended={"reason": reason, "last_step": last, "message": message},
+        stop=stop,
     )
-    if reason == "diverged":
-        raise MDDiverged(message, result) from stop
-    if reason == "interrupted":
-        raise MDInterrupted(message, result) from stop
+    raise_if_stopped(result, stop)
     return result

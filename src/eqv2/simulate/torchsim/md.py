@@ -37,7 +37,8 @@ from ase.md.velocitydistribution import Stationary
 from torch_sim.autobatching import BinningAutoBatcher, calculate_memory_scaler
 from torch_sim.quantities import calc_kinetic_energy
 
-from eqv2.simulate.md import (
+from eqv2.simulate.md import check_md_args, initial_temperature, thermalize_momenta
+from eqv2.simulate.md_results import (
     SERIES,
     Divergence,
     FrameWriter,
@@ -45,11 +46,8 @@ from eqv2.simulate.md import (
     MDInterrupted,
     MDResult,
     check_finite,
-    check_md_args,
-    initial_temperature,
     md_frame,
     md_result,
-    thermalize_momenta,
     trajectory_writer,
 )
 from eqv2.simulate.torchsim.model import EqV2TorchSimModel

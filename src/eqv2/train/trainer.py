@@ -2,7 +2,8 @@
 
 One step: an atom-balanced batch (read and batched by DataLoader workers, `eqv2.train.loader`)
 → graph → model (raw, normalised units) → λ_E·energy loss +
-λ_F·force L2MAE against normalised targets → backward → gradient-norm clipping → AdamW → LR
+λ_F·force L2MAE (+ the stress terms of a model with a stress head) against normalised targets
+(`eqv2.train.objective`) → backward → gradient-norm clipping → AdamW → LR
 schedule → EMA. Validation uses the EMA weights. Checkpoints (eqv2 format, written atomically)
 hold the weights, normalisers, element references and the complete training state — optimiser,
 scheduler, EMA, RNG, position in the epoch — so ``resume`` after a crash continues exactly as an
@@ -56,8 +57,8 @@ from eqv2.train.loader import (
     iterate,
     make_loader,
 )
-from eqv2.train.losses import s2ef_loss
-from eqv2.train.metrics import MetricAccumulator
+from eqv2.train.metrics import MetricAccumulator, StressAccumulator
+from eqv2.train.objective import LossSpec, Objective
 from eqv2.train.optim import make_optimizer
 from eqv2.train.sampler import EpochPlan, StepPlan, StepSampler, evaluation_plans
 from eqv2.train.scalar_log import ScalarLog
@@ -85,6 +86,12 @@ class TrainerConfig:
     a 9-18 % slower forward+backward; not under bf16 autocast). ``grad_accumulation``: each
     process's share of a global batch runs as this many micro-batches (split by atoms) before
     one optimiser step; the global batch, and so the result, stay the same.
+
+    Loss terms (`eqv2.train.objective.LossSpec`): ``energy_loss`` (mae, per_atom_mae, mse)
+    with ``energy_coefficient``, the force L2MAE with ``force_coefficient``, and for a model
+    with a decomposed stress head the stress-part MAEs with ``stress_isotropic_coefficient``
+    and ``stress_anisotropic_coefficient`` (0: off; on, every training structure needs a
+    stress label).
 
     Step or epoch schedule: ``max_epochs`` (when set) replaces ``max_steps``, and
     ``warmup_epochs`` replaces ``warmup_steps``, converted with the number of global batches
@@ -116,8 +123,19 @@ class TrainerConfig:
     grad_accumulation: int = 1
     max_epochs: float | None = None
     warmup_epochs: float | None = None
+    stress_isotropic_coefficient: float = 0.0
+    stress_anisotropic_coefficient: float = 0.0
+
+    def loss_spec(self) -> LossSpec:
+        """The loss terms and coefficients of this config."""
+        return LossSpec(
+            self.energy_coefficient, self.force_coefficient, self.energy_loss,
+            self.free_atoms_only, self.stress_isotropic_coefficient,
+            self.stress_anisotropic_coefficient,
+        )  # fmt: skip
 
     def __post_init__(self) -> None:
+        self.loss_spec()  # validates the loss keys
         if self.max_steps < 1:
             raise ValueError(f"max_steps={self.max_steps}: must be at least 1.")
         if self.grad_accumulation < 1:
@@ -203,6 +221,7 @@ class Trainer:
             c.lr_min_factor,
         )  # fmt: skip
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay else None
+        self.objective = Objective(self.potential, c.loss_spec())
         # training on −dE/dx needs second derivatives through the S2 activations
         self.model.differentiable_twice = self.potential.conservative
         self.model.memory_saving = bool(c.memory_saving)
@@ -241,25 +260,21 @@ class Trainer:
         return steps, warmup
 
     def reader(self, data: TrainingDataset, name: str = "train") -> StepReader:
-        """A reader batching ``data`` for this model (labels against its element references)."""
+        """A reader batching ``data`` for this model (labels against its element references).
+
+        The training set's stress labels are required when the stress loss is on; other sets'
+        are read, where present, for a model with a stress head (stress metrics).
+        """
         refs = (
             self.potential.element_references.cpu().numpy()
             if self.potential.has_element_references
             else None
         )
-        return StepReader(data, GraphSettings.of(self.potential), refs, name)
-
-    def _targets(self, batch: LabelledBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised energy and force targets of a batch (what the model predicts)."""
-        norm = self.potential.normalizers
-        dtype, device = batch.graph["pos"].dtype, batch.graph["pos"].device
-        e_norm, f_norm = norm["energy"], norm["forces"]
-        residual = (batch.energy - batch.reference).to(device=device, dtype=dtype)
-        e = (residual - e_norm["mean"]) / e_norm["std"]
-        f = batch.forces.to(device=device, dtype=dtype)
-        if self.potential.conservative:  # forces are −d(normalised E)/dx: scaled like energies
-            return e, f / e_norm["std"]
-        return e, (f - f_norm["mean"]) / f_norm["std"]
+        if name == "train":
+            stress = "require" if self.objective.spec.stress else "ignore"
+        else:
+            stress = "read" if self.potential.has_stress_head else "ignore"
+        return StepReader(data, GraphSettings.of(self.potential), refs, name, stress)
 
     def _plan_of(self, indices: Sequence[int]) -> StepPlan:
         """This process's plan for the global batch ``indices``."""
@@ -291,7 +306,7 @@ class Trainer:
         micro-batch; gradients are then averaged over the processes (DDP), which gives the
         gradient of the global batch's loss because each share's loss is normalised by the
         global batch's structure and atom counts and scaled by the number of processes.
-        Returns the global batch's loss and its two parts.
+        Returns the global batch's loss and its parts (`LossSpec.part_names`).
         """
         if not isinstance(step, StepBatch):
             step = next(iterate([self.reader(self.train_set)[self._plan_of(step)]]))
@@ -301,33 +316,29 @@ class Trainer:
         counted = sum(self._counted_atoms(b) for b in micro)
         force_atoms = int(all_reduce_sum(torch.tensor([counted], dtype=torch.float64)).item())
         self.optimizer.zero_grad(set_to_none=True)
-        local = torch.zeros(3, dtype=torch.float64, device=self.device)
+        names = ("loss", *self.objective.spec.part_names())
+        local = torch.zeros(len(names), dtype=torch.float64, device=self.device)
         for k, batch in enumerate(micro):
             sync = self.ddp is None or k == len(micro) - 1
             with contextlib.nullcontext() if sync else self.ddp.no_sync():
                 local += self._backward(batch, step.num_structures, force_atoms, world)
-        total = all_reduce_sum(local).tolist()
-        return {"loss": total[0], "energy_loss": total[1], "force_loss": total[2]}
+        return dict(zip(names, all_reduce_sum(local).tolist(), strict=True))
 
     def _backward(
         self, batch: LabelledBatch, num_structures: int, force_atoms: int, world: int
     ) -> torch.Tensor:
         """Forward and backward of one micro-batch; its loss and parts (detached, float64)."""
-        c, graph = self.config, batch.graph
-        target_e, target_f = self._targets(batch)
+        graph = batch.graph
         if self.potential.conservative:
             # autocast covers the forward only; the force derivative runs outside it
             out = energy_derivatives(lambda g: self._forward(g)["energy"], graph, create_graph=True)
         else:
             out = self._forward(graph)
-        out = {k: v.to(target_e.dtype) for k, v in out.items()}  # the loss in full precision
-        loss, parts = s2ef_loss(
-            out, target_e, target_f, graph["natoms"], graph["fixed"], c.energy_coefficient,
-            c.force_coefficient, c.energy_loss, c.free_atoms_only,
-            num_structures=num_structures, num_force_atoms=force_atoms,
-        )  # fmt: skip
+        dtype = graph["pos"].dtype
+        out = {k: v.to(dtype) for k, v in out.items()}  # the loss in full precision
+        loss, parts = self.objective.loss(out, batch, num_structures, force_atoms)
         (loss * world).backward()  # DDP averages over processes: undo its 1/N
-        return torch.stack((loss.detach(), parts["energy_loss"], parts["force_loss"])).double()
+        return torch.cat((loss.detach().double().reshape(1), parts))
 
     def train_step(self, step: Sequence[int] | StepBatch) -> dict[str, float]:
         """One optimisation step on a global batch (indices, or this process's `StepBatch`):
@@ -383,19 +394,24 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, data: Any, batch_structures: int = 8) -> dict[str, float]:
         """S2EF metrics in eV and eV/Å (EMA weights when training keeps an EMA), in full
-        precision, on a dataset or list of structures. Distributed: each process evaluates
-        every N-th structure; the metric sums are added up, so every process returns the
-        metrics of the whole set."""
+        precision, on a dataset or list of structures, and stress metrics in eV/Å³ for a
+        model with a stress head on stress-labelled structures. Distributed: each process
+        evaluates every N-th structure; the metric sums are added up, so every process
+        returns the metrics of the whole set."""
         acc = MetricAccumulator(free_atoms_only=self.config.free_atoms_only)
+        stress = StressAccumulator()
         with self.evaluation_weights():
             self.potential.eval()
             for step in iterate(self._eval_loader(data, batch_structures)):
                 batch = step.micro[0].to(self.device)
-                out = self.potential(batch.graph)
+                out = self.potential(batch.graph, stress=batch.stress is not None)
                 acc.update(out["energy"], batch.energy, out["forces"], batch.forces,
                            batch.graph["batch"], batch.graph["fixed"])  # fmt: skip
+                if batch.stress is not None:
+                    stress.update(out["stress"], batch.stress)
         acc.set_totals(all_reduce_sum(acc.totals()))
-        return acc.compute()
+        stress.set_totals(all_reduce_sum(stress.totals()))
+        return {**acc.compute(), **stress.compute()}
 
     # -- checkpoints -----------------------------------------------------------------------
     def _rng_state(self) -> dict[str, torch.Tensor]:

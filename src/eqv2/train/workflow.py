@@ -40,8 +40,9 @@ def read_labelled(path: str | Path, data: DataConfig, name: str) -> TrainingData
     """A random-access dataset over any supported file (`eqv2.data.open_dataset`: only its
     index is loaded); records lacking energy or forces are reported when read."""
     return open_dataset(
-        path, energy_key=data.energy_key, forces_key=data.forces_key, require=("energy", "forces")
-    )
+        path, energy_key=data.energy_key, forces_key=data.forces_key, stress_key=data.stress_key,
+        require=("energy", "forces"),
+    )  # fmt: skip
 
 
 def loader_config(data: DataConfig) -> LoaderConfig:
@@ -151,8 +152,8 @@ def _evaluate(
                 sample = fit_sample(len(data), limit, run.train.seed)
             result = evaluate_split(
                 potential, data, name=name, train_mean_energy=train_mean,
-                free_atoms_only=run.train.free_atoms_only, indices=sample,
-                loader=trainer.loader_config,
+                train_mean_stress=stats.mean_stress(), free_atoms_only=run.train.free_atoms_only,
+                indices=sample, loader=trainer.loader_config,
             )  # fmt: skip
             metrics[name] = result.metrics
             # model-free baselines with training statistics: mean energy; composition only

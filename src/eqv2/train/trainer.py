@@ -503,7 +503,9 @@ class Trainer:
         last: dict[str, Any] = {}
         if self.step >= self.max_steps:
             return last
-        log = ScalarLog(self.out_dir, self.step, c.tensorboard) if self.dist.is_main else None
+        log = None
+        if self.dist.is_main:
+            log = ScalarLog(self.out_dir, self.step, c.tensorboard, self._stress_columns())
         sampler = StepSampler(self.plan, self.dist.rank, self.epoch, self.batch_in_epoch)
         loader = make_loader(
             self.reader(self.train_set), sampler, self.loader_config, self.device,
@@ -544,6 +546,13 @@ class Trainer:
             if log is not None:
                 log.close()
         return last
+
+    def _stress_columns(self) -> tuple[str, ...]:
+        """``log.csv`` columns for the stress loss parts and validation stress metrics."""
+        train = self.objective.spec.part_names()[2:]
+        val = ("val_stress_mae", "val_stress_isotropic_mae", "val_stress_anisotropic_mae")
+        has_val = self.val_set is not None and self.potential.has_stress_head
+        return train + (val if has_val else ())
 
     def _save_best(self) -> None:
         if not self.dist.is_main:

@@ -208,3 +208,20 @@ def test_workflow_writes_stress_metrics_and_the_mean_baseline(crystals, tmp_path
     assert metrics["val_baseline"]["stress_mae"] == pytest.approx(expected, rel=1e-6)
     final = load_model(tmp_path / "run" / "final.pt")
     assert "stress_anisotropic" in final.normalizers
+
+
+def test_eqv2_evaluate_scores_a_stress_head_on_stress_labels(checkpoints_dir, tmp_path, capsys):
+    """`eqv2 evaluate` on the OMat fixture: stress columns on screen and in the JSON."""
+    import ase.io
+
+    from eqv2.cli import main
+
+    frames = ase.io.read(checkpoints_dir.parent.parent / "data/bulk_stress/mlearn_Si_test.extxyz",
+                         ":2")  # fmt: skip
+    ase.io.write(tmp_path / "si.extxyz", frames)
+    out = tmp_path / "metrics.json"
+    ckpt = checkpoints_dir / "omat_stress_small.pt"
+    assert main(["evaluate", str(ckpt), str(tmp_path / "si.extxyz"), "--out", str(out)]) == 0
+    assert "stress MAE (GPa)" in capsys.readouterr().out
+    metrics = json.loads(out.read_text())
+    assert metrics["n_stress"] == 2 and metrics["stress_mae_gpa"] > 0

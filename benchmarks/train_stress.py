@@ -9,7 +9,7 @@ Usage (from the repository root, with the project's virtual environment):
 1. **Split**: the structures of ``--data`` files (default: ``../shared/data/bulk_stress``, mlearn
    Cu and Si with DFT energy, forces and stress) are split per file with a seeded permutation,
    ``--val-fraction`` (20 %) of each into ``OUT/split/val.extxyz`` and the rest into
-   ``OUT/split/train.extxyz``.
+   ``OUT/split/train.extxyz`` (``--stride N`` keeps every N-th structure of each file first).
 2. **Train**: ``--config`` (default ``configs/materials/finetune_omat_bulk_stress.yaml``: the
    OMat24 loss recipe, starting from ``omat_stress_small.pt``) in ``OUT/run``, exactly what
 
@@ -41,11 +41,14 @@ KEYS = ("stress_mae", "stress_mae_gpa", "stress_isotropic_mae", "stress_anisotro
         "energy_mae", "force_mae")  # fmt: skip
 
 
-def split(files: list[Path], out: Path, val_fraction: float, seed: int) -> tuple[Path, Path]:
-    """Write a seeded per-file train/val split of ``files`` into ``out``; return the paths."""
+def split(
+    files: list[Path], out: Path, val_fraction: float, seed: int, stride: int = 1
+) -> tuple[Path, Path]:
+    """Write a seeded per-file train/val split of ``files`` (every ``stride``-th structure)
+    into ``out``; return the paths."""
     train, val = [], []
     for k, path in enumerate(files):
-        frames = ase.io.read(path, ":")
+        frames = ase.io.read(path, f"::{stride}")
         order = np.random.default_rng([seed, k]).permutation(len(frames))
         n_val = max(1, round(val_fraction * len(frames)))
         val += [frames[i] for i in sorted(order[:n_val])]
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stride", type=int, default=1, help="use every N-th structure of each file")
     args = p.parse_args(argv)
 
     from eqv2.train.metrics import format_metrics
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from eqv2.train.workflow import run_training
 
     files = args.data or sorted(DATA.glob("*.extxyz"))
-    train, val = split(files, args.out / "split", args.val_fraction, args.seed)
+    train, val = split(files, args.out / "split", args.val_fraction, args.seed, args.stride)
     overrides = [*args.set, f"data.train={train}", f"data.val={val}"]
     run = load_run_config(args.config, overrides)
     print(f"eqv2 train {args.config} --train {train} --val {val} --out {args.out / 'run'}"

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from eqv2.model.config import EquiformerV2Config
-from eqv2.train.trainer import TrainerConfig
+from eqv2.train.trainer_config import TrainerConfig
 
 SECTIONS = ("model", "train", "data", "finetune")
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from ase.data import atomic_numbers
 
 from eqv2.data.errors import DataError
 from eqv2.data.targets import NUM_ELEMENTS
@@ -42,7 +43,10 @@ from eqv2.train.loader import (
     iterate,
 )
 
-__all__ = ["FIT_SAMPLE", "TargetStatistics", "fit_sample", "stream_statistics"]
+if TYPE_CHECKING:
+    from eqv2.train.run_config import DataConfig
+
+__all__ = ["FIT_SAMPLE", "TargetStatistics", "fit_sample", "fit_targets", "stream_statistics"]
 
 #: At most this many structures are read to fit element references and normalisers.
 FIT_SAMPLE = 100_000
@@ -217,3 +221,24 @@ def stream_statistics(
     for part in iterate(loader):
         total.merge(part)
     return total
+
+
+def fit_targets(
+    train: Any, data: DataConfig
+) -> tuple[dict[str, dict[str, float]], np.ndarray | None]:
+    """Normalisers and element references (or the user's E0s) from the training set.
+
+    ``train``: a dataset or list of structures (streamed once, or its seeded subsample of at
+    most `FIT_SAMPLE` structures), or its `TargetStatistics`.
+    """
+    stats = train if isinstance(train, TargetStatistics) else stream_statistics(train)
+    refs = None
+    if data.e0s:
+        refs = np.zeros(NUM_ELEMENTS)
+        for symbol, value in data.e0s.items():
+            if symbol not in atomic_numbers:
+                raise ValueError(f"data.e0s: unknown element {symbol!r}; use symbols like 'Cu'.")
+            refs[atomic_numbers[symbol]] = float(value)
+    elif data.linear_references:
+        refs = stats.element_references()
+    return stats.normalizers(refs), refs

@@ -22,20 +22,16 @@ autocast (float32 master weights; norms, softmax and the loss in float32).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import inspect
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.gradients import energy_derivatives
 from eqv2.model.loading import save_model
 from eqv2.model.potential import Potential
@@ -58,107 +54,16 @@ from eqv2.train.loader import (
     make_loader,
 )
 from eqv2.train.metrics import MetricAccumulator, StressAccumulator
-from eqv2.train.objective import LossSpec, Objective
+from eqv2.train.objective import Objective
 from eqv2.train.optim import make_optimizer
 from eqv2.train.sampler import EpochPlan, StepPlan, StepSampler, evaluation_plans
 from eqv2.train.scalar_log import ScalarLog
+from eqv2.train.trainer_config import AMP_MODES, TrainerConfig
+from eqv2.train.training_state import TrainingState
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
-#: Values of ``TrainerConfig.amp``: off, or bfloat16 autocast.
-AMP_MODES = ("off", "bf16")
-
-
-@dataclass
-class TrainerConfig:
-    """Optimisation settings (names follow the paper's recipe).
-
-    ``max_atoms_per_batch`` and ``max_structures_per_batch`` bound the global batch, whatever
-    the number of processes N: each process trains on about 1/N of it, so a config trains the
-    same way on one process and on N (N processes with B atoms each equal one process with
-    N·B), and the presets keep the paper's batch sizes. A global batch holds at least N
-    structures.
-    ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:K``; under torchrun
-    each process uses ``cuda:LOCAL_RANK``. ``amp``: ``off`` or ``bf16`` (bfloat16 autocast;
-    float16 is refused, it would need loss scaling). ``tensorboard``: also write TensorBoard
-    events next to ``log.csv``. ``memory_saving``: the grid MLP recomputes its grid tensors in
-    backward instead of storing them (31M config on CPU: −21 % peak memory, 9.2 → 7.2 GB, for
-    a 9-18 % slower forward+backward; not under bf16 autocast). ``grad_accumulation``: each
-    process's share of a global batch runs as this many micro-batches (split by atoms) before
-    one optimiser step; the global batch, and so the result, stay the same.
-
-    Loss terms (`eqv2.train.objective.LossSpec`): ``energy_loss`` (mae, per_atom_mae, mse)
-    with ``energy_coefficient``, the force L2MAE with ``force_coefficient``, and for a model
-    with a decomposed stress head the stress-part MAEs with ``stress_isotropic_coefficient``
-    and ``stress_anisotropic_coefficient`` (0: off; on, every training structure needs a
-    stress label).
-
-    Step or epoch schedule: ``max_epochs`` (when set) replaces ``max_steps``, and
-    ``warmup_epochs`` replaces ``warmup_steps``, converted with the number of global batches
-    of epoch 0 (later epochs, cut by atom budget from other orders, may differ by a batch or
-    two; training stops after the converted number of steps).
-    """
-
-    max_steps: int = 1000
-    lr: float = 2e-4
-    weight_decay: float = 1e-3
-    warmup_steps: int = 100
-    warmup_factor: float = 0.2
-    lr_min_factor: float = 0.01
-    max_atoms_per_batch: int = 512
-    max_structures_per_batch: int | None = None
-    energy_coefficient: float = 1.0
-    force_coefficient: float = 1.0
-    energy_loss: str = "mae"
-    free_atoms_only: bool = True
-    grad_clip: float | None = 100.0
-    ema_decay: float | None = 0.999
-    checkpoint_every: int = 100
-    eval_every: int = 100
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "off"
-    tensorboard: bool = True
-    memory_saving: bool = False
-    grad_accumulation: int = 1
-    max_epochs: float | None = None
-    warmup_epochs: float | None = None
-    stress_isotropic_coefficient: float = 0.0
-    stress_anisotropic_coefficient: float = 0.0
-
-    def loss_spec(self) -> LossSpec:
-        """The loss terms and coefficients of this config."""
-        return LossSpec(
-            self.energy_coefficient, self.force_coefficient, self.energy_loss,
-            self.free_atoms_only, self.stress_isotropic_coefficient,
-            self.stress_anisotropic_coefficient,
-        )  # fmt: skip
-
-    def __post_init__(self) -> None:
-        self.loss_spec()  # validates the loss keys
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps}: must be at least 1.")
-        if self.grad_accumulation < 1:
-            raise ValueError(f"grad_accumulation={self.grad_accumulation}: must be at least 1.")
-        for name in ("max_epochs", "warmup_epochs"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise ValueError(f"{name}={value}: must be a non-negative number of epochs.")
-        if self.max_epochs is not None and self.max_epochs <= 0:
-            raise ValueError(f"max_epochs={self.max_epochs}: must be positive.")
-        if self.lr <= 0:
-            raise ValueError(f"lr={self.lr}: must be positive.")
-        # YAML reads a bare `off`/`no` as False
-        amp = "off" if self.amp in (None, False) else str(self.amp).lower()
-        amp = {"none": "off", "bfloat16": "bf16"}.get(amp, amp)
-        if amp in ("fp16", "float16", "16"):
-            raise ValueError(
-                f"amp={self.amp!r}: float16 needs loss scaling (a GradScaler), which eqv2 does "
-                "not implement; use amp: bf16 (same speed-up on recent GPUs and CPUs, no scaler)."
-            )
-        if amp not in AMP_MODES:
-            raise ValueError(f"amp={self.amp!r}: choose one of {AMP_MODES}.")
-        self.amp = amp
+__all__ = ["AMP_MODES", "BEST_NAME", "CHECKPOINT_NAME", "Trainer", "TrainerConfig"]
 
 
 class Trainer:
@@ -241,7 +146,7 @@ class Trainer:
                 **{no_sync: False},
             )
             # dropout masks must differ between processes (the weights start equal anyway)
-            torch.manual_seed(self._process_seed())
+            torch.manual_seed(self.process_seed())
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -355,7 +260,7 @@ class Trainer:
             self.ema.update(self.model)
         return {**row, "grad_norm": grad_norm}
 
-    def _process_seed(self) -> int:
+    def process_seed(self) -> int:
         """This process's torch seed: the run's seed, distinct per rank."""
         return self.config.seed + 1_000_003 * self.dist.rank
 
@@ -386,7 +291,7 @@ class Trainer:
         plans = evaluation_plans(range(len(dataset)), self.dist.rank, world, batch_structures)
         loader = make_loader(
             self.reader(dataset, "val"), plans, self.loader_config, self.device,
-            self._process_seed(),
+            self.process_seed(),
         )  # fmt: skip
         self._eval_loaders[key] = (data, batch_structures, loader)  # keeps ``data`` alive
         return loader
@@ -426,21 +331,8 @@ class Trainer:
         rng_by_rank = all_gather_objects(self._rng_state())
         if not self.dist.is_main:
             return path
-        state = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "best_force_mae": self.best_force_mae,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "rng": torch.get_rng_state(),
-            "rng_by_rank": rng_by_rank,
-            "world_size": self.dist.world_size,
-            "num_structures": len(self.train_set),
-            "trainer_config": dataclasses.asdict(self.config),
-        }
-        return save_model(self.potential, path, extra={"training_state": state})
+        state = TrainingState.capture(self, rng_by_rank)
+        return save_model(self.potential, path, extra=state.to_extra())
 
     def resume(self, path: Path | None = None) -> None:
         """Restore weights and the full training state from a checkpoint written by `save`.
@@ -450,51 +342,10 @@ class Trainer:
         is the one that wrote the checkpoint.
         """
         path = path or self.out_dir / CHECKPOINT_NAME
-        ckpt = load_checkpoint(path)
-        state = ckpt["extra"].get("training_state")
-        if state is None:
-            raise ValueError(f"{path} holds no training state (not written by Trainer.save).")
-        written_for = state.get("num_structures")
-        if written_for is not None and int(written_for) != len(self.train_set):
-            raise ValueError(
-                f"{path} was written while training on {written_for} structures, but the "
-                f"training set now has {len(self.train_set)}: resuming would not continue the "
-                "same epoch. Resume with the original data.train, or start a new run (--init)."
-            )
-        self.model.load_state_dict(ckpt["state_dict"])  # by name; copies cast to the model's dtype
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-        self._restore_rng(state)
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        self.best_force_mae = float(state["best_force_mae"])
-        written_by = int(state.get("world_size", 1))
-        if written_by != self.dist.world_size:
-            # the global batches are the same unless a batch was widened to give every process
-            # a structure; then the epoch restarts with the new cut
-            before = self.plan.global_batches(self.epoch, written_by)[: self.batch_in_epoch]
-            if before != self.plan.global_batches(self.epoch)[: self.batch_in_epoch]:
-                self.batch_in_epoch = 0
-                warnings.warn(
-                    f"{path} was written by {written_by} process(es) and is resumed with "
-                    f"{self.dist.world_size}, which cut the epoch's batches differently: epoch "
-                    f"{self.epoch} restarts at step {self.step}.",
-                    stacklevel=2,
-                )
-
-    def _restore_rng(self, state: dict[str, Any]) -> None:
-        by_rank = state.get("rng_by_rank")
-        if by_rank is not None and len(by_rank) == self.dist.world_size:
-            mine = by_rank[self.dist.rank]
-            torch.set_rng_state(mine["cpu"])
-            if "cuda" in mine and self.device.type == "cuda":
-                torch.cuda.set_rng_state(mine["cuda"], self.device)
-        else:
-            torch.set_rng_state(state["rng"])
-            if self.dist.world_size > 1:
-                torch.manual_seed(self._process_seed() + self.step)
+        state, weights = TrainingState.read(path)
+        state.check_dataset(self, path)
+        self.model.load_state_dict(weights)  # by name; copies cast to the model's dtype
+        state.restore(self, path)
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -509,7 +360,7 @@ class Trainer:
         sampler = StepSampler(self.plan, self.dist.rank, self.epoch, self.batch_in_epoch)
         loader = make_loader(
             self.reader(self.train_set), sampler, self.loader_config, self.device,
-            self._process_seed(),
+            self.process_seed(),
         )  # fmt: skip
         batches = iterate(loader)
         try:

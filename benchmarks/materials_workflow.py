@@ -185,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("  name            atoms  conv  steps   E/atom (eV)  V/atom (Å³)  from    P (GPa)")
     for row in rows:
-        if "error" in row:
-            print(f"  {row['name']:<15} {row['atoms']:5d}  failed: {row['error']}")
+        if "error" in row:  # the reason's first sentence (the whole message is in --out)
+            reason = row["error"].split(": ", 1)[-1].split(". ")[0]
+            print(f"  {row['name']:<15} {row['atoms']:5d}  failed: {reason}")
             continue
         print(
             f"  {row['name']:<15} {row['atoms']:5d}  {'yes' if row['converged'] else 'no ':<4}"

@@ -46,6 +46,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", type=Path, help="write metrics JSON here")
     e.add_argument("--energy-key", default="energy")
     e.add_argument("--forces-key", default="forces")
+    e.add_argument(
+        "--stress-key",
+        default="stress",
+        help="where stress labels live (eV/Å³, ASE's sign); a model with a stress "
+        "head is scored on them (stress MAE in GPa, isotropic/anisotropic MAE)",
+    )
     e.set_defaults(func=run_evaluate)
 
 
@@ -98,7 +104,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from eqv2.train.run_config import DataConfig
     from eqv2.train.workflow import evaluate_checkpoint, write_json
 
-    data = DataConfig(energy_key=args.energy_key, forces_key=args.forces_key)
+    data = DataConfig(
+        energy_key=args.energy_key, forces_key=args.forces_key, stress_key=args.stress_key
+    )
     metrics = evaluate_checkpoint(args.checkpoint, args.data, data)
     bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
     if bad:  # never a success with non-finite numbers; predict names the structures

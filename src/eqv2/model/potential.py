@@ -26,7 +26,7 @@ from torch import nn
 from eqv2.graph import batch_structures
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.gradients import energy_derivatives
-from eqv2.so3.rank2 import rank2_from_irreps
+from eqv2.so3.rank2 import rank2_from_irreps, rank2_to_irreps
 
 NUM_ELEMENT_REFERENCES = 119
 #: targets a normaliser may exist for (fairchem's names); others in a file are ignored
@@ -164,6 +164,19 @@ class Potential(nn.Module):
     def _scaled(self, raw: torch.Tensor, target: str) -> torch.Tensor:
         stats = self.normalizers.get(target)
         return raw if stats is None else raw * stats["std"] + stats["mean"]
+
+    def normalize(self, target: str, value: torch.Tensor) -> torch.Tensor:
+        """``value`` (eV units) in the model's normalised units for ``target``: the inverse of
+        the denormalisation ``forward`` applies (identity for a target without normaliser)."""
+        stats = self.normalizers.get(target)
+        return value if stats is None else (value - stats["mean"]) / stats["std"]
+
+    def stress_targets(self, stress: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a decomposed stress head must output for stresses (B, 3, 3) in eV/Å³: the
+        normalised isotropic (B, 1) and anisotropic (B, 5) parts, the exact inverse of the
+        composition in ``forward`` (``stress`` normaliser, then the parts' own)."""
+        iso, aniso = rank2_to_irreps(self.normalize("stress", stress))
+        return self.normalize("stress_isotropic", iso), self.normalize("stress_anisotropic", aniso)
 
     def _stress(self, raw: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
         """The head's stress in eV/Å³ (fairchem's recomposition order), or None."""

@@ -6,6 +6,9 @@ Under torchrun each process evaluates every N-th structure and the sums are adde
 process gets the metrics of the whole split. Alongside the model, two model-free baselines with
 training statistics give the scale: zero forces with the training set's mean energy
 (``baseline``), and zero forces with the sum of the element references (``element_refs``).
+For a model with a stress head, stress-labelled structures add the stress metrics
+(`eqv2.train.metrics`) to the model's and the mean baseline's (which predicts the training
+set's mean stress for every structure).
 Parity plots get the predictions of at most `PARITY_SAMPLE` structures (the first ones).
 """
 
@@ -26,7 +29,7 @@ from eqv2.train.loader import (
     iterate,
     make_loader,
 )
-from eqv2.train.metrics import MetricAccumulator
+from eqv2.train.metrics import MetricAccumulator, StressAccumulator
 from eqv2.train.sampler import evaluation_plans
 
 __all__ = ["PARITY_SAMPLE", "SplitResult", "evaluate_split"]
@@ -55,24 +58,30 @@ def evaluate_split(
     *,
     name: str,
     train_mean_energy: float,
+    train_mean_stress: np.ndarray | None = None,
     free_atoms_only: bool = True,
     indices: np.ndarray | None = None,
     loader: LoaderConfig | None = None,
     batch_structures: int = 8,
 ) -> SplitResult:
     """Evaluate ``potential`` (in eval mode, its current weights) on ``data`` (a dataset or a
-    list of structures), or on its structures ``indices``; every process must call it."""
+    list of structures), or on its structures ``indices``; every process must call it.
+    ``train_mean_stress`` (3, 3) eV/Å³: the mean baseline's stress (None: no stress baseline)."""
     dataset = as_dataset(data, name)
     env = DistributedEnv.current()
     chosen = np.arange(len(dataset)) if indices is None else np.asarray(indices)
     plans = evaluation_plans(chosen, env.rank, env.world_size, batch_structures)
     has_refs = bool(potential.has_element_references)
     refs = potential.element_references.cpu().numpy() if has_refs else None
-    reader = StepReader(dataset, GraphSettings.of(potential), refs, name)
+    stress = potential.has_stress_head
+    reader = StepReader(
+        dataset, GraphSettings.of(potential), refs, name, "read" if stress else "ignore"
+    )
     device = potential.device
     model = MetricAccumulator(free_atoms_only=free_atoms_only)
     mean = MetricAccumulator(free_atoms_only=free_atoms_only)
     composition = MetricAccumulator(free_atoms_only=free_atoms_only)
+    stress_acc = (StressAccumulator(), StressAccumulator())  # model, mean baseline
     parity: dict[str, list[np.ndarray]] = {
         k: [] for k in ("energy_ref", "energy_pred", "forces_ref", "forces_pred")
     }
@@ -84,8 +93,14 @@ def evaluate_split(
             batches = make_loader(reader, plans, loader or LoaderConfig(), device, seed=env.rank)
             for step in iterate(batches):
                 batch = step.micro[0].to(device)
-                out = potential(batch.graph)
+                out = potential(batch.graph, stress=stress)
                 at = (batch.graph["batch"], batch.graph["fixed"])
+                if stress:
+                    stress_acc[0].update(out["stress"], batch.stress)
+                    if train_mean_stress is not None:
+                        mean_stress = torch.as_tensor(train_mean_stress, dtype=torch.float64)
+                        stress_acc[1].update(mean_stress.expand(len(batch.stress), 3, 3),
+                                             batch.stress)  # fmt: skip
                 model.update(out["energy"], batch.energy, out["forces"], batch.forces, *at)
                 zeros = torch.zeros_like(batch.forces)
                 mean.update(torch.full_like(batch.energy, train_mean_energy), batch.energy, zeros,
@@ -103,4 +118,7 @@ def evaluate_split(
     for acc in (model, mean, composition):
         acc.set_totals(all_reduce_sum(acc.totals()))
         results.append(acc.compute())
+    for acc, row in zip(stress_acc, results, strict=False):
+        acc.set_totals(all_reduce_sum(acc.totals()))
+        row.update(acc.compute())
     return SplitResult(results[0], results[1], results[2] if has_refs else None, parity)

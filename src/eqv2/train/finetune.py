@@ -32,9 +32,8 @@ from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.loading import load_model
 from eqv2.model.potential import Potential
 from eqv2.train.run_config import RunConfig
-from eqv2.train.target_fit import TargetStatistics, stream_statistics
+from eqv2.train.target_fit import TargetStatistics, fit_targets, stream_statistics
 from eqv2.train.trainer import BEST_NAME, CHECKPOINT_NAME
-from eqv2.train.workflow import fit_targets
 
 #: Model keys a fine-tuning run may set differently from the checkpoint (regularisation only).
 TRAINING_ONLY_KEYS = ("alpha_drop", "drop_path_rate", "proj_drop")

@@ -36,6 +36,7 @@ __all__ = [
     "LoaderConfig",
     "ReadFailure",
     "StepBatch",
+    "STRESS_LABELS",
     "StepReader",
     "TrainingDataset",
     "as_dataset",
@@ -123,7 +124,8 @@ class LabelledBatch:
     ``indices``: dataset indices; ``graph``: `eqv2.graph.batch_structures`'s tensors;
     ``energy`` (B,) float64 eV; ``reference`` (B,) float64: the sum of the element references
     of each structure's atoms (0 without references), so ``energy - reference`` is what the
-    model learns; ``forces`` (N, 3) float64 eV/Å.
+    model learns; ``forces`` (N, 3) float64 eV/Å; ``stress`` (B, 3, 3) float64 eV/Å³ (ASE's
+    sign) when the reader reads stress labels, NaN for a structure without one, else None.
     """
 
     indices: list[int]
@@ -131,6 +133,7 @@ class LabelledBatch:
     energy: torch.Tensor
     reference: torch.Tensor
     forces: torch.Tensor
+    stress: torch.Tensor | None = None
 
     def apply(self, fn: Any) -> LabelledBatch:
         """A copy with ``fn`` applied to every tensor."""
@@ -170,11 +173,17 @@ class StepBatch:
         )
 
 
+#: What a `StepReader` does with stress labels: leave them, read them where present (NaN
+#: where absent: evaluation), or require them (an error naming the structure: stress training).
+STRESS_LABELS = ("ignore", "read", "require")
+
+
 class StepReader:
     """Reads and batches the structures of a `StepPlan` (runs in DataLoader workers).
 
     ``references``: per-element reference energies (119,) or ``None``; ``name``: the dataset's
-    name in messages. Picklable when the dataset is (datasets reopen files per process).
+    name in messages; ``stress``: one of `STRESS_LABELS`. Picklable when the dataset is
+    (datasets reopen files per process).
     """
 
     def __init__(
@@ -183,17 +192,23 @@ class StepReader:
         graph: GraphSettings,
         references: np.ndarray | None = None,
         name: str = "dataset",
+        stress: str = "ignore",
     ) -> None:
+        if stress not in STRESS_LABELS:
+            raise ValueError(f"stress={stress!r}: choose one of {STRESS_LABELS}.")
         self.dataset = dataset
         self.graph = graph
         self.references = None if references is None else np.asarray(references, np.float64)
         self.name = name
+        self.stress = stress
+        self._required = ("energy", "forces") + (("stress",) if stress == "require" else ())
 
     def _read(self, index: int) -> Structure:
         try:
-            return self.dataset[index].validate(("energy", "forces"))
+            return self.dataset[index].validate(self._required)
         except DataError as exc:
-            raise DataError(f"{self.name} structure {index}: {exc}") from exc
+            why = " (the stress loss is on)" if self.stress == "require" else ""
+            raise DataError(f"{self.name} structure {index}{why}: {exc}") from exc
 
     def batch(self, indices: Iterable[int]) -> LabelledBatch:
         """The structures ``indices`` as one labelled graph batch (on the CPU)."""
@@ -210,12 +225,19 @@ class StepReader:
         )
         refs = self.references
         reference = [0.0 if refs is None else float(refs[s.numbers].sum()) for s in structures]
+        stress = None
+        if self.stress != "ignore":
+            nan = np.full((3, 3), np.nan)
+            stress = torch.from_numpy(
+                np.stack([nan if s.stress is None else s.stress for s in structures])
+            )
         return LabelledBatch(
             indices,
             graph,
             torch.tensor([s.energy for s in structures], dtype=torch.float64),
             torch.tensor(reference, dtype=torch.float64),
             torch.from_numpy(np.concatenate([s.forces for s in structures])),
+            stress,
         )
 
     def __getitem__(self, plan: StepPlan) -> StepBatch | ReadFailure:

@@ -1,8 +1,13 @@
-"""S2EF training losses, as the EquiformerV2 paper trains OC20/OC22 models.
+"""S2EF training losses, as the EquiformerV2 paper trains OC20/OC22 models, and the stress
+terms of the OMat24 recipe.
 
 ``loss = λ_E · energy_loss + λ_F · force_loss`` on normalised targets, where the energy loss is
 the MAE over structures (or over per-atom energies) and the force loss is the L2MAE: the mean
 over atoms of the Euclidean norm of the force error, counting free atoms only by default.
+A model with a decomposed stress head adds ``λ_iso · iso_loss + λ_aniso · aniso_loss``
+(`stress_losses`): the MAE of the normalised l=0 part over structures and the MAE of the
+normalised l=2 part over its 5 components of every structure, as fairchem 1.10's ``mae`` loss
+reduces them (configs/omat24/all/eqV2_31M.yml).
 
 Each mean may instead divide by a given ``denominator``: with data-parallel training a process
 holds part of a batch, and dividing its sums by the whole batch's counts makes the processes'
@@ -84,3 +89,23 @@ def s2ef_loss(
     f = force_l2mae(out["forces"], target_forces, mask, num_force_atoms)
     total = energy_coefficient * e + force_coefficient * f
     return total, {"energy_loss": e.detach(), "force_loss": f.detach()}
+
+
+def stress_losses(
+    pred_isotropic: torch.Tensor,
+    pred_anisotropic: torch.Tensor,
+    target_isotropic: torch.Tensor,
+    target_anisotropic: torch.Tensor,
+    denominator: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MAE of the isotropic (B, 1) and anisotropic (B, 5) stress parts (normalised units).
+
+    The isotropic MAE is the mean over structures, the anisotropic one over all 5·B
+    components; ``denominator`` (a number of structures, e.g. the global batch's) replaces
+    B in both.
+    """
+    iso = (pred_isotropic - target_isotropic).abs().reshape(-1)
+    aniso = (pred_anisotropic - target_anisotropic).abs().reshape(-1)
+    if denominator is None:
+        return _mean(iso, None), _mean(aniso, None)
+    return _mean(iso, denominator), _mean(aniso, 5 * denominator)

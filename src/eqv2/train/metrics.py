@@ -8,6 +8,15 @@
 
 OC20 counts only free atoms (not fixed); ``free_atoms_only=False`` counts all atoms. Metrics are
 accumulated over batches with `MetricAccumulator`, so a whole split never has to sit in memory.
+
+Stress metrics (`StressAccumulator`), as fairchem's OMat24 configs report them, in eV/Å³
+(ASE's sign), over the structures that have a stress label:
+
+* ``stress_mae``: mean |σ_pred − σ_ref| over the 9 components of every structure (and
+  ``stress_mae_gpa``, the same in GPa);
+* ``stress_isotropic_mae``: mean |Δ iso| over structures, with ``iso = tr σ/√3`` the l=0 part
+  a stress head predicts (the pressure error is this divided by √3);
+* ``stress_anisotropic_mae``: mean |Δ a| over the 5 l=2 components of every structure.
 """
 
 from __future__ import annotations
@@ -16,6 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from ase.units import GPa
+
+from eqv2.so3.rank2 import rank2_to_irreps
 
 #: OC20's EFwT thresholds.
 EFWT_ENERGY_THRESHOLD = 0.02
@@ -97,6 +109,54 @@ class MetricAccumulator:
         }
 
 
+@dataclass
+class StressAccumulator:
+    """Running sums for the stress metrics (see the module docstring) over batches."""
+
+    _sums: np.ndarray = field(default_factory=lambda: np.zeros(4))  # |Δσ|, |Δiso|, |Δa|, n
+
+    def update(self, stress_pred: torch.Tensor, stress_ref: torch.Tensor) -> None:
+        """Add one batch's stresses (B, 3, 3) in eV/Å³; structures whose reference is NaN
+        (no stress label) are left out."""
+        ref = stress_ref.detach().double().cpu()
+        pred = stress_pred.detach().double().cpu()
+        keep = torch.isfinite(ref).flatten(1).all(dim=1)
+        ref, pred = ref[keep], pred[keep]
+        iso_p, aniso_p = rank2_to_irreps(pred)
+        iso_r, aniso_r = rank2_to_irreps(ref)
+        self._sums += [
+            float((pred - ref).abs().sum()),
+            float((iso_p - iso_r).abs().sum()),
+            float((aniso_p - aniso_r).abs().sum()),
+            int(keep.sum()),
+        ]
+
+    def totals(self) -> torch.Tensor:
+        """The running sums and count as one float64 vector, to add up across processes."""
+        return torch.tensor(self._sums, dtype=torch.float64)
+
+    def set_totals(self, totals: torch.Tensor) -> None:
+        """Replace the running sums by ``totals`` (a vector laid out as `totals`)."""
+        values = totals.detach().double().cpu().numpy()
+        if values.shape != (4,):
+            raise ValueError(f"expected 4 totals, got {values.shape}.")
+        self._sums = values.copy()
+
+    def compute(self) -> dict[str, float]:
+        """``stress_mae``, ``stress_mae_gpa``, ``stress_isotropic_mae``,
+        ``stress_anisotropic_mae`` and ``n_stress``; empty without stress labels."""
+        stress, iso, aniso, n = self._sums
+        if n == 0:
+            return {}
+        return {
+            "stress_mae": stress / (9 * n),
+            "stress_mae_gpa": stress / (9 * n) / GPa,
+            "stress_isotropic_mae": iso / n,
+            "stress_anisotropic_mae": aniso / (5 * n),
+            "n_stress": round(n),
+        }
+
+
 def s2ef_metrics(
     energy_pred: np.ndarray | torch.Tensor,
     energy_ref: np.ndarray | torch.Tensor,
@@ -117,12 +177,21 @@ def s2ef_metrics(
 
 def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
     """A plain-text table: one row per split, columns as OC20 reports them."""
+    stress = any("stress_mae" in m for m in metrics.values())
     header = f"{'split':<10} {'n':>6} {'energy MAE (eV)':>16} {'force MAE (eV/Å)':>17} "
     header += f"{'force cos':>10} {'EFwT':>7}"
+    if stress:
+        header += f" {'stress MAE (GPa)':>17} {'iso MAE (eV/Å³)':>16} {'aniso MAE (eV/Å³)':>18}"
     lines = [header, "-" * len(header)]
     for split, m in metrics.items():
-        lines.append(
+        line = (
             f"{split:<10} {m['n_structures']:>6d} {m['energy_mae']:>16.4f} "
             f"{m['force_mae']:>17.4f} {m['force_cos']:>10.4f} {m['efwt']:>7.1%}"
         )
+        if "stress_mae" in m:
+            line += (
+                f" {m['stress_mae_gpa']:>17.4f} {m['stress_isotropic_mae']:>16.5f} "
+                f"{m['stress_anisotropic_mae']:>18.5f}"
+            )
+        lines.append(line)
     return "\n".join(lines)

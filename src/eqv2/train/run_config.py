@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from eqv2.model.config import EquiformerV2Config
-from eqv2.train.trainer import TrainerConfig
+from eqv2.train.trainer_config import TrainerConfig
 
 SECTIONS = ("model", "train", "data", "finetune")
 
@@ -46,6 +46,8 @@ class DataConfig:
     test: str | None = None
     energy_key: str = "energy"
     forces_key: str = "forces"
+    #: where stress labels live (eV/Å³, ASE's sign; read when the model has a stress head)
+    stress_key: str = "stress"
     #: fit per-element linear energy references on the training set (OC22 style)
     linear_references: bool = True
     #: user-given isolated-atom energies {symbol: eV}; replaces the fit when set

@@ -54,15 +54,23 @@ class ScalarLog:
         start_step: the last step already trained; rows and events after it are discarded.
         tensorboard: also write TensorBoard events (needs the ``tensorboardX`` package; when it
             cannot be imported a warning is given and only the CSV is written).
+        extra_fields: CSV columns after `CSV_FIELDS` (e.g. the stress losses and metrics).
     """
 
-    def __init__(self, out_dir: str | Path, start_step: int = 0, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        start_step: int = 0,
+        tensorboard: bool = True,
+        extra_fields: tuple[str, ...] = (),
+    ) -> None:
         self.out_dir = Path(out_dir)
+        self.fields = CSV_FIELDS + tuple(extra_fields)
         self.csv_path = self.out_dir / CSV_NAME
         truncate_csv(self.csv_path, start_step)
         new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
         self._handle = open(self.csv_path, "a", newline="")
-        self._csv = csv.DictWriter(self._handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        self._csv = csv.DictWriter(self._handle, fieldnames=self.fields, extrasaction="ignore")
         if new:
             self._csv.writeheader()
         self._writer = None
@@ -83,7 +91,7 @@ class ScalarLog:
 
     def write(self, row: dict[str, Any]) -> None:
         """Log one step: ``row["step"]`` and any scalars (None and NaN are left out)."""
-        self._csv.writerow({k: row.get(k) for k in CSV_FIELDS})
+        self._csv.writerow({k: row.get(k) for k in self.fields})
         self._handle.flush()
         if self._writer is None:
             return

@@ -6,6 +6,16 @@ a structure's element counts (119,) and ``E`` its energy, the sums of ``c cᵀ``
 normal equations, solved with a pseudo-inverse) and the mean and variance of ``E − c·refs``.
 So fitting holds O(119²) numbers, never the data set.
 
+Stress labels, where structures have them, add the sums that fit the normalisers of the two
+parts a decomposed stress head predicts (`eqv2.so3.rank2.rank2_to_irreps`: ``iso = tr σ/√3``
+and the five l=2 components) the way fairchem 1.10's ``fit_normalizers`` fits them for the
+OMat24 configs (``normalizer.fit.targets: {stress_isotropic: {}, stress_anisotropic: {}}``,
+configs/omat24/omat24_dataset.yml): the mean over all values, and the root of the summed squared
+deviations divided by the number of structures minus one (minus nothing when the mean is
+exactly 0). For the anisotropic part the sum runs over all five components of each structure
+while the divisor counts structures, so its ``std`` is √5 times the per-component deviation;
+eqv2 keeps that definition so a refit gives the numbers a fairchem fit would.
+
 Which structures: all of them up to `FIT_SAMPLE` (100,000); beyond that a seeded uniform
 subsample of `FIT_SAMPLE` structures (without replacement, read in index order). The statistics
 of 10⁵ structures pin a mean and a standard deviation to well under 1 %, while reading a 10⁸
@@ -16,13 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from ase.data import atomic_numbers
 
 from eqv2.data.errors import DataError
 from eqv2.data.targets import NUM_ELEMENTS
+from eqv2.so3.rank2 import rank2_to_irreps
 from eqv2.train.loader import (
     ReadFailure,
     TrainingDataset,
@@ -31,7 +43,10 @@ from eqv2.train.loader import (
     iterate,
 )
 
-__all__ = ["FIT_SAMPLE", "TargetStatistics", "fit_sample", "stream_statistics"]
+if TYPE_CHECKING:
+    from eqv2.train.run_config import DataConfig
+
+__all__ = ["FIT_SAMPLE", "TargetStatistics", "fit_sample", "fit_targets", "stream_statistics"]
 
 #: At most this many structures are read to fit element references and normalisers.
 FIT_SAMPLE = 100_000
@@ -59,11 +74,24 @@ class TargetStatistics:
     energy_sq: float = 0.0
     force_sq: float = 0.0
     force_components: int = 0
+    #: structures with a stress label, the sum of their stresses (eV/Å³), and the sums and
+    #: sums of squares of their isotropic and anisotropic parts
+    stress_n: int = 0
+    stress_sum: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))
+    isotropic: float = 0.0
+    isotropic_sq: float = 0.0
+    anisotropic: float = 0.0
+    anisotropic_sq: float = 0.0
 
     def add(
-        self, numbers: Sequence[np.ndarray], energies: Sequence[float], forces: Sequence[np.ndarray]
+        self,
+        numbers: Sequence[np.ndarray],
+        energies: Sequence[float],
+        forces: Sequence[np.ndarray],
+        stresses: Sequence[np.ndarray | None] = (),
     ) -> None:
-        """Add structures: their atomic numbers, energies (eV) and forces (eV/Å)."""
+        """Add structures: their atomic numbers, energies (eV), forces (eV/Å) and stresses
+        ((3, 3) eV/Å³, or None for a structure without one)."""
         e = np.asarray(energies, dtype=np.float64)
         c = np.zeros((len(e), NUM_ELEMENTS))
         for row, z in enumerate(numbers):
@@ -78,6 +106,16 @@ class TargetStatistics:
             f = np.asarray(f, dtype=np.float64)
             self.force_sq += float(np.sum(f * f))
             self.force_components += f.size
+        labelled = [np.asarray(x, np.float64) for x in stresses if x is not None]
+        if labelled:
+            stack = np.stack(labelled)
+            iso, aniso = (t.numpy() for t in rank2_to_irreps(torch.from_numpy(stack)))
+            self.stress_n += len(stack)
+            self.stress_sum += stack.sum(axis=0)
+            self.isotropic += float(iso.sum())
+            self.isotropic_sq += float(np.sum(iso * iso))
+            self.anisotropic += float(aniso.sum())
+            self.anisotropic_sq += float(np.sum(aniso * aniso))
 
     def merge(self, other: TargetStatistics) -> None:
         """Add another accumulator's sums."""
@@ -89,6 +127,24 @@ class TargetStatistics:
         self.energy_sq += other.energy_sq
         self.force_sq += other.force_sq
         self.force_components += other.force_components
+        self.stress_n += other.stress_n
+        self.stress_sum += other.stress_sum
+        self.isotropic += other.isotropic
+        self.isotropic_sq += other.isotropic_sq
+        self.anisotropic += other.anisotropic
+        self.anisotropic_sq += other.anisotropic_sq
+
+    def mean_stress(self) -> np.ndarray | None:
+        """The mean stress label (3, 3) in eV/Å³, or None without stress labels."""
+        return self.stress_sum / self.stress_n if self.stress_n else None
+
+    def _stress_normalizer(self, total: float, total_sq: float, width: int) -> dict[str, float]:
+        """fairchem's fit of one stress part with ``width`` values per structure."""
+        n = self.stress_n
+        mean = total / (n * width)
+        deviation = max(total_sq - n * width * mean * mean, 0.0)
+        rmsd = float(np.sqrt(deviation / max(n - (0 if mean == 0.0 else 1), 1)))
+        return {"mean": float(mean), "std": rmsd if rmsd > 1e-12 else 1.0}
 
     def element_references(self) -> np.ndarray:
         """Per-element energies (119,) minimising Σ (E − c·refs)², minimum norm (elements
@@ -101,7 +157,9 @@ class TargetStatistics:
 
     def normalizers(self, references: np.ndarray | None = None) -> dict[str, dict[str, float]]:
         """Mean and standard deviation of ``E − c·references`` over structures, and the force
-        RMS over components (mean 0), as `eqv2.data.targets.fit_normalizers` defines them."""
+        RMS over components (mean 0), as `eqv2.data.targets.fit_normalizers` defines them;
+        with stress labels also ``stress_isotropic`` and ``stress_anisotropic`` (fairchem's
+        fit, see the module docstring)."""
         if self.n == 0:
             raise ValueError("no structures to fit normalisers on.")
         r = np.zeros(NUM_ELEMENTS) if references is None else np.asarray(references, np.float64)
@@ -112,6 +170,11 @@ class TargetStatistics:
         if self.force_components:
             rms = float(np.sqrt(self.force_sq / self.force_components))
             out["forces"] = {"mean": 0.0, "std": rms if rms > 1e-12 else 1.0}
+        if self.stress_n:
+            out["stress_isotropic"] = self._stress_normalizer(self.isotropic, self.isotropic_sq, 1)
+            out["stress_anisotropic"] = self._stress_normalizer(
+                self.anisotropic, self.anisotropic_sq, 5
+            )
         return out
 
 
@@ -123,7 +186,7 @@ class _ChunkStatistics:
         self.name = name
 
     def __getitem__(self, indices: Sequence[int]) -> TargetStatistics | ReadFailure:
-        numbers, energies, forces = [], [], []
+        numbers, energies, forces, stresses = [], [], [], []
         for i in indices:
             try:
                 s = self.dataset[int(i)].validate(("energy", "forces"))
@@ -132,8 +195,9 @@ class _ChunkStatistics:
             numbers.append(s.numbers)
             energies.append(s.energy)
             forces.append(s.forces)
+            stresses.append(s.stress)
         stats = TargetStatistics()
-        stats.add(numbers, energies, forces)
+        stats.add(numbers, energies, forces, stresses)
         return stats
 
 
@@ -157,3 +221,24 @@ def stream_statistics(
     for part in iterate(loader):
         total.merge(part)
     return total
+
+
+def fit_targets(
+    train: Any, data: DataConfig
+) -> tuple[dict[str, dict[str, float]], np.ndarray | None]:
+    """Normalisers and element references (or the user's E0s) from the training set.
+
+    ``train``: a dataset or list of structures (streamed once, or its seeded subsample of at
+    most `FIT_SAMPLE` structures), or its `TargetStatistics`.
+    """
+    stats = train if isinstance(train, TargetStatistics) else stream_statistics(train)
+    refs = None
+    if data.e0s:
+        refs = np.zeros(NUM_ELEMENTS)
+        for symbol, value in data.e0s.items():
+            if symbol not in atomic_numbers:
+                raise ValueError(f"data.e0s: unknown element {symbol!r}; use symbols like 'Cu'.")
+            refs[atomic_numbers[symbol]] = float(value)
+    elif data.linear_references:
+        refs = stats.element_references()
+    return stats.normalizers(refs), refs

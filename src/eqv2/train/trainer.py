@@ -2,7 +2,8 @@
 
 One step: an atom-balanced batch (read and batched by DataLoader workers, `eqv2.train.loader`)
 → graph → model (raw, normalised units) → λ_E·energy loss +
-λ_F·force L2MAE against normalised targets → backward → gradient-norm clipping → AdamW → LR
+λ_F·force L2MAE (+ the stress terms of a model with a stress head) against normalised targets
+(`eqv2.train.objective`) → backward → gradient-norm clipping → AdamW → LR
 schedule → EMA. Validation uses the EMA weights. Checkpoints (eqv2 format, written atomically)
 hold the weights, normalisers, element references and the complete training state — optimiser,
 scheduler, EMA, RNG, position in the epoch — so ``resume`` after a crash continues exactly as an
@@ -21,20 +22,16 @@ autocast (float32 master weights; norms, softmax and the loss in float32).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import inspect
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.gradients import energy_derivatives
 from eqv2.model.loading import save_model
 from eqv2.model.potential import Potential
@@ -56,91 +53,17 @@ from eqv2.train.loader import (
     iterate,
     make_loader,
 )
-from eqv2.train.losses import s2ef_loss
-from eqv2.train.metrics import MetricAccumulator
+from eqv2.train.metrics import MetricAccumulator, StressAccumulator
+from eqv2.train.objective import Objective
 from eqv2.train.optim import make_optimizer
 from eqv2.train.sampler import EpochPlan, StepPlan, StepSampler, evaluation_plans
 from eqv2.train.scalar_log import ScalarLog
+from eqv2.train.trainer_config import AMP_MODES, TrainerConfig
+from eqv2.train.training_state import TrainingState
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
-#: Values of ``TrainerConfig.amp``: off, or bfloat16 autocast.
-AMP_MODES = ("off", "bf16")
-
-
-@dataclass
-class TrainerConfig:
-    """Optimisation settings (names follow the paper's recipe).
-
-    ``max_atoms_per_batch`` and ``max_structures_per_batch`` bound the global batch, whatever
-    the number of processes N: each process trains on about 1/N of it, so a config trains the
-    same way on one process and on N (N processes with B atoms each equal one process with
-    N·B), and the presets keep the paper's batch sizes. A global batch holds at least N
-    structures.
-    ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:K``; under torchrun
-    each process uses ``cuda:LOCAL_RANK``. ``amp``: ``off`` or ``bf16`` (bfloat16 autocast;
-    float16 is refused, it would need loss scaling). ``tensorboard``: also write TensorBoard
-    events next to ``log.csv``. ``memory_saving``: the grid MLP recomputes its grid tensors in
-    backward instead of storing them (31M config on CPU: −21 % peak memory, 9.2 → 7.2 GB, for
-    a 9-18 % slower forward+backward; not under bf16 autocast). ``grad_accumulation``: each
-    process's share of a global batch runs as this many micro-batches (split by atoms) before
-    one optimiser step; the global batch, and so the result, stay the same.
-
-    Step or epoch schedule: ``max_epochs`` (when set) replaces ``max_steps``, and
-    ``warmup_epochs`` replaces ``warmup_steps``, converted with the number of global batches
-    of epoch 0 (later epochs, cut by atom budget from other orders, may differ by a batch or
-    two; training stops after the converted number of steps).
-    """
-
-    max_steps: int = 1000
-    lr: float = 2e-4
-    weight_decay: float = 1e-3
-    warmup_steps: int = 100
-    warmup_factor: float = 0.2
-    lr_min_factor: float = 0.01
-    max_atoms_per_batch: int = 512
-    max_structures_per_batch: int | None = None
-    energy_coefficient: float = 1.0
-    force_coefficient: float = 1.0
-    energy_loss: str = "mae"
-    free_atoms_only: bool = True
-    grad_clip: float | None = 100.0
-    ema_decay: float | None = 0.999
-    checkpoint_every: int = 100
-    eval_every: int = 100
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "off"
-    tensorboard: bool = True
-    memory_saving: bool = False
-    grad_accumulation: int = 1
-    max_epochs: float | None = None
-    warmup_epochs: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps}: must be at least 1.")
-        if self.grad_accumulation < 1:
-            raise ValueError(f"grad_accumulation={self.grad_accumulation}: must be at least 1.")
-        for name in ("max_epochs", "warmup_epochs"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise ValueError(f"{name}={value}: must be a non-negative number of epochs.")
-        if self.max_epochs is not None and self.max_epochs <= 0:
-            raise ValueError(f"max_epochs={self.max_epochs}: must be positive.")
-        if self.lr <= 0:
-            raise ValueError(f"lr={self.lr}: must be positive.")
-        # YAML reads a bare `off`/`no` as False
-        amp = "off" if self.amp in (None, False) else str(self.amp).lower()
-        amp = {"none": "off", "bfloat16": "bf16"}.get(amp, amp)
-        if amp in ("fp16", "float16", "16"):
-            raise ValueError(
-                f"amp={self.amp!r}: float16 needs loss scaling (a GradScaler), which eqv2 does "
-                "not implement; use amp: bf16 (same speed-up on recent GPUs and CPUs, no scaler)."
-            )
-        if amp not in AMP_MODES:
-            raise ValueError(f"amp={self.amp!r}: choose one of {AMP_MODES}.")
-        self.amp = amp
+__all__ = ["AMP_MODES", "BEST_NAME", "CHECKPOINT_NAME", "Trainer", "TrainerConfig"]
 
 
 class Trainer:
@@ -203,6 +126,7 @@ class Trainer:
             c.lr_min_factor,
         )  # fmt: skip
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay else None
+        self.objective = Objective(self.potential, c.loss_spec())
         # training on −dE/dx needs second derivatives through the S2 activations
         self.model.differentiable_twice = self.potential.conservative
         self.model.memory_saving = bool(c.memory_saving)
@@ -222,7 +146,7 @@ class Trainer:
                 **{no_sync: False},
             )
             # dropout masks must differ between processes (the weights start equal anyway)
-            torch.manual_seed(self._process_seed())
+            torch.manual_seed(self.process_seed())
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -241,25 +165,21 @@ class Trainer:
         return steps, warmup
 
     def reader(self, data: TrainingDataset, name: str = "train") -> StepReader:
-        """A reader batching ``data`` for this model (labels against its element references)."""
+        """A reader batching ``data`` for this model (labels against its element references).
+
+        The training set's stress labels are required when the stress loss is on; other sets'
+        are read, where present, for a model with a stress head (stress metrics).
+        """
         refs = (
             self.potential.element_references.cpu().numpy()
             if self.potential.has_element_references
             else None
         )
-        return StepReader(data, GraphSettings.of(self.potential), refs, name)
-
-    def _targets(self, batch: LabelledBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised energy and force targets of a batch (what the model predicts)."""
-        norm = self.potential.normalizers
-        dtype, device = batch.graph["pos"].dtype, batch.graph["pos"].device
-        e_norm, f_norm = norm["energy"], norm["forces"]
-        residual = (batch.energy - batch.reference).to(device=device, dtype=dtype)
-        e = (residual - e_norm["mean"]) / e_norm["std"]
-        f = batch.forces.to(device=device, dtype=dtype)
-        if self.potential.conservative:  # forces are −d(normalised E)/dx: scaled like energies
-            return e, f / e_norm["std"]
-        return e, (f - f_norm["mean"]) / f_norm["std"]
+        if name == "train":
+            stress = "require" if self.objective.spec.stress else "ignore"
+        else:
+            stress = "read" if self.potential.has_stress_head else "ignore"
+        return StepReader(data, GraphSettings.of(self.potential), refs, name, stress)
 
     def _plan_of(self, indices: Sequence[int]) -> StepPlan:
         """This process's plan for the global batch ``indices``."""
@@ -291,7 +211,7 @@ class Trainer:
         micro-batch; gradients are then averaged over the processes (DDP), which gives the
         gradient of the global batch's loss because each share's loss is normalised by the
         global batch's structure and atom counts and scaled by the number of processes.
-        Returns the global batch's loss and its two parts.
+        Returns the global batch's loss and its parts (`LossSpec.part_names`).
         """
         if not isinstance(step, StepBatch):
             step = next(iterate([self.reader(self.train_set)[self._plan_of(step)]]))
@@ -301,33 +221,29 @@ class Trainer:
         counted = sum(self._counted_atoms(b) for b in micro)
         force_atoms = int(all_reduce_sum(torch.tensor([counted], dtype=torch.float64)).item())
         self.optimizer.zero_grad(set_to_none=True)
-        local = torch.zeros(3, dtype=torch.float64, device=self.device)
+        names = ("loss", *self.objective.spec.part_names())
+        local = torch.zeros(len(names), dtype=torch.float64, device=self.device)
         for k, batch in enumerate(micro):
             sync = self.ddp is None or k == len(micro) - 1
             with contextlib.nullcontext() if sync else self.ddp.no_sync():
                 local += self._backward(batch, step.num_structures, force_atoms, world)
-        total = all_reduce_sum(local).tolist()
-        return {"loss": total[0], "energy_loss": total[1], "force_loss": total[2]}
+        return dict(zip(names, all_reduce_sum(local).tolist(), strict=True))
 
     def _backward(
         self, batch: LabelledBatch, num_structures: int, force_atoms: int, world: int
     ) -> torch.Tensor:
         """Forward and backward of one micro-batch; its loss and parts (detached, float64)."""
-        c, graph = self.config, batch.graph
-        target_e, target_f = self._targets(batch)
+        graph = batch.graph
         if self.potential.conservative:
             # autocast covers the forward only; the force derivative runs outside it
             out = energy_derivatives(lambda g: self._forward(g)["energy"], graph, create_graph=True)
         else:
             out = self._forward(graph)
-        out = {k: v.to(target_e.dtype) for k, v in out.items()}  # the loss in full precision
-        loss, parts = s2ef_loss(
-            out, target_e, target_f, graph["natoms"], graph["fixed"], c.energy_coefficient,
-            c.force_coefficient, c.energy_loss, c.free_atoms_only,
-            num_structures=num_structures, num_force_atoms=force_atoms,
-        )  # fmt: skip
+        dtype = graph["pos"].dtype
+        out = {k: v.to(dtype) for k, v in out.items()}  # the loss in full precision
+        loss, parts = self.objective.loss(out, batch, num_structures, force_atoms)
         (loss * world).backward()  # DDP averages over processes: undo its 1/N
-        return torch.stack((loss.detach(), parts["energy_loss"], parts["force_loss"])).double()
+        return torch.cat((loss.detach().double().reshape(1), parts))
 
     def train_step(self, step: Sequence[int] | StepBatch) -> dict[str, float]:
         """One optimisation step on a global batch (indices, or this process's `StepBatch`):
@@ -344,7 +260,7 @@ class Trainer:
             self.ema.update(self.model)
         return {**row, "grad_norm": grad_norm}
 
-    def _process_seed(self) -> int:
+    def process_seed(self) -> int:
         """This process's torch seed: the run's seed, distinct per rank."""
         return self.config.seed + 1_000_003 * self.dist.rank
 
@@ -375,7 +291,7 @@ class Trainer:
         plans = evaluation_plans(range(len(dataset)), self.dist.rank, world, batch_structures)
         loader = make_loader(
             self.reader(dataset, "val"), plans, self.loader_config, self.device,
-            self._process_seed(),
+            self.process_seed(),
         )  # fmt: skip
         self._eval_loaders[key] = (data, batch_structures, loader)  # keeps ``data`` alive
         return loader
@@ -383,19 +299,24 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, data: Any, batch_structures: int = 8) -> dict[str, float]:
         """S2EF metrics in eV and eV/Å (EMA weights when training keeps an EMA), in full
-        precision, on a dataset or list of structures. Distributed: each process evaluates
-        every N-th structure; the metric sums are added up, so every process returns the
-        metrics of the whole set."""
+        precision, on a dataset or list of structures, and stress metrics in eV/Å³ for a
+        model with a stress head on stress-labelled structures. Distributed: each process
+        evaluates every N-th structure; the metric sums are added up, so every process
+        returns the metrics of the whole set."""
         acc = MetricAccumulator(free_atoms_only=self.config.free_atoms_only)
+        stress = StressAccumulator()
         with self.evaluation_weights():
             self.potential.eval()
             for step in iterate(self._eval_loader(data, batch_structures)):
                 batch = step.micro[0].to(self.device)
-                out = self.potential(batch.graph)
+                out = self.potential(batch.graph, stress=batch.stress is not None)
                 acc.update(out["energy"], batch.energy, out["forces"], batch.forces,
                            batch.graph["batch"], batch.graph["fixed"])  # fmt: skip
+                if batch.stress is not None:
+                    stress.update(out["stress"], batch.stress)
         acc.set_totals(all_reduce_sum(acc.totals()))
-        return acc.compute()
+        stress.set_totals(all_reduce_sum(stress.totals()))
+        return {**acc.compute(), **stress.compute()}
 
     # -- checkpoints -----------------------------------------------------------------------
     def _rng_state(self) -> dict[str, torch.Tensor]:
@@ -410,21 +331,8 @@ class Trainer:
         rng_by_rank = all_gather_objects(self._rng_state())
         if not self.dist.is_main:
             return path
-        state = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "best_force_mae": self.best_force_mae,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "rng": torch.get_rng_state(),
-            "rng_by_rank": rng_by_rank,
-            "world_size": self.dist.world_size,
-            "num_structures": len(self.train_set),
-            "trainer_config": dataclasses.asdict(self.config),
-        }
-        return save_model(self.potential, path, extra={"training_state": state})
+        state = TrainingState.capture(self, rng_by_rank)
+        return save_model(self.potential, path, extra=state.to_extra())
 
     def resume(self, path: Path | None = None) -> None:
         """Restore weights and the full training state from a checkpoint written by `save`.
@@ -434,51 +342,10 @@ class Trainer:
         is the one that wrote the checkpoint.
         """
         path = path or self.out_dir / CHECKPOINT_NAME
-        ckpt = load_checkpoint(path)
-        state = ckpt["extra"].get("training_state")
-        if state is None:
-            raise ValueError(f"{path} holds no training state (not written by Trainer.save).")
-        written_for = state.get("num_structures")
-        if written_for is not None and int(written_for) != len(self.train_set):
-            raise ValueError(
-                f"{path} was written while training on {written_for} structures, but the "
-                f"training set now has {len(self.train_set)}: resuming would not continue the "
-                "same epoch. Resume with the original data.train, or start a new run (--init)."
-            )
-        self.model.load_state_dict(ckpt["state_dict"])  # by name; copies cast to the model's dtype
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-        self._restore_rng(state)
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        self.best_force_mae = float(state["best_force_mae"])
-        written_by = int(state.get("world_size", 1))
-        if written_by != self.dist.world_size:
-            # the global batches are the same unless a batch was widened to give every process
-            # a structure; then the epoch restarts with the new cut
-            before = self.plan.global_batches(self.epoch, written_by)[: self.batch_in_epoch]
-            if before != self.plan.global_batches(self.epoch)[: self.batch_in_epoch]:
-                self.batch_in_epoch = 0
-                warnings.warn(
-                    f"{path} was written by {written_by} process(es) and is resumed with "
-                    f"{self.dist.world_size}, which cut the epoch's batches differently: epoch "
-                    f"{self.epoch} restarts at step {self.step}.",
-                    stacklevel=2,
-                )
-
-    def _restore_rng(self, state: dict[str, Any]) -> None:
-        by_rank = state.get("rng_by_rank")
-        if by_rank is not None and len(by_rank) == self.dist.world_size:
-            mine = by_rank[self.dist.rank]
-            torch.set_rng_state(mine["cpu"])
-            if "cuda" in mine and self.device.type == "cuda":
-                torch.cuda.set_rng_state(mine["cuda"], self.device)
-        else:
-            torch.set_rng_state(state["rng"])
-            if self.dist.world_size > 1:
-                torch.manual_seed(self._process_seed() + self.step)
+        state, weights = TrainingState.read(path)
+        state.check_dataset(self, path)
+        self.model.load_state_dict(weights)  # by name; copies cast to the model's dtype
+        state.restore(self, path)
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -487,11 +354,13 @@ class Trainer:
         last: dict[str, Any] = {}
         if self.step >= self.max_steps:
             return last
-        log = ScalarLog(self.out_dir, self.step, c.tensorboard) if self.dist.is_main else None
+        log = None
+        if self.dist.is_main:
+            log = ScalarLog(self.out_dir, self.step, c.tensorboard, self._stress_columns())
         sampler = StepSampler(self.plan, self.dist.rank, self.epoch, self.batch_in_epoch)
         loader = make_loader(
             self.reader(self.train_set), sampler, self.loader_config, self.device,
-            self._process_seed(),
+            self.process_seed(),
         )  # fmt: skip
         batches = iterate(loader)
         try:
@@ -528,6 +397,13 @@ class Trainer:
             if log is not None:
                 log.close()
         return last
+
+    def _stress_columns(self) -> tuple[str, ...]:
+        """``log.csv`` columns for the stress loss parts and validation stress metrics."""
+        train = self.objective.spec.part_names()[2:]
+        val = ("val_stress_mae", "val_stress_isotropic_mae", "val_stress_anisotropic_mae")
+        has_val = self.val_set is not None and self.potential.has_stress_head
+        return train + (val if has_val else ())
 
     def _save_best(self) -> None:
         if not self.dist.is_main:

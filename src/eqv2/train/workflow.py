@@ -14,25 +14,30 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
 from eqv2.atomic import atomic_write_path, write_json
 from eqv2.data import open_dataset
-from eqv2.data.targets import NUM_ELEMENTS
 from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.loading import load_model, save_model
 from eqv2.model.potential import Potential
 from eqv2.train.distributed import distributed_session, resolve_device
 from eqv2.train.evaluation import evaluate_split
+from eqv2.train.finetune import start_finetune
 from eqv2.train.loader import LoaderConfig, TrainingDataset
 from eqv2.train.metrics import format_metrics
 from eqv2.train.plots import learning_curves, parity_plots
 from eqv2.train.run_config import DataConfig, RunConfig
 from eqv2.train.run_dir import RunDirectoryError, check_run_dir, clear_run, run_lock
-from eqv2.train.target_fit import FIT_SAMPLE, TargetStatistics, fit_sample, stream_statistics
+from eqv2.train.target_fit import (
+    FIT_SAMPLE,
+    TargetStatistics,
+    fit_sample,
+    fit_targets,
+    stream_statistics,
+)
 from eqv2.train.trainer import CHECKPOINT_NAME, Trainer
 
 
@@ -40,36 +45,14 @@ def read_labelled(path: str | Path, data: DataConfig, name: str) -> TrainingData
     """A random-access dataset over any supported file (`eqv2.data.open_dataset`: only its
     index is loaded); records lacking energy or forces are reported when read."""
     return open_dataset(
-        path, energy_key=data.energy_key, forces_key=data.forces_key, require=("energy", "forces")
-    )
+        path, energy_key=data.energy_key, forces_key=data.forces_key, stress_key=data.stress_key,
+        require=("energy", "forces"),
+    )  # fmt: skip
 
 
 def loader_config(data: DataConfig) -> LoaderConfig:
     """The input-pipeline settings of a run's ``data`` section."""
     return LoaderConfig(data.num_workers, data.prefetch_factor, data.pin_memory)
-
-
-def fit_targets(
-    train: Any, data: DataConfig
-) -> tuple[dict[str, dict[str, float]], np.ndarray | None]:
-    """Normalisers and element references (or the user's E0s) from the training set.
-
-    ``train``: a dataset or list of structures (streamed once, or its seeded subsample of at
-    most `FIT_SAMPLE` structures: `eqv2.train.target_fit`), or its `TargetStatistics`.
-    """
-    from ase.data import atomic_numbers
-
-    stats = train if isinstance(train, TargetStatistics) else stream_statistics(train)
-    refs = None
-    if data.e0s:
-        refs = np.zeros(NUM_ELEMENTS)
-        for symbol, value in data.e0s.items():
-            if symbol not in atomic_numbers:
-                raise ValueError(f"data.e0s: unknown element {symbol!r}; use symbols like 'Cu'.")
-            refs[atomic_numbers[symbol]] = float(value)
-    elif data.linear_references:
-        refs = stats.element_references()
-    return stats.normalizers(refs), refs
 
 
 def check_resumable(run: RunConfig, out: Path, init_from: str | Path | None = None) -> None:
@@ -151,8 +134,8 @@ def _evaluate(
                 sample = fit_sample(len(data), limit, run.train.seed)
             result = evaluate_split(
                 potential, data, name=name, train_mean_energy=train_mean,
-                free_atoms_only=run.train.free_atoms_only, indices=sample,
-                loader=trainer.loader_config,
+                train_mean_stress=stats.mean_stress(), free_atoms_only=run.train.free_atoms_only,
+                indices=sample, loader=trainer.loader_config,
             )  # fmt: skip
             metrics[name] = result.metrics
             # model-free baselines with training statistics: mean energy; composition only
@@ -186,8 +169,6 @@ def _fit(
     stats = stream_statistics(train, loader.num_workers, FIT_SAMPLE, run.train.seed)
     torch.manual_seed(run.train.seed)  # the same initial weights on every process
     if run.finetune.init_from:  # checkpoint weights; fresh optimiser, schedule and step count
-        from eqv2.train.finetune import start_finetune  # (it imports this module)
-
         potential, run = start_finetune(run, stats, out)
     else:
         normalizers, refs = fit_targets(stats, run.data)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from eqv2.graph import structure_label
 from eqv2.model.potential import Potential
 from eqv2.simulate.relax.cell import CELL_ROWS, CellFilter, CellLayout
 from eqv2.simulate.relax.optimizers import BatchedOptimizer
@@ -208,14 +209,28 @@ class BatchRelaxer:
             dof = self.cell.dof(positions, cells, orig, factors, layout)
             step = self.opt.step(dof, forces, seg)
             step[~free] = 0.0  # fixed atoms keep their fractional coordinates
-            positions, cells = self.cell.positions_and_cells(dof + step, orig, factors, layout)
-            for r, pos, c in zip(self.running, layout.atoms.split(positions), cells, strict=True):
-                r.atoms.set_cell(c, scale_atoms=False)
-                r.atoms.positions = pos
+            positions, new_cells = self.cell.positions_and_cells(dof + step, orig, factors, layout)
+            runaway = self.cell.runaway(orig, cells, new_cells)
+            parts = (self.running, layout.atoms.split(positions), new_cells, runaway)
+            for r, pos, c, reason in zip(*parts, strict=True):
+                if reason is None:  # a runaway structure keeps its last cell and positions
+                    r.atoms.set_cell(c, scale_atoms=False)
+                    r.atoms.positions = pos
+            self._stop_runaways(runaway)
         for r in self.running:
             r.steps += 1
         if self.progress is not None:
             self.progress.tick(self.running)
+
+    def _stop_runaways(self, reasons: list[str | None]) -> None:
+        """Stop, as failed, the structures whose cell step `CellFilter.runaway` refused."""
+        if all(reason is None for reason in reasons):
+            return
+        for r, reason in zip(self.running, reasons, strict=True):
+            if reason is not None:
+                label = structure_label(r.index, r.atoms, formula=True)
+                self._finish(r, error=f"{label} at relaxation step {r.steps}: {reason}")
+        self._drop(np.array([reason is None for reason in reasons]))
 
     def _finish(
         self,

@@ -21,6 +21,12 @@ diagonal (the cell keeps its shape), ``mask`` zeroes strain components (Voigt or
 yz xz xy, or a 3×3 array), ``constant_volume`` removes the trace of ``G`` (the volume is kept
 to first order). Everything is vectorised over the structures of a batch: ``(B, 3, 3)`` stacks
 and the atoms of all structures laid end to end.
+
+Runaway guard: a model whose stress never vanishes (an untrained stress head gives a constant
+one) makes a cell grow or shrink without bound. A structure whose next cell would leave
+``volume_window`` (a multiple of its starting volume), or that one step would stretch along a
+principal axis by more than ``exp(max_strain_step)``, is stopped as failed
+(:meth:`CellFilter.runaway`) while the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -177,6 +183,10 @@ class CellFilter:
         mask: which strain components relax: 6 booleans in Voigt order (xx, yy, zz, yz, xz,
             xy) or a symmetric 3×3 array (kept as the 6 booleans); None relaxes all.
         exp_cell_factor: scale of the cell rows; None uses each structure's atom count.
+        volume_window: (low, high): a structure whose cell volume would leave
+            [low, high] × its starting volume is stopped as failed (a runaway cell).
+        max_strain_step: a structure that one optimiser step would stretch or compress along a
+            principal axis by more than a factor ``exp(max_strain_step)`` is stopped as failed.
     """
 
     pressure: float = 0.0
@@ -184,9 +194,23 @@ class CellFilter:
     constant_volume: bool = False
     mask: tuple[bool, ...] | np.ndarray | None = None
     exp_cell_factor: float | None = None
+    volume_window: tuple[float, float] = (0.25, 4.0)
+    max_strain_step: float = 0.5
     mask3x3: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        low, high = (float(v) for v in self.volume_window)
+        if not 0 < low < 1 < high < np.inf:
+            raise ValueError(
+                f"volume_window={self.volume_window!r}: give (low, high) with 0 < low < 1 < high, "
+                "as multiples of each structure's starting volume, e.g. (0.25, 4.0)."
+            )
+        object.__setattr__(self, "volume_window", (low, high))
+        if not 0 < self.max_strain_step < np.inf:
+            raise ValueError(
+                f"max_strain_step={self.max_strain_step}: must be a positive number (the largest "
+                "|log| of a principal stretch one step may apply, e.g. 0.5)."
+            )
         if not np.isfinite(self.pressure):
             raise ValueError(f"pressure={self.pressure}: must be a finite number in eV/Å³.")
         if self.exp_cell_factor is not None and not self.exp_cell_factor > 0:
@@ -230,6 +254,46 @@ class CellFilter:
                 f"{label} has a cell of volume {volume:.3g} Å³; a variable-cell relaxation needs "
                 "three independent cell vectors."
             )
+
+    def runaway(
+        self, orig_cells: np.ndarray, cells: np.ndarray, new_cells: np.ndarray
+    ) -> list[str | None]:
+        """Why each structure's step from ``cells`` to ``new_cells`` (B, 3, 3) is refused, or
+        None: the new volume leaves `volume_window` × the starting volume, or the step's
+        largest principal stretch exceeds ``exp(max_strain_step)``. The reasons name the
+        numbers and the fix; the caller adds the structure's name."""
+        v0 = np.abs(np.linalg.det(orig_cells))
+        v_new = np.abs(np.linalg.det(new_cells))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = v_new / v0
+            step = np.swapaxes(np.linalg.solve(cells, new_cells), 1, 2)
+            stretch = np.abs(np.log(np.linalg.svd(step, compute_uv=False))).max(axis=1)
+        low, high = self.volume_window
+        advice = (
+            "The model's stress does not vanish near this structure (an untrained or "
+            "out-of-domain stress head gives a stress that never does): check it with "
+            "Potential.predict(atoms, stress=True), and relax the cell with a model trained "
+            "on stress (or with conservative forces)"
+        )
+        reasons: list[str | None] = []
+        for k in range(len(ratio)):
+            if not low <= ratio[k] <= high:  # NaN (a degenerate cell) fails too
+                reasons.append(
+                    f"its cell volume would reach {ratio[k]:.3g} × its starting volume "
+                    f"({v_new[k]:.4g} Å³ from {v0[k]:.4g} Å³), outside CellFilter.volume_window "
+                    f"[{low:g}, {high:g}]: the cell is running away. {advice}; widen "
+                    "volume_window only if such a change is expected."
+                )
+            elif not stretch[k] <= self.max_strain_step:
+                reasons.append(
+                    f"one step would stretch its cell by a factor {np.exp(stretch[k]):.3g} along "
+                    f"a principal axis, more than CellFilter.max_strain_step="
+                    f"{self.max_strain_step:g} allows (a factor {np.exp(self.max_strain_step):.3g}"
+                    f"). {advice}; raise max_strain_step only if such steps are expected."
+                )
+            else:
+                reasons.append(None)
+        return reasons
 
     # -- batched transforms: B structures, atoms laid end to end -------------------------------
 

@@ -36,10 +36,10 @@ from ase.build import fcc100, fcc111
 from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 
-from eqv2.atomic import atomic_write_path
 from eqv2.cli.demo import DEMO_DATA, QUICKSTART  # the demo's data and model
 from eqv2.data.generate import emt_lattice_constant, generate_dataset, write_dataset
 from eqv2.model.loading import load_model
+from eqv2.safe_io import atomic_write_path
 from eqv2.simulate.adsorbml import aggregate, format_table, model_relaxer, run_adsorbml
 from eqv2.simulate.relax import DEFAULT_MAX_ATOMS
 

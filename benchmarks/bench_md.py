@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
 from eqv2 import load_model  # noqa: E402
-from eqv2.atomic import write_json  # noqa: E402
 from eqv2.data.generate import generate_dataset  # noqa: E402
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential  # noqa: E402
+from eqv2.safe_io import write_json  # noqa: E402
 from eqv2.simulate import EqV2Calculator  # noqa: E402
 from eqv2.simulate.md import run_md  # noqa: E402
 

@@ -37,8 +37,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from eqv2.atomic import write_json  # noqa: E402
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential  # noqa: E402
+from eqv2.safe_io import write_json  # noqa: E402
 from eqv2.simulate import EqV2Calculator  # noqa: E402
 from eqv2.simulate.md import run_md  # noqa: E402
 from eqv2.simulate.torchsim import EqV2TorchSimModel, run_md_batch  # noqa: E402

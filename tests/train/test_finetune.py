@@ -18,10 +18,10 @@ from eqv2.cli import main
 from eqv2.data import read_structures, to_atoms
 from eqv2.data.generate import generate_dataset
 from eqv2.data.targets import fit_element_references, fit_normalizers
+from eqv2.fairchem import from_fairchem_state_dict
 from eqv2.graph import fixed_mask
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
 from eqv2.model.checkpoint import CheckpointError
-from eqv2.model.fairchem import from_fairchem_state_dict
 from eqv2.model.loading import save_model
 from eqv2.train.finetune import freeze_parameters, merge_model_config, start_finetune
 from eqv2.train.run_config import parse_run_config

@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         model_conservative=potential.conservative,
         engine=args.engine,
     )
-    from eqv2.atomic import write_json
+    from eqv2.safe_io import write_json
 
     write_json(report, report_path)
     t = report["temperature_K"]

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from eqv2.atomic import atomic_write_path
+from eqv2.safe_io import atomic_write_path
 
 __all__ = [
     "CheckpointError",

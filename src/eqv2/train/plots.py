@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eqv2.atomic import atomic_write_path  # noqa: E402
+from eqv2.safe_io import atomic_write_path  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from eqv2.atomic import atomic_write_path
+from eqv2.safe_io import atomic_write_path
 
 CSV_NAME = "log.csv"
 #: Columns of ``log.csv`` (TensorBoard gets every numeric entry of a row).

@@ -17,12 +17,12 @@ from typing import Any
 import torch
 import yaml
 
-from eqv2.atomic import atomic_write_path, write_json
 from eqv2.data import open_dataset
 from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.loading import load_model, save_model
 from eqv2.model.potential import Potential
+from eqv2.safe_io import atomic_write_path, write_json
 from eqv2.train.distributed import distributed_session, resolve_device
 from eqv2.train.evaluation import evaluate_split
 from eqv2.train.finetune import start_finetune

@@ -40,8 +40,10 @@ __all__ = [
     "CheckpointError",
     "CorruptCheckpointError",
     "PathLike",
+    "TRAINING_STATE_KEY",
     "UnsafeCheckpointError",
     "atomic_save",
+    "ema_weights",
     "load_checkpoint",
     "remove_stale_temporaries",
     "safe_load",
@@ -54,6 +56,21 @@ __all__ = [
 FORMAT_NAME = "eqv2-checkpoint"
 #: Newest checkpoint layout this version of eqv2 writes and reads.
 FORMAT_VERSION = 1
+#: Where a training-state checkpoint (``checkpoint.pt``) keeps the trainer's state:
+#: ``extra[TRAINING_STATE_KEY]``. The model layer reads one part of it, the EMA weights by
+#: parameter name at ``["ema"]["shadow"]`` (`ema_weights`); the rest belongs to the trainer
+#: (`eqv2.train.training_state.TrainingState`).
+TRAINING_STATE_KEY = "training_state"
+
+
+def ema_weights(ckpt: Mapping[str, Any]) -> Mapping[str, torch.Tensor] | None:
+    """The EMA weights by parameter name of a training-state checkpoint, None if it has none."""
+    extra = ckpt.get("extra")
+    state = extra.get(TRAINING_STATE_KEY) if isinstance(extra, Mapping) else None
+    ema = state.get("ema") if isinstance(state, Mapping) else None
+    shadow = ema.get("shadow") if isinstance(ema, Mapping) else None
+    return shadow if isinstance(shadow, Mapping) else None
+
 
 # -- eqv2's own format ----------------------------------------------------------------------------
 

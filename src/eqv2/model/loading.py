@@ -11,6 +11,7 @@ import torch
 
 from eqv2.model.checkpoint import (
     CheckpointError,
+    ema_weights,
     safe_load,
     save_checkpoint,
     validate_checkpoint,
@@ -42,10 +43,8 @@ def _build(
 
 def _eqv2_ema_weights(ckpt: Mapping[str, Any], label: str) -> dict[str, torch.Tensor]:
     """The weights of an eqv2 training-state checkpoint with its EMA shadow swapped in."""
-    state = ckpt["extra"].get("training_state")
-    ema = state.get("ema") if isinstance(state, Mapping) else None
-    shadow = ema.get("shadow") if isinstance(ema, Mapping) else None
-    if not isinstance(shadow, Mapping):
+    shadow = ema_weights(ckpt)
+    if shadow is None:
         raise CheckpointError(
             f"{label} holds no EMA weights. eqv2 writes the EMA weights into final.pt and best.pt "
             "themselves: load those with use_ema=False. use_ema=True reads the EMA kept in a "

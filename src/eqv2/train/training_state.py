@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from eqv2.model.checkpoint import load_checkpoint
+from eqv2.model.checkpoint import TRAINING_STATE_KEY, load_checkpoint
 
 if TYPE_CHECKING:
     from eqv2.train.trainer import Trainer
 
 __all__ = ["TRAINING_STATE_KEY", "TrainingState"]
 
-#: Where a checkpoint's ``extra`` keeps the training state.
-TRAINING_STATE_KEY = "training_state"
+# TRAINING_STATE_KEY (re-exported) is the checkpoint format's: eqv2.model.checkpoint owns it
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import yaml
 
+from eqv2.allocator import tune_allocator
 from eqv2.atomic import atomic_write_path, write_json
 from eqv2.data import open_dataset
 from eqv2.data.targets import NUM_ELEMENTS
@@ -109,6 +110,7 @@ def run_training(
     ``final.pt``, the metrics and the plots, and returns the metrics; the other processes
     return an empty dict.
     """
+    tune_allocator()  # training churns through large temporaries: reuse freed memory
     out = Path(out_dir)
     if not run.data.train:
         raise ValueError(f"{run.source}: data.train is not set; pass --train PATH.")

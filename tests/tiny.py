@@ -1,8 +1,8 @@
 """The tiny EquiformerV2 shared by fast tests: its sizes, config, model and a small batch.
 
-``tiny_model()`` is the one hand-built model of the suite (``tests/conftest.py`` offers it as the
-``tiny_model`` fixture, in float64); a test that needs another variant passes only the keys it
-changes (``tiny_model(use_grid_mlp=True)``), so what it tests stays visible.
+``tiny_model()`` is the one hand-built model of the suite (``tests/conftest.py`` offers it in
+float64 as the ``tiny_float64_model`` fixture); a test that needs another variant passes only the
+keys it changes (``tiny_model(use_grid_mlp=True)``), so what it tests stays visible.
 """
 
 from __future__ import annotations
@@ -22,17 +22,14 @@ TINY_WIDTHS: dict[str, Any] = dict(
     edge_channels=8,
 )
 
-#: The tiny model's config: ``TINY_WIDTHS``, lmax 2 / mmax 1 on an 8×8 sphere grid, 4.5 Å
-#: cutoff with at most 12 neighbours, elements up to Z = 29.
+#: The tiny model's config: ``TINY_WIDTHS``, lmax 2 / mmax 1 on an 8×8 sphere grid; the
+#: cutoff, neighbour cap and elements are the reference's defaults unless a test sets them.
 TINY_MODEL: dict[str, Any] = {
     **TINY_WIDTHS,
     "ffn_hidden_channels": 8,
     "lmax_list": [2],
     "mmax_list": [1],
     "grid_resolution": 8,
-    "max_radius": 4.5,
-    "max_neighbors": 12,
-    "max_num_elements": 30,
 }
 
 
@@ -51,8 +48,9 @@ def tiny_config(**overrides: Any):
 def tiny_model(
     dtype: torch.dtype | None = None, seed: int | None = 0, **overrides: Any
 ) -> torch.nn.Module:
-    """The tiny `EquiformerV2` (weights drawn after ``torch.manual_seed(seed)``; no seeding
-    with ``seed=None``), in ``dtype`` if given, in eval mode."""
+    """The tiny `EquiformerV2` of ``tiny_config(**overrides)``, weights drawn after
+    ``torch.manual_seed(seed)`` (no seeding with ``seed=None``), in ``dtype`` if given, in
+    training mode as every freshly built module (call ``.eval()`` for inference)."""
     from eqv2.model import EquiformerV2
 
     if seed is not None:
@@ -60,7 +58,7 @@ def tiny_model(
     model = EquiformerV2(tiny_config(**overrides))
     if dtype is not None:
         model = model.to(dtype)
-    return model.eval()
+    return model
 
 
 def tiny_structures() -> list:

@@ -13,7 +13,7 @@ def test_float32_model_moved_to_float64_computes_like_a_float64_one():
     """Sphere grids are not kept in a dtype: a float32 model converted to float64 gives the same
     outputs, bit for bit, as a float64 model with the same weights and buffers (the layers'
     own float buffers, such as the distance basis centres, do pass through float32)."""
-    trip = tiny_model(torch.float32).to(torch.float64)
+    trip = tiny_model(torch.float32).to(torch.float64).eval()
     direct = EquiformerV2(tiny_config()).to(torch.float64).eval()
     direct.load_state_dict(trip.state_dict())
     graph = tiny_graph(trip)

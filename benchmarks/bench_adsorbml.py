@@ -36,6 +36,7 @@ from ase.build import fcc100, fcc111
 from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 
+from eqv2 import tune_allocator
 from eqv2.cli.demo import DEMO_DATA, QUICKSTART  # the demo's data and model
 from eqv2.data.generate import emt_lattice_constant, generate_dataset, write_dataset
 from eqv2.model.loading import load_model
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "adsorbml.json")
     p.add_argument("--tiny", action="store_true", help="seconds-long run that checks the script")
     args = p.parse_args(argv)
+    tune_allocator()  # as eqv2's CLI does: freed memory is reused (eqv2.allocator)
     if args.tiny:
         args.train_systems, args.train_steps, args.systems = 2, 2, 1
         args.size, args.placements, args.ml_steps, args.reference_steps = (2, 2, 3), 3, 3, 5

@@ -61,6 +61,7 @@ _PIPELINE = """
 import itertools, json, statistics, sys, tempfile, time
 sys.path.insert(0, {src!r})
 import torch
+import eqv2
 from eqv2.data import open_dataset
 from eqv2.model import EquiformerV2, Potential
 from eqv2.train.loader import LoaderConfig, iterate, make_loader
@@ -71,6 +72,7 @@ from eqv2.train.trainer import Trainer
 from eqv2.train.workflow import fit_targets
 
 torch.set_num_threads({threads})
+eqv2.tune_allocator()  # as the CLI does
 run = load_run_config({config!r}, ["train.device=cpu", "train.tensorboard=false"])
 data = open_dataset({path!r}, require=("energy", "forces"))
 normalizers, refs = fit_targets(stream_statistics(data, 2, 5000), run.data)

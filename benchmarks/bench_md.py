@@ -37,7 +37,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from eqv2 import load_model  # noqa: E402
+from eqv2 import load_model, tune_allocator  # noqa: E402
 from eqv2.data.generate import generate_dataset  # noqa: E402
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential  # noqa: E402
 from eqv2.safe_io import write_json  # noqa: E402
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--float64", action="store_true")
     p.add_argument("--out", type=Path, default=Path("bench_md.json"))
     args = p.parse_args(argv)
+    tune_allocator()  # as eqv2's CLI does: freed memory is reused (eqv2.allocator)
     torch.set_num_threads(args.threads)
 
     atoms = generate_dataset(1, seed=args.seed, relax_steps=0, rattle_frames=0).systems[0].initial

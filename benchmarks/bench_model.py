@@ -242,9 +242,11 @@ def run_case(config_name: str, mode: str, threads: int, warmup: int, runs: int, 
     """Time one (config, mode) of eqv2 in this process; returns a JSON-able dict."""
     import torch
 
+    from eqv2 import tune_allocator
     from eqv2.graph import batch_structures
     from eqv2.model import EquiformerV2, EquiformerV2Config
 
+    tune_allocator()  # as eqv2's CLI does: freed memory is reused (eqv2.allocator)
     torch.set_num_threads(threads)
     cuda = device.startswith("cuda")
     cfg = EquiformerV2Config.from_dict(CONFIGS[config_name])

@@ -61,9 +61,11 @@ ENERGY_SCALE = {"quickstart": 20.0, "tiny": 2.0}
 
 def build_potential(args: argparse.Namespace):
     """The benchmarked model on ``args.device`` in ``args.dtype``."""
+    from eqv2 import tune_allocator
     from eqv2.model import EquiformerV2, EquiformerV2Config, Potential, load_model
     from eqv2.train.run_config import load_run_config
 
+    tune_allocator()  # as eqv2's CLI does: freed memory is reused (eqv2.allocator)
     dtype = getattr(torch, args.dtype)
     if args.checkpoint:
         return load_model(args.checkpoint, dtype=dtype, device=args.device)

@@ -37,6 +37,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
+from eqv2 import tune_allocator  # noqa: E402
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential  # noqa: E402
 from eqv2.safe_io import write_json  # noqa: E402
 from eqv2.simulate import EqV2Calculator  # noqa: E402
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("bench_torchsim_md.json"))
     args = p.parse_args(argv)
+    tune_allocator()  # as eqv2's CLI does: freed memory is reused (eqv2.allocator)
     torch.set_num_threads(args.threads)
     potential = _potential(args.size)
     model, calc = EqV2TorchSimModel(potential), EqV2Calculator(potential)

@@ -148,10 +148,12 @@ def run_eqv2_case(config_name: str, args) -> dict[str, Any]:
     import torch
     from ase.calculators.singlepoint import SinglePointCalculator
 
+    from eqv2 import tune_allocator
     from eqv2.model import EquiformerV2, EquiformerV2Config, Potential, load_model
     from eqv2.train.losses import s2ef_loss
     from eqv2.train.trainer import Trainer, TrainerConfig
 
+    tune_allocator()  # as eqv2's CLI does: freed memory is reused (eqv2.allocator)
     torch.set_num_threads(args.threads)
     recipe = json.loads(args.recipe)
     cuda = args.device.startswith("cuda")

@@ -68,8 +68,10 @@ def bulk_crystals(strain: float = 0.03, rattle: float = 0.03, seed: int = 0) -> 
 def load_potential(checkpoint: str | None, device: str, dtype: torch.dtype):
     """The checkpoint's model, or the stand-in: the test suite's small energy-conserving
     relaxation model with random weights (tests/simulate/relax/tiny_relax.py, seed 0)."""
+    from eqv2 import tune_allocator
     from eqv2.model import load_model
 
+    tune_allocator()  # as eqv2's CLI does: freed memory is reused (eqv2.allocator)
     if checkpoint:
         return load_model(checkpoint, device=device, dtype=dtype)
     sys.path.insert(0, str(REPO))

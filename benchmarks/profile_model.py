@@ -34,9 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from eqv2 import tune_allocator
     from eqv2.graph import batch_structures
     from eqv2.model import EquiformerV2, EquiformerV2Config
 
+    tune_allocator()  # as eqv2's CLI does: freed memory is reused (eqv2.allocator)
     torch.set_num_threads(args.threads)
     cfg = EquiformerV2Config.from_dict(B.CONFIGS[args.config])  # configs/*.yaml's model section
     graph = batch_structures(

@@ -83,3 +83,11 @@ def seed_spread(small_fixture_dir: Path) -> dict:
     import json
 
     return json.loads((small_fixture_dir / "seed_spread.json").read_text())
+
+
+@pytest.fixture
+def tiny_float64_model():
+    """The suite's shared tiny EquiformerV2 (`tests/tiny.py`) in float64, eval mode, seed 0."""
+    from tests.tiny import tiny_model
+
+    return tiny_model(torch.float64).eval()

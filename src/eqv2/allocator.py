@@ -11,8 +11,13 @@ fragment the heap, and some requests still take fresh pages).
 
 The cost: the process keeps its peak heap resident until it exits (or `release_memory` is
 called) instead of shrinking between calls; peak memory itself is unchanged. Only glibc on
-Linux is tuned; elsewhere (macOS, musl, Windows) these functions do nothing. Set the
-environment variable ``EQV2_TUNE_MALLOC=0`` to opt out.
+Linux is tuned; elsewhere (macOS, musl, Windows) these functions do nothing.
+
+Who tunes: this changes the whole process, so it is a choice made by whoever owns the process.
+eqv2's own entry points make it (the ``eqv2`` command, `eqv2.train.run_training`, the
+benchmarks); importing eqv2 or building a model never does. A library user who wants the
+speed-up calls ``eqv2.tune_allocator()`` once. Set the environment variable
+``EQV2_TUNE_MALLOC=0`` to opt out everywhere.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ _ENV = "EQV2_TUNE_MALLOC"
 _tuned = False
 
 
+def allocator_tuned() -> bool:
+    """Whether `tune_allocator` has raised the thresholds in this process."""
+    return _tuned
+
+
 def _glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
@@ -54,9 +64,10 @@ def _glibc() -> ctypes.CDLL | None:
 def tune_allocator() -> bool:
     """Raise glibc's mmap and trim thresholds for this process (idempotent).
 
-    Called by `eqv2.model.EquiformerV2` when a model is built. Returns True when the
-    thresholds are (or were already) raised, False when skipped: not glibc, or
-    ``EQV2_TUNE_MALLOC=0``.
+    Called by eqv2's entry points (the ``eqv2`` command, `eqv2.train.run_training`, the
+    benchmarks), never on import or model construction; call it once in your own program to
+    get the same speed-up. Returns True when the thresholds are (or were already) raised,
+    False when skipped: not glibc, or ``EQV2_TUNE_MALLOC=0``.
     """
     global _tuned
     if _tuned:

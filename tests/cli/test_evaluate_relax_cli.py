@@ -6,16 +6,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 import eqv2
 from eqv2.cli import main
 from eqv2.data.generate import generate_dataset
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from eqv2.model import Potential
 from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
-from tests.tiny import tiny
+from tests.tiny import tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +86,9 @@ def test_bad_input_leaves_no_output(is2re_file, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    sizes = dict(ffn_hidden_channels=8, lmax_list=[2], mmax_list=[1], grid_resolution=8)
-    config = EquiformerV2Config(**tiny(**sizes, max_radius=4.5, max_neighbors=12))
+    model = tiny_model(max_radius=4.5, max_neighbors=12)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    return eqv2.save_model(Potential(EquiformerV2(config)), path)
+    return eqv2.save_model(Potential(model), path)
 
 
 def test_relax_mode(is2re_file, checkpoint, tmp_path, capsys):

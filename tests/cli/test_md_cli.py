@@ -11,27 +11,23 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from ase.build import molecule
 from ase.io import read, write
 
 import eqv2
 from eqv2.cli import main
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from eqv2.model import Potential
 from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
-from tests.tiny import tiny
+from tests.tiny import tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    sizes = dict(ffn_hidden_channels=8, lmax_list=[2], mmax_list=[1], grid_resolution=8)
-    config = EquiformerV2Config(**tiny(**sizes, max_radius=6.0, max_neighbors=50,
-                                       direct_forces=False))  # fmt: skip
+    model = tiny_model(max_radius=6.0, max_neighbors=50, direct_forces=False)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    return eqv2.save_model(Potential(EquiformerV2(config)), path)
+    return eqv2.save_model(Potential(model), path)
 
 
 @pytest.fixture

@@ -11,28 +11,27 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 
 import eqv2
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
-from tests.tiny import tiny
+from tests.tiny import TINY_MODEL, tiny_model
 
 MAX_NUM_ELEMENTS = 20
-TINY = tiny(
+#: the shared tiny model with a wider feed-forward, the automatic grid and elements Z < 20
+VARIANT = dict(
     ffn_hidden_channels=16,
-    lmax_list=[2],
-    mmax_list=[1],
+    grid_resolution=None,
     max_radius=5.0,
     max_neighbors=20,
     max_num_elements=MAX_NUM_ELEMENTS,
 )
+TINY = {**TINY_MODEL, **VARIANT}
 
 
 @pytest.fixture(scope="module")
 def potential() -> Potential:
-    torch.manual_seed(0)
-    return Potential(EquiformerV2(EquiformerV2Config(**TINY))).eval()
+    return Potential(tiny_model(**VARIANT)).eval()
 
 
 def water(name: str | None = None) -> Atoms:

@@ -7,13 +7,11 @@ import pytest
 import torch
 from ase.build import bulk, molecule
 
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
-from tests.tiny import tiny
+from eqv2.model import Potential
+from tests.tiny import tiny_model
 
-TINY = tiny(
-    ffn_hidden_channels=8,
-    lmax_list=[2],
-    mmax_list=[1],
+#: the shared tiny model with a finer grid, the grid MLP and no dropout
+VARIANT = dict(
     grid_resolution=12,
     max_radius=4.0,
     max_neighbors=30,
@@ -26,8 +24,7 @@ TINY = tiny(
 
 
 def _potential(direct_forces: bool) -> Potential:
-    torch.manual_seed(0)
-    model = EquiformerV2(EquiformerV2Config(**TINY, direct_forces=direct_forces))
+    model = tiny_model(**VARIANT, direct_forces=direct_forces)
     return Potential(model, {"energy": {"mean": 0.3, "std": 2.0}}).to(torch.float64)
 
 

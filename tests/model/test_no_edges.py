@@ -10,18 +10,10 @@ from ase import Atoms
 from ase.build import bulk
 
 import eqv2
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
-from tests.tiny import tiny
+from eqv2.model import Potential
+from tests.tiny import tiny_model
 
-TINY = tiny(
-    ffn_hidden_channels=8,
-    lmax_list=[2],
-    mmax_list=[1],
-    grid_resolution=8,
-    max_radius=4.5,
-    max_neighbors=12,
-    max_num_elements=30,
-)
+CUTOFF = dict(max_radius=4.5, max_neighbors=12, max_num_elements=30)
 
 
 def _edgeless() -> list[Atoms]:
@@ -36,8 +28,7 @@ def _edgeless() -> list[Atoms]:
 
 @pytest.mark.parametrize("direct_forces", [True, False])
 def test_edgeless_structures_alone_and_in_a_batch(direct_forces):
-    torch.manual_seed(0)
-    pot = Potential(EquiformerV2(EquiformerV2Config(**TINY, direct_forces=direct_forces)))
+    pot = Potential(tiny_model(**CUTOFF, direct_forces=direct_forces))
     pot = pot.to(torch.float64)
     single = pot.predict(_edgeless()[0])
     for result in pot.predict(_edgeless()):

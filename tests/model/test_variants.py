@@ -28,9 +28,10 @@ from ase.build import bulk, molecule
 
 from eqv2.graph import batch_structures
 from eqv2.model import EquiformerV2, EquiformerV2Config
-from tests.tiny import tiny
+from tests.tiny import tiny_config
 
-TINY = tiny(
+#: the shared tiny model at lmax 4 / mmax 2 on an 18×18 grid, without dropout
+VARIANT = dict(
     ffn_hidden_channels=16,
     lmax_list=[4],
     mmax_list=[2],
@@ -101,7 +102,7 @@ VARIANTS = {**TABLE1, **OPTIONS}
 
 # -- helpers --------------------------------------------------------------------------------------
 def make_config(**overrides) -> EquiformerV2Config:
-    return EquiformerV2Config(**{**TINY, **overrides})
+    return tiny_config(**{**VARIANT, **overrides})
 
 
 def make_model(config: EquiformerV2Config, seed: int = 0) -> EquiformerV2:

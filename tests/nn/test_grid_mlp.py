@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +15,8 @@ from eqv2.nn.activation import SphereGrid
 from eqv2.nn.context import SphereGrids
 from eqv2.nn.feed_forward import FeedForward
 from eqv2.nn.grid_mlp import grid_mlp
-from eqv2.so3 import s2_grid_matrices
+from eqv2.so3 import CoefficientLayout, s2_grid_matrices
+from tests.nn.symmetry import EXACT, rotate, y_rotation
 
 
 def _plain(h, to_grid, from_grid, w1, w2, w3):
@@ -77,19 +80,18 @@ def _ffn_and_grids(lmax=2, channels=4):
     to_grid, from_grid = s2_grid_matrices(lmax, lmax, resolution=2 * (lmax + 1))
     n = (lmax + 1) ** 2
     grid = SphereGrid(to_grid.reshape(-1, n), from_grid.reshape(-1, n).T.contiguous())
-    index = torch.zeros(n - 1, dtype=torch.long)
-    return ffn, grid, index
+    return ffn, grid
 
 
 @pytest.mark.parametrize("twice", [False, True])
 def test_feed_forward_paths_agree_and_twice_supports_double_backward(twice):
-    ffn, grid, index = _ffn_and_grids()
+    ffn, grid = _ffn_and_grids()
     x = torch.randn(5, 9, 4, dtype=torch.float64, requires_grad=True)
     calls = []
     hook = ffn.grid_mlp.register_forward_hook(lambda *a: calls.append(1))
-    fused = ffn.eval()(x, SphereGrids(grid, grid, index, index, False))
+    fused = ffn.eval()(x, SphereGrids(grid, grid, False))
     assert calls == []  # eval: the fused function, not the modules
-    plain = ffn.train()(x, SphereGrids(grid, grid, index, index, twice))
+    plain = ffn.train()(x, SphereGrids(grid, grid, twice))
     assert calls == [1]  # training or double backward: the plain modules
     hook.remove()
     torch.testing.assert_close(fused, plain, rtol=0, atol=1e-12)
@@ -110,3 +112,14 @@ def test_frozen_weights_get_no_gradient_and_inputs_still_do():
     (expected,) = torch.autograd.grad(plain.pow(2).sum(), h_plain)
     torch.testing.assert_close(grad, expected, rtol=0, atol=1e-11)
     assert all(w.grad is None for w in ws)
+
+
+def test_fused_grid_mlp_equivariant_under_the_grid_symmetry():
+    lmax, res = 3, 8
+    grid = CoefficientLayout(lmax).node_grid(res)
+    h, _, _, ws = _inputs(4, lmax, 5, seed=3)
+    out = grid_mlp(h, grid.to_grid, grid.from_grid, *ws)
+    for k in (1, 3):
+        R = y_rotation(2 * math.pi * k / res)
+        got = grid_mlp(rotate(h, R), grid.to_grid, grid.from_grid, *ws)
+        torch.testing.assert_close(got, rotate(out, R), rtol=0, atol=EXACT)

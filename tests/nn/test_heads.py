@@ -7,14 +7,11 @@ import pytest
 import torch
 from ase.build import bulk
 
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
-from tests.tiny import tiny
+from eqv2.model import EquiformerV2, Potential
+from tests.tiny import TINY_WIDTHS, tiny_model
 
-BASE = tiny(
-    ffn_hidden_channels=8,
-    lmax_list=[2],
-    mmax_list=[1],
-    grid_resolution=8,
+#: the shared tiny model with a longer cutoff, the separable norm and no dropout
+VARIANT = dict(
     max_radius=4.0,
     max_neighbors=30,
     norm_type="layer_norm_sh",
@@ -27,11 +24,9 @@ FORCES = {"module": "equiformer_v2_force_head"}
 
 
 def _stress_model(seed: int = 0, grid: int = 8, **stress) -> Potential:
-    torch.manual_seed(seed)
     spec = {"module": "rank2_symmetric_head", **stress}
     heads = {"energy": ENERGY, "forces": FORCES, "stress": spec}
-    cfg = EquiformerV2Config(**{**BASE, "grid_resolution": grid}, heads=heads)
-    model = EquiformerV2(cfg)
+    model = tiny_model(seed=seed, **{**VARIANT, "grid_resolution": grid}, heads=heads)
     with torch.no_grad():  # non-trivial weights everywhere (the reference's init zeroes biases)
         for p in model.stress_head.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -112,16 +107,16 @@ def test_stress_head_adds_parameters_under_reference_names():
             for p in ("weight", "bias")
         ),
     }
-    assert pot.model.stress_head.block.scalar_MLP[0].in_features == 2 * BASE["sphere_channels"]
+    width = pot.model.stress_head.block.scalar_MLP[0].in_features
+    assert width == 2 * TINY_WIDTHS["sphere_channels"]
 
 
 def _dens(**backbone) -> EquiformerV2:
-    torch.manual_seed(3)
     heads = {
         "energy": {"module": "DeNSScalarHead", "use_denoising": True},
         "forces": {"module": "DeNSVectorHead"},
     }
-    model = EquiformerV2(EquiformerV2Config(**BASE, backbone="dens", heads=heads, **backbone))
+    model = tiny_model(seed=3, **VARIANT, backbone="dens", heads=heads, **backbone)
     return model.to(torch.float64).eval()
 
 
@@ -135,7 +130,7 @@ def test_dens_force_embedding_bias_reaches_every_node():
     assert pot.predict(atoms)["energy"] == before["energy"]
     with torch.no_grad():
         # (a shift equal on all channels would cancel in the l=0 LayerNorms)
-        model.force_embedding.bias.add_(torch.linspace(-0.5, 0.5, BASE["sphere_channels"]))
+        model.force_embedding.bias.add_(torch.linspace(-0.5, 0.5, TINY_WIDTHS["sphere_channels"]))
     assert abs(pot.predict(atoms)["energy"] - before["energy"]) > 1e-6
     # the denoising block is loaded but not needed at inference
     assert "force_block.denoising_pos_block.alpha_dot" in model.state_dict()

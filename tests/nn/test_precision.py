@@ -7,7 +7,7 @@ import torch
 from ase.build import add_adsorbate, fcc111
 
 import eqv2.nn.attention
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from eqv2.model import Potential
 from eqv2.nn.norm import (
     EquivariantLayerNorm,
     EquivariantLayerNormSH,
@@ -15,16 +15,14 @@ from eqv2.nn.norm import (
 )
 from eqv2.nn.precision import autocast_dtype, full_precision
 from eqv2.nn.so3_linear import SO3Linear
-from tests.tiny import tiny
+from tests.tiny import tiny_model
 
 NORMS = (EquivariantLayerNorm, EquivariantLayerNormSH, EquivariantRMSNormSH, torch.nn.LayerNorm)
 
 
 def _model(**overrides) -> Potential:
-    torch.manual_seed(0)
-    config = tiny(ffn_hidden_channels=8, lmax_list=[2], mmax_list=[1], grid_resolution=8,
-                  max_radius=5.0, max_neighbors=12, use_grid_mlp=True, **overrides)  # fmt: skip
-    return Potential(EquiformerV2(EquiformerV2Config(**config))).eval()
+    model = tiny_model(max_radius=5.0, max_neighbors=12, use_grid_mlp=True, **overrides)
+    return Potential(model).eval()
 
 
 def _graph(potential: Potential) -> dict[str, torch.Tensor]:

@@ -7,25 +7,16 @@ from ase.calculators.fd import calculate_numerical_stress
 from ase.constraints import FixAtoms
 from ase.optimize import BFGS
 
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from eqv2.model import Potential
 from eqv2.simulate import EqV2Calculator
-from tests.tiny import tiny
+from tests.tiny import tiny_model
 
-TINY = tiny(
-    ffn_hidden_channels=8,
-    lmax_list=[2],
-    mmax_list=[1],
-    grid_resolution=8,
-    max_radius=4.5,
-    max_neighbors=12,
-    max_num_elements=30,
-)
+CUTOFF = dict(max_radius=4.5, max_neighbors=12, max_num_elements=30)
 
 
 @pytest.fixture
 def calc():
-    torch.manual_seed(0)
-    return EqV2Calculator(Potential(EquiformerV2(EquiformerV2Config(**TINY))))
+    return EqV2Calculator(Potential(tiny_model(**CUTOFF)))
 
 
 def test_energy_forces_match_predict(calc):
@@ -47,8 +38,7 @@ def _voigt(s: np.ndarray) -> np.ndarray:
 
 def test_conservative_stress_is_ases_numerical_stress():
     """Sign and units: ASE's own finite-difference stress of the energy (float64)."""
-    torch.manual_seed(0)
-    model = EquiformerV2(EquiformerV2Config(**TINY, direct_forces=False))
+    model = tiny_model(**CUTOFF, direct_forces=False)
     calc = EqV2Calculator(Potential(model), dtype=torch.float64)
     assert "stress" in calc.implemented_properties
     atoms = bulk("Cu", "fcc", a=3.7) * (2, 1, 1)

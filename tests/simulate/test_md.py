@@ -6,23 +6,18 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.constraints import FixAtoms
 from ase.io import read
 
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from eqv2.model import Potential
 from eqv2.simulate import EqV2Calculator
 from eqv2.simulate.md import MDDiverged, MDInterrupted, energy_drift, run_md
 from tests.simulate.relax.tiny_relax import one_thread  # noqa: F401 (autouse fixture)
-from tests.tiny import tiny
+from tests.tiny import tiny_model
+
 
 # every pair of a small molecule stays inside the 6 Å cutoff and no neighbour is dropped, so the
 # energy is smooth along the trajectory
-SIZES = dict(ffn_hidden_channels=8, lmax_list=[2], mmax_list=[1], grid_resolution=8)
-
-
 def _calc(direct_forces: bool) -> EqV2Calculator:
-    torch.manual_seed(0)
-    config = EquiformerV2Config(
-        **tiny(**SIZES, max_radius=6.0, max_neighbors=50, direct_forces=direct_forces)
-    )
-    return EqV2Calculator(Potential(EquiformerV2(config)), dtype=torch.float64)
+    model = tiny_model(max_radius=6.0, max_neighbors=50, direct_forces=direct_forces)
+    return EqV2Calculator(Potential(model), dtype=torch.float64)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eqv2.so3 import (
+    CoefficientLayout,
     degree_order,
-    m_block_sizes,
     m_major_index,
     num_coefficients,
     rotate_back_rescale,
@@ -16,6 +16,12 @@ from eqv2.so3 import (
 )
 
 sizes = st.tuples(st.integers(0, 10), st.integers(0, 12))
+
+
+def m_block_sizes(lmax: int, mmax: int) -> list[int]:
+    """Consecutive m-major blocks: m = 0, then +m and -m for m = 1..min(mmax, lmax)."""
+    orders = CoefficientLayout(lmax, min(mmax, lmax)).order_sizes
+    return [orders[0]] + [n for n in orders[1:] for _ in "+-"]
 
 
 def test_degree_order_lmax2():

@@ -246,19 +246,6 @@ def test_bad_input():
         edge_rotation(torch.eye(3), 2, 1)
 
 
-def test_edge_rotation_blocks_are_the_nonzero_blocks():
-    from eqv2.so3 import edge_rotation_blocks
-
-    lmax, mmax = 6, 2
-    R = torch.cat([random_rotations(5, seed=9), singular_rotations()])
-    blocks = edge_rotation_blocks(R, lmax, mmax)
-    D = wigner_d(R, lmax)
-    for l, block in enumerate(blocks):
-        mm = min(l, mmax)
-        rows = torch.arange(l * l + l - mm, l * l + l + mm + 1)
-        torch.testing.assert_close(block, D[:, rows, l * l : (l + 1) ** 2], atol=1e-13, rtol=0)
-
-
 def test_cached_constants_built_in_inference_mode_work_with_autograd():
     """Constants first cached inside inference_mode must still serve autograd later."""
     from eqv2.so3 import s2_grid_matrices

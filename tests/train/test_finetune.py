@@ -29,13 +29,11 @@ from eqv2.train.target_fit import TargetStatistics
 from eqv2.train.trainer import Trainer, TrainerConfig
 from eqv2.train.workflow import fit_targets
 from tests.model.reference_cases import atoms_of
-from tests.tiny import tiny
+from tests.tiny import TINY_MODEL
 
-SOURCE = tiny(
-    ffn_hidden_channels=8,
-    lmax_list=[2],
-    mmax_list=[1],
-    grid_resolution=8,
+#: the shared tiny model with the grid MLP, the separable norm and no dropout
+SOURCE = dict(
+    **TINY_MODEL,
     max_radius=4.5,
     max_neighbors=12,
     norm_type="layer_norm_sh",

@@ -4,13 +4,11 @@ import torch
 from eqv2.model import EquiformerV2, EquiformerV2Config
 from eqv2.train.ema import EMA
 from eqv2.train.optim import cosine_warmup_factor, make_optimizer, no_weight_decay_names
-from tests.tiny import tiny
+from tests.tiny import TINY_MODEL
 
-TINY = tiny(
-    ffn_hidden_channels=8,
-    lmax_list=[2],
-    mmax_list=[1],
-    grid_resolution=8,
+#: the shared tiny model with the grid MLP, linear references and the separable norm
+TINY = dict(
+    **TINY_MODEL,
     use_grid_mlp=True,
     load_energy_lin_ref=True,
     norm_type="layer_norm_sh",

@@ -13,14 +13,12 @@ from eqv2.data.targets import fit_element_references, fit_normalizers
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
 from eqv2.train.loader import LoaderConfig
 from eqv2.train.trainer import Trainer, TrainerConfig
-from tests.tiny import tiny
+from tests.tiny import TINY_MODEL
 from tests.train.tb_events import read_scalars
 
-TINY = tiny(
-    ffn_hidden_channels=8,
-    lmax_list=[2],
-    mmax_list=[1],
-    grid_resolution=8,
+#: the shared tiny model with the grid MLP and the separable norm
+TINY = dict(
+    **TINY_MODEL,
     max_radius=5.0,
     max_neighbors=12,
     norm_type="layer_norm_sh",

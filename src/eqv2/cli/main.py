@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from eqv2.allocator import tune_allocator
 from eqv2.cli import adsorbml, data, demo, evaluate_relax, md, predict, relax, train
 from eqv2.cli.messages import cli_message
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_allocator()  # CPU runs churn through large temporaries: reuse freed memory
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:

@@ -9,7 +9,7 @@ heads the config declares (a stress head adds ``stress_isotropic (B, 1)`` and
 Parameter names equal the reference's monolithic layout (``sphere_embedding.weight``,
 ``blocks.0.ga.so2_conv_1.fc_m0.weight``, ``energy_block.*``, ``force_block.*``; a stress head
 sits under ``stress_head.*``, the DeNS force encoding under ``force_embedding.*``), so fairchem
-checkpoints map onto this module by renaming prefixes only (``eqv2.model.fairchem``). The heads
+checkpoints map onto this module by renaming prefixes only (``eqv2.fairchem``). The heads
 are chosen by ``config.heads`` (``eqv2.model.heads``).
 """
 
@@ -21,13 +21,11 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from eqv2.allocator import tune_allocator
 from eqv2.model.config import EquiformerV2Config
 from eqv2.model.heads import attention_args, attention_options, resolve_heads
-from eqv2.nn.activation import SphereGrid
 from eqv2.nn.attention import GraphAttention
 from eqv2.nn.block import TransformerBlock
-from eqv2.nn.context import EdgeContext, SphereGrids, message_rows
+from eqv2.nn.context import EdgeContext, SphereGrids
 from eqv2.nn.edge_degree import EdgeDegreeEmbedding
 from eqv2.nn.feed_forward import FeedForward
 from eqv2.nn.force_encoding import ForceEmbedding
@@ -35,14 +33,7 @@ from eqv2.nn.heads import HeadInputs
 from eqv2.nn.norm import make_norm
 from eqv2.nn.radial import GaussianBasis, RadialMLP
 from eqv2.nn.so3_linear import SO3Linear
-from eqv2.so3 import (
-    degree_order,
-    edge_frames,
-    edge_rotation,
-    m_major_index,
-    s2_grid_matrices,
-    truncated_index,
-)
+from eqv2.so3 import CoefficientLayout
 
 FRAME_ROLLS = ("deterministic", "random")
 
@@ -66,8 +57,6 @@ class EquiformerV2(nn.Module):
         **kwargs,
     ) -> None:
         super().__init__()
-        # CPU steps churn through large temporaries: reuse freed memory (eqv2.allocator)
-        tune_allocator()
         if config is None:
             config = EquiformerV2Config.from_dict(kwargs)
         elif kwargs:
@@ -84,6 +73,8 @@ class EquiformerV2(nn.Module):
         self.memory_saving = False
         c = config
         lmax, C = c.lmax, c.sphere_channels
+        #: coefficient layout (lmax, mmax): sizes, index maps and sphere grids (eqv2.so3)
+        self.layout = CoefficientLayout(lmax, c.mmax)
 
         self.sphere_embedding = nn.Embedding(c.max_num_elements, C)
         self.distance_expansion = GaussianBasis(c.max_radius)
@@ -144,7 +135,6 @@ class EquiformerV2(nn.Module):
         else:
             self.energy_lin_ref = None
 
-        self._register_grids()
         init_weights(self, c.weight_init)
         if self.stress_head is not None:  # the reference initialises this head uniformly
             for module in self.stress_head.block.modules():
@@ -152,47 +142,15 @@ class EquiformerV2(nn.Module):
                     module.reset_parameters()
                     nn.init.zeros_(module.bias)
 
-    # -- constant tensors ---------------------------------------------------------------------
-    def _register_grids(self) -> None:
-        c = self.config
-        lmax, mmax, res = c.lmax, c.mmax, c.grid_resolution
-        # Edge frame: coefficients |m| <= mmax, columns reordered from l-major to m-major.
-        kept = truncated_index(lmax, mmax)
-        position = torch.full(((lmax + 1) ** 2,), -1, dtype=torch.long)
-        position[kept] = torch.arange(len(kept))
-        perm = position[m_major_index(lmax, mmax)]
-        to_e, from_e = s2_grid_matrices(lmax, mmax, resolution=res, normalization="component")
-        to_n, from_n = s2_grid_matrices(lmax, lmax, resolution=res, normalization="component")
-        num_kept, num_all = to_e.shape[-1], to_n.shape[-1]
-        # float64 masters, so that a later .to(float64) restores exact grids
-        self._grid_masters = {
-            "grid_edge_to": to_e.reshape(-1, num_kept)[:, perm].contiguous(),
-            "grid_edge_from": from_e.reshape(-1, num_kept)[:, perm].T.contiguous(),
-            "grid_node_to": to_n.reshape(-1, num_all).contiguous(),
-            "grid_node_from": from_n.reshape(-1, num_all).T.contiguous(),
-        }
-        for name, master in self._grid_masters.items():
-            self.register_buffer(name, master.to(torch.get_default_dtype()), persistent=False)
-        degree, _ = degree_order(lmax)
-        edge_degree = degree[m_major_index(lmax, mmax)]
-        self.register_buffer("edge_gate_index", edge_degree[1:] - 1, persistent=False)
-        self.register_buffer("node_gate_index", degree[1:] - 1, persistent=False)
-
-    def _apply(self, fn, recurse=True):  # keep grid buffers exact across dtype changes
-        module = super()._apply(fn, recurse)
-        for name, master in self._grid_masters.items():
-            current = getattr(self, name)
-            setattr(self, name, master.to(device=current.device, dtype=current.dtype))
-        return module
-
-    def _grids(self) -> SphereGrids:
-        return SphereGrids(
-            SphereGrid(self.grid_edge_to, self.grid_edge_from),
-            SphereGrid(self.grid_node_to, self.grid_node_from),
-            self.edge_gate_index,
-            self.node_gate_index,
-            self.differentiable_twice,
-            self.memory_saving,
+    def _edge_scalars(
+        self, distance: torch.Tensor, source_z: torch.Tensor, target_z: torch.Tensor
+    ) -> torch.Tensor:
+        """Invariant edge features: distance basis [+ shared source/target element embeddings]."""
+        scalars = self.distance_expansion(distance)
+        if self.source_embedding is None:
+            return scalars
+        return torch.cat(
+            (scalars, self.source_embedding(source_z), self.target_embedding(target_z)), dim=1
         )
 
     # -- forward ------------------------------------------------------------------------------
@@ -209,41 +167,30 @@ class EquiformerV2(nn.Module):
         batch = graph["batch"]
         num_graphs = int(graph["natoms"].shape[0])
         num_nodes = int(atomic_numbers.shape[0])
-        src, dst = graph["edge_index"][0], graph["edge_index"][1]
         edge_vec = graph["edge_vec"].to(self.sphere_embedding.weight.dtype)
-
-        # edge frames and Wigner matrices in full precision even under autocast: every message
-        # is rotated with them, and bfloat16 products would break equivariance at ~1e-2
-        with torch.autocast(edge_vec.device.type, enabled=False):
-            rot = graph.get("edge_rot")
-            if rot is None:
-                rot = edge_frames(edge_vec, roll=self.frame_roll)
-            to_edge, from_edge = edge_rotation(rot.to(edge_vec.dtype), c.lmax, c.mmax)
-
-        src_z, dst_z = atomic_numbers.index_select(0, src), atomic_numbers.index_select(0, dst)
-        scalars = self.distance_expansion(edge_vec.norm(dim=1))
-        if self.source_embedding is not None:
-            scalars = torch.cat(
-                (scalars, self.source_embedding(src_z), self.target_embedding(dst_z)), dim=1
-            )
-        edges = EdgeContext(
-            src,
-            dst,
-            src_z,
-            dst_z,
-            scalars,
-            to_edge,
-            from_edge,
-            batch,
-            num_nodes,
-            num_graphs,
-            message_rows(src, dst, (c.lmax + 1) ** 2),
+        edges = EdgeContext.build(
+            layout=self.layout,
+            edge_index=graph["edge_index"],
+            edge_vec=edge_vec,
+            atomic_numbers=atomic_numbers,
+            batch=batch,
+            num_graphs=num_graphs,
+            edge_scalars=self._edge_scalars,
+            roll=self.frame_roll,
+            rotation=graph.get("edge_rot"),
         )
-        grids = self._grids()
+        grids = SphereGrids.build(
+            layout=self.layout,
+            resolution=c.grid_resolution,
+            dtype=edge_vec.dtype,
+            device=edge_vec.device,
+            differentiable_twice=self.differentiable_twice,
+            memory_saving=self.memory_saving,
+        )
 
         x = torch.zeros(
             num_nodes,
-            (c.lmax + 1) ** 2,
+            self.layout.num_coefficients,
             c.sphere_channels,
             dtype=edge_vec.dtype,
             device=edge_vec.device,
@@ -275,6 +222,7 @@ class EquiformerV2(nn.Module):
 
     @property
     def num_params(self) -> int:
+        """Number of parameters (trainable and frozen)."""
         return sum(p.numel() for p in self.parameters())
 
 

@@ -8,13 +8,12 @@ order alike), which the separable and gate variants treat as the scalar channel.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from eqv2.nn.precision import autocast_dtype
+from eqv2.so3 import GridMatrices
 
 
 class SmoothLeakyReLU(nn.Module):
@@ -35,11 +34,9 @@ class SmoothLeakyReLU(nn.Module):
 GRID_CHUNK = 2048
 
 
-class SphereGrid(NamedTuple):
-    """Sampling ``to_grid (G, n)`` and integration ``from_grid (n, G)`` matrices of a grid."""
-
-    to_grid: torch.Tensor
-    from_grid: torch.Tensor
+#: Sampling ``to_grid (G, n)`` and integration ``from_grid (n, G)`` matrices of a grid
+#: (`eqv2.so3.CoefficientLayout` makes them).
+SphereGrid = GridMatrices
 
 
 class _GridSiLU(torch.autograd.Function):

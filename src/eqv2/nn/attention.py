@@ -13,12 +13,13 @@ from eqv2.nn.activation import (
     s2_activation,
     separable_s2_activation,
 )
-from eqv2.nn.context import EdgeContext, SphereGrids, message_rows
+from eqv2.nn.context import EdgeContext, SphereGrids
 from eqv2.nn.norm import LayerNorm
 from eqv2.nn.radial import RadialMLP, atom_edge_embeddings
 from eqv2.nn.segment import segment_softmax, segment_sum
 from eqv2.nn.so2_conv import SO2Convolution
-from eqv2.nn.so3_linear import SO3Linear, degree_index
+from eqv2.nn.so3_linear import SO3Linear
+from eqv2.so3 import CoefficientLayout
 
 
 class GraphAttention(nn.Module):
@@ -63,6 +64,7 @@ class GraphAttention(nn.Module):
         self.attn_alpha_channels = attn_alpha_channels
         self.attn_value_channels = attn_value_channels
         self.lmax, self.mmax = lmax, mmax
+        layout = CoefficientLayout(lmax, mmax)
         self.use_m_share_rad = use_m_share_rad
         self.use_gate_act = use_gate_act
         self.use_sep_s2_act = use_sep_s2_act
@@ -79,9 +81,12 @@ class GraphAttention(nn.Module):
 
         if use_m_share_rad:
             self.rad_func = RadialMLP([*edge_channels, 2 * sphere_channels * (lmax + 1)])
-            self.register_buffer("expand_index", degree_index(lmax), persistent=False)
+            self.register_buffer("expand_index", layout.degree_index(), persistent=False)
         else:
             self.rad_func = None
+        if use_gate_act:  # gate row (degree − 1) of each edge-frame coefficient k ≥ 1
+            gate_index = layout.edge_degree_index()[1:] - 1
+            self.register_buffer("gate_index", gate_index, persistent=False)
         self.so2_conv_1 = SO2Convolution(
             2 * sphere_channels,
             hidden_channels,
@@ -104,11 +109,8 @@ class GraphAttention(nn.Module):
     def forward(self, x: torch.Tensor, edges: EdgeContext, grids: SphereGrids) -> torch.Tensor:
         """x: (N, S, C) l-major node features → (N, S, output_channels)."""
         num_nodes, num_coeff, channels = x.shape
-        rows = edges.message_index
-        if rows is None or rows.shape[0] != 2 * num_coeff * edges.src.shape[0]:
-            rows = message_rows(edges.src, edges.dst, num_coeff)
         # index_select (not x[idx]): its backward is a fast index_add rather than index_put
-        message = x.reshape(num_nodes * num_coeff, channels).index_select(0, rows)
+        message = x.reshape(num_nodes * num_coeff, channels).index_select(0, edges.message_index)
         # (E, S, 2C): source | target (sizes explicit so that E = 0 works)
         message = message.view(edges.src.shape[0], num_coeff, 2 * channels)
         rad_func = self.rad_func if self.rad_func is not None else self.so2_conv_1.rad_func
@@ -129,7 +131,7 @@ class GraphAttention(nn.Module):
         n_alpha = self.num_heads * self.attn_alpha_channels
         alpha, gates = extra.split([n_alpha, extra.shape[1] - n_alpha], dim=1)
         if self.use_gate_act:
-            message = gate_activation(gates, message, grids.edge_gate_index)
+            message = gate_activation(gates, message, self.gate_index)
         elif self.use_sep_s2_act:
             message = separable_s2_activation(
                 gates, message, grids.edge, grids.differentiable_twice

@@ -15,6 +15,7 @@ from eqv2.nn.context import SphereGrids
 from eqv2.nn.grid_mlp import grid_mlp
 from eqv2.nn.precision import autocast_dtype
 from eqv2.nn.so3_linear import SO3Linear
+from eqv2.so3 import CoefficientLayout
 
 
 class FeedForward(nn.Module):
@@ -56,6 +57,9 @@ class FeedForward(nn.Module):
             )
         elif use_gate_act:
             self.gating_linear = nn.Linear(sphere_channels, lmax * hidden_channels)
+            # gate row (degree − 1) of each node coefficient k ≥ 1
+            gate_index = CoefficientLayout(lmax).degree_index()[1:] - 1
+            self.register_buffer("gate_index", gate_index, persistent=False)
         elif use_sep_s2_act:
             self.gating_linear = nn.Linear(sphere_channels, hidden_channels)
         self.so3_linear_2 = SO3Linear(hidden_channels, output_channels, lmax)
@@ -73,7 +77,7 @@ class FeedForward(nn.Module):
             if scalars is not None:
                 h = torch.cat((scalars.unsqueeze(1), h[:, 1:]), dim=1)
         elif self.use_gate_act:
-            h = gate_activation(scalars, h, grids.node_gate_index)
+            h = gate_activation(scalars, h, self.gate_index)
         elif self.use_sep_s2_act:
             h = separable_s2_activation(scalars, h, grids.node, grids.differentiable_twice)
         else:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from eqv2.nn.precision import full_precision
-from eqv2.nn.so3_linear import degree_index
+from eqv2.so3 import CoefficientLayout
 
 EPS = 1e-5
 
@@ -35,7 +35,7 @@ class LayerNorm(nn.LayerNorm):
 
 def _balance_weights(lmax: int, start: int) -> torch.Tensor:
     """Weight 1/(2l+1)/(number of degrees) per coefficient, for degrees l ≥ start."""
-    deg = degree_index(lmax)[start**2 :].to(torch.float64)
+    deg = CoefficientLayout(lmax).degree_index()[start**2 :].to(torch.float64)
     return (1.0 / (2 * deg + 1)) / (lmax + 1 - start)
 
 
@@ -47,7 +47,7 @@ class EquivariantLayerNorm(nn.Module):
         self.lmax, self.num_channels, self.eps = lmax, num_channels, eps
         self.affine_weight = nn.Parameter(torch.ones(lmax + 1, num_channels))
         self.affine_bias = nn.Parameter(torch.zeros(num_channels))
-        deg = degree_index(lmax)
+        deg = CoefficientLayout(lmax).degree_index()
         self.register_buffer("degree", deg, persistent=False)
         # averaging matrix (S, L+1): mean over the 2l+1 orders of each degree
         avg = torch.zeros(len(deg), lmax + 1, dtype=torch.float64)
@@ -75,7 +75,8 @@ class EquivariantLayerNormSH(nn.Module):
         self.norm_l0 = LayerNorm(num_channels, eps=eps)
         self.affine_weight = nn.Parameter(torch.ones(lmax, num_channels))
         self.register_buffer("balance", _balance_weights(lmax, 1), persistent=False)
-        self.register_buffer("degree", degree_index(lmax)[1:] - 1, persistent=False)
+        degree = CoefficientLayout(lmax).degree_index()
+        self.register_buffer("degree", degree[1:] - 1, persistent=False)
 
     @full_precision
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +97,7 @@ class EquivariantRMSNormSH(nn.Module):
         self.affine_weight = nn.Parameter(torch.ones(lmax + 1, num_channels))
         self.affine_bias = nn.Parameter(torch.zeros(num_channels))
         self.register_buffer("balance", _balance_weights(lmax, 0), persistent=False)
-        self.register_buffer("degree", degree_index(lmax), persistent=False)
+        self.register_buffer("degree", CoefficientLayout(lmax).degree_index(), persistent=False)
 
     @full_precision
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 In an edge's own frame (edge along +y) an SO(3)-equivariant convolution reduces to independent
 maps per order m (eSCN). Inputs are (E, K, C_in) features in the reference's m-major layout
-(``eqv2.so3.m_major_index``): the L+1 coefficients of m = 0, then for each m = 1..mmax the +m
+(``eqv2.so3.CoefficientLayout``): the L+1 coefficients of m = 0, then for each m = 1..mmax the +m
 block and the −m block of L+1−m coefficients each. For m = 0 the map is an ordinary Linear; for
 m > 0 it is a complex multiplication (W_r, W_i) shared by the two signs:
 y₊ = W_r x₊ − W_i x₋ and y₋ = W_r x₋ + W_i x₊.
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from eqv2.nn.radial import RadialMLP
+from eqv2.so3 import CoefficientLayout
 
 
 class SO2OrderConv(nn.Module):
@@ -69,7 +70,8 @@ class SO2Convolution(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.lmax, self.mmax = lmax, mmax
         self.extra_m0_channels = extra_m0_channels
-        self.block_sizes = [lmax + 1] + [lmax + 1 - m for m in range(1, mmax + 1)]
+        #: coefficients per sign of each order m = 0..mmax (m-major blocks)
+        self.block_sizes = list(CoefficientLayout(lmax, mmax).order_sizes)
         n_m0 = (lmax + 1) * in_channels
         self.fc_m0 = nn.Linear(n_m0, (lmax + 1) * out_channels + extra_m0_channels)
         self.so2_m_conv = nn.ModuleList(

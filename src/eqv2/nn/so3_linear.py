@@ -7,12 +7,7 @@ import math
 import torch
 from torch import nn
 
-
-def degree_index(lmax: int) -> torch.Tensor:
-    """Degree l of every coefficient in l-major order: [0, 1, 1, 1, 2, 2, 2, 2, 2, ...]."""
-    return torch.repeat_interleave(
-        torch.arange(lmax + 1), torch.tensor([2 * l + 1 for l in range(lmax + 1)])
-    )
+from eqv2.so3 import CoefficientLayout
 
 
 class SO3Linear(nn.Module):
@@ -31,7 +26,8 @@ class SO3Linear(nn.Module):
         self.weight = nn.Parameter(torch.empty(lmax + 1, out_features, in_features))
         nn.init.uniform_(self.weight, -bound, bound)
         self.bias = nn.Parameter(torch.zeros(out_features))
-        self.register_buffer("expand_index", degree_index(lmax), persistent=False)
+        degree = CoefficientLayout(lmax).degree_index()
+        self.register_buffer("expand_index", degree, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight.index_select(0, self.expand_index)  # (S, out, in)

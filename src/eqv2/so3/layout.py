@@ -20,7 +20,6 @@ import torch
 
 __all__ = [
     "degree_order",
-    "m_block_sizes",
     "m_major_index",
     "num_coefficients",
     "rotate_back_rescale",
@@ -92,19 +91,6 @@ def m_major_index(lmax: int, mmax: int) -> torch.Tensor:
     """
     _check(lmax, mmax)
     return torch.tensor(_m_major_index(lmax, mmax), dtype=torch.long)
-
-
-def m_block_sizes(lmax: int, mmax: int) -> list[int]:
-    """Sizes of the consecutive m-major blocks: ``[lmax+1, lmax, lmax, lmax-1, lmax-1, ...]``.
-
-    The first block is ``m = 0``; then for each ``m = 1..min(mmax, lmax)`` a ``+m`` block and a
-    ``-m`` block of ``lmax + 1 - m`` coefficients each. They sum to ``K``.
-    """
-    _check(lmax, mmax)
-    sizes = [lmax + 1]
-    for m in range(1, min(mmax, lmax) + 1):
-        sizes += [lmax + 1 - m, lmax + 1 - m]
-    return sizes
 
 
 @functools.cache

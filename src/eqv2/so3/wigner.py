@@ -33,7 +33,7 @@ from ._cache import cached_constant
 from .harmonics import spherical_harmonics
 from .layout import m_major_index, num_coefficients, rotate_back_rescale
 
-__all__ = ["edge_rotation", "edge_rotation_blocks", "wigner_d"]
+__all__ = ["edge_rotation", "wigner_d"]
 
 # P: 180 degree rotation about (x + y)/sqrt(2); maps y -> x, so R_x(t) = P R_y(t) P^T.
 _P = ((0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.0, -1.0))
@@ -193,24 +193,6 @@ def wigner_d(rotation: torch.Tensor, lmax: int) -> torch.Tensor:
     for l, block in enumerate(blocks):
         out[:, l * l : (l + 1) ** 2, l * l : (l + 1) ** 2] = block
     return out.reshape(*lead, N, N)
-
-
-def edge_rotation_blocks(rotation: torch.Tensor, lmax: int, mmax: int) -> list[torch.Tensor]:
-    r"""The nonzero blocks of `edge_rotation`'s ``to_edge``, one per degree (compact form).
-
-    Block ``l`` is ``D^l(R)[|m| <= min(l, mmax), :]`` of shape ``(E, 2 min(l, mmax) + 1, 2l+1)``,
-    rows ordered ``m = -min(l,mmax) .. min(l,mmax)`` (l-major order within the degree). Applying
-    the blocks per degree takes about 7x fewer FLOPs than the dense ``to_edge`` for
-    ``lmax=6, mmax=2`` (whether it is faster depends on the batched-matmul backend: on 2 CPU
-    threads with 64 channels the two are on par); ``from_edge``'s blocks are their transposes times
-    `rotate_back_rescale`. Same properties and accuracy as `wigner_d`.
-    """
-    _check_rotation(rotation)
-    if rotation.dim() != 3:
-        raise ValueError(f"rotation must have shape (E, 3, 3), got {tuple(rotation.shape)}")
-    if lmax < 0 or mmax < 0:
-        raise ValueError(f"lmax and mmax must be >= 0, got {lmax}, {mmax}")
-    return _wigner_rows(rotation, lmax, mmax)
 
 
 @cached_constant

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import yaml
 
+from eqv2.allocator import tune_allocator
 from eqv2.data import open_dataset
 from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.equiformer_v2 import EquiformerV2
@@ -92,6 +93,7 @@ def run_training(
     ``final.pt``, the metrics and the plots, and returns the metrics; the other processes
     return an empty dict.
     """
+    tune_allocator()  # training churns through large temporaries: reuse freed memory
     out = Path(out_dir)
     if not run.data.train:
         raise ValueError(f"{run.source}: data.train is not set; pass --train PATH.")

@@ -7,25 +7,21 @@ import torch
 from ase import Atoms
 
 from eqv2.data.generate import generate_dataset
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from eqv2.model import Potential
 from tests.benchmark_module import load_benchmark
-from tests.tiny import tiny
+from tests.tiny import TINY_MODEL, tiny_model
 
-RELAX_MODEL = tiny(
-    ffn_hidden_channels=8,
-    lmax_list=[1],
-    mmax_list=[1],
-    grid_resolution=6,
-    max_radius=3.5,
-    max_neighbors=500,
-    direct_forces=False,
+#: the shared tiny model at lmax 1 on a 6×6 grid, short cutoff, −dE/dx forces
+RELAX_VARIANT = dict(
+    lmax_list=[1], grid_resolution=6, max_radius=3.5, max_neighbors=500, direct_forces=False
 )
+#: its whole config (benchmarks/bench_relax.py builds it)
+RELAX_MODEL = {**TINY_MODEL, **RELAX_VARIANT}
 
 
 def make_potential(dtype: torch.dtype = torch.float64, **overrides) -> Potential:
     """The tiny conservative model (seed 0), energies scaled so forces are ~0.2-0.6 eV/Å."""
-    torch.manual_seed(0)
-    model = EquiformerV2(EquiformerV2Config(**{**RELAX_MODEL, **overrides}))
+    model = tiny_model(**{**RELAX_VARIANT, **overrides})
     return Potential(model, normalizers={"energy": {"std": 2.0}}).to(dtype).eval()
 
 

@@ -4,7 +4,7 @@ Layer 2 of eqv2 (imports only numpy, torch, ase and vesin). Edges are ``(source 
 with messages flowing j → i and ``edge_vec = pos[j] - pos[i] + cell_offsets @ cell``.
 """
 
-from eqv2.graph.batch import as_structure, batch_structures, fixed_mask
+from eqv2.graph.batch import as_structure, batch_structures, fixed_mask, merge_graphs
 from eqv2.graph.cells import check_cell
 from eqv2.graph.edges import edge_vectors
 from eqv2.graph.errors import DataError
@@ -24,6 +24,7 @@ __all__ = [
     "check_cell",
     "edge_vectors",
     "fixed_mask",
+    "merge_graphs",
     "radius_graph",
     "structure_label",
     "validate_structure",

@@ -3,10 +3,14 @@
 
 Usage (from the repository root; the numbers in docs/benchmarks.md came from this)::
 
-    nice python benchmarks/make_synthetic_lmdb.py --out /tmp/synth-20k --n 20000
-    nice python benchmarks/make_synthetic_lmdb.py --out /tmp/synth-200k --n 200000
-    nice python benchmarks/bench_data.py --small /tmp/synth-20k --large /tmp/synth-200k \\
-        --json /tmp/bench_data.json
+    nice python benchmarks/make_synthetic_lmdb.py --out DATA/synth-20k --n 20000
+    nice python benchmarks/make_synthetic_lmdb.py --out DATA/synth-200k --n 200000
+    nice python benchmarks/bench_data.py --small DATA/synth-20k --large DATA/synth-200k \\
+        --json bench_data.json
+    # the pipeline ratio alone, on a quiet machine (waits up to 10 min for one)
+    python benchmarks/bench_data.py --small DATA/synth-20k --cases pipeline --wait-quiet 600
+
+The last line printed is a one-line summary (ratio, step times, load, other processes' CPU).
 
 Three measurements, each case in its own process (its peak RSS is its own):
 
@@ -19,7 +23,10 @@ Three measurements, each case in its own process (its peak RSS is its own):
    two ways in alternating rounds: ``advance`` (every batch read, labelled and collated before
    timing; the step is ``Trainer.train_step`` alone) and ``workers`` (batches from the
    DataLoader with 2 workers; the step includes waiting for the next batch). Medians over the
-   rounds' steps; target: ``workers`` within 5 % of ``advance``.
+   rounds' steps; target: ``workers`` within 5 % of ``advance``. Also reported: the CPU the
+   two workers spent per batch (read, label, neighbour lists, collate, pickle) and the cores
+   other processes used meanwhile (``other_cores``: above ~0.3 the ratio is not a quiet-machine
+   number; ``--wait-quiet`` waits for a quiet machine first).
 3. ``s2ef_2m``: ``eqv2 train configs/s2ef_2m_base.yaml --train DIR`` (the paper's base model)
    for 2 steps of 2 structures on the 20,000-structure set: it runs, and how long it takes.
 
@@ -41,6 +48,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import bench_model as bm  # noqa: E402  (the quiet-machine machinery)
 
 CASES = ("rss_small", "rss_large", "pipeline", "s2ef_2m")
 
@@ -58,7 +68,7 @@ print(json.dumps(dict(code=code, wall_s=wall,
 """
 
 _PIPELINE = """
-import itertools, json, statistics, sys, tempfile, time
+import itertools, json, os, statistics, sys, tempfile, time
 sys.path.insert(0, {src!r})
 import torch
 import eqv2
@@ -82,6 +92,7 @@ out = tempfile.mkdtemp()
 trainer = Trainer(potential, data, out, run.train, loader=LoaderConfig(num_workers=2))
 per_round, rounds, warmup = {steps}, {rounds}, 3
 times = dict(advance=[], workers=[])
+worker_cpu, worker_batches = 0.0, 0
 reader = trainer.reader(data)
 for r in range(rounds):
     start = r * (per_round + warmup)
@@ -99,10 +110,17 @@ for r in range(rounds):
             trainer.train_step(next(batches))
             if k >= warmup:
                 times[mode].append(time.perf_counter() - t0)
+        if mode == "workers":  # CPU of the workers (they prefetch: count what they made)
+            for w in loader._iterator._workers:
+                with open(f"/proc/{{w.pid}}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                worker_cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            worker_batches += min(per_round + warmup + 2 * 2, len(plans))
         del batches
         if mode == "workers":
             del loader
-print(json.dumps(dict(times=times, natoms=[int(trainer.plan.natoms[p.indices].sum())
+print(json.dumps(dict(times=times, worker_cpu_s=worker_cpu, worker_batches=worker_batches,
+                      natoms=[int(trainer.plan.natoms[p.indices].sum())
                                              for p in plans])))
 """
 
@@ -133,7 +151,10 @@ def pipeline(data: Path, steps: int, rounds: int, threads: int) -> dict:
     config = str(REPO / "configs" / "quickstart.yaml")
     code = _PIPELINE.format(src=str(REPO / "src"), config=config, path=str(data), steps=steps,
                             rounds=rounds, threads=threads)  # fmt: skip
+    busy0, own0, t0 = bm._busy_cpu_seconds(), bm._children_cpu_seconds(), time.perf_counter()
     raw = _python(code)
+    wall = time.perf_counter() - t0
+    own = bm._children_cpu_seconds() - own0
     med = {k: statistics.median(v) for k, v in raw["times"].items()}
     return {
         "advance_step_s": med["advance"],
@@ -141,7 +162,32 @@ def pipeline(data: Path, steps: int, rounds: int, threads: int) -> dict:
         "workers_over_advance": med["workers"] / med["advance"],
         "steps_per_mode": len(raw["times"]["advance"]),
         "mean_atoms_per_step": statistics.mean(raw["natoms"]),
+        "worker_cpu_ms_per_batch": 1e3 * raw["worker_cpu_s"] / max(raw["worker_batches"], 1),
+        "other_cores": max(0.0, (bm._busy_cpu_seconds() - busy0 - own) / wall),
     }
+
+
+def summary(result: dict) -> str:
+    """The one-line summary printed last (what the lead copies into docs/benchmarks.md)."""
+    parts = []
+    if "pipeline" in result:
+        p = result["pipeline"]
+        parts.append(
+            f"workers/advance {p['workers_over_advance']:.3f} (target <= 1.05; step "
+            f"{p['advance_step_s']:.3f} s advance, {p['workers_step_s']:.3f} s with 2 workers; "
+            f"worker CPU {p['worker_cpu_ms_per_batch']:.1f} ms/batch; other processes "
+            f"{p['other_cores']:.2f} cores)"
+        )
+    if "rss_large_over_small" in result:
+        parts.append(
+            f"peak RSS 200k/20k {result['rss_large_over_small']:.3f} (target < 1.10; "
+            f"{result['rss_large']['peak_rss_mib']:.0f} / {result['rss_small']['peak_rss_mib']:.0f}"
+            " MiB)"
+        )
+    load = "/".join(f"{x:.1f}" for x in result["load_avg_start"])
+    end = "/".join(f"{x:.1f}" for x in result["load_avg_end"])
+    parts.append(f"load avg {load} at start, {end} at end, {result['cpus']} CPUs")
+    return "bench_data: " + "; ".join(parts)
 
 
 def s2ef_2m_steps(data: Path) -> dict:
@@ -169,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES,
                    help="what to run (rss_small + rss_large give the RSS ratio)")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                   help="wait up to S seconds for other processes to go quiet first")  # fmt: skip
     args = p.parse_args(argv)
+    if args.wait_quiet:
+        bm.wait_until_quiet(args.wait_quiet)
 
     result: dict = {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_avg_start": os.getloadavg()}  # fmt: skip
@@ -192,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(summary(result))
     return 0
 
 

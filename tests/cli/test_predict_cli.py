@@ -69,6 +69,22 @@ def test_budget_batching_gives_the_same_results(checkpoint, labelled, tmp_path):
         np.testing.assert_allclose(b.arrays["eqv2_forces"], a.arrays["eqv2_forces"], atol=1e-10)
 
 
+def test_edge_budget_builds_each_graph_once(checkpoint, labelled, tmp_path, monkeypatch):
+    import eqv2.graph.batch as batch
+
+    searched = []
+    real = batch.find_pairs
+
+    def counting(positions, *args, **kwargs):
+        searched.append(len(positions))
+        return real(positions, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "find_pairs", counting)
+    out = tmp_path / "out.extxyz"
+    assert _predict(checkpoint, labelled, out, "--max-edges", "900", "--batch-size", "2") == 0
+    assert searched == [len(a) for a in read(labelled, ":")]  # one neighbour search each
+
+
 def test_budget_batches():
     sizes = [10, 10, 25, 5, 5, 40]
     assert [list(r) for r in budget_batches(sizes, max_count=16)] == [list(range(6))]

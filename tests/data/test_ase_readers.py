@@ -73,6 +73,25 @@ def test_ref_keys_and_custom_keys(tmp_path: Path) -> None:
         read_structures(path, energy_key="missing", require=("energy",))
 
 
+def test_array_info_and_custom_per_atom_arrays_become_targets(tmp_path: Path) -> None:
+    atoms = Atoms("H2O", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    atoms.info["field"] = np.array([0.1, -0.2, 0.3])  # per-structure vector
+    atoms.info["polarizability"] = np.arange(9.0).reshape(3, 3)  # per-structure 3x3
+    atoms.info["charge"] = 0  # a scalar stays metadata
+    atoms.info["dipole"] = np.array([1.0, 2.0, 3.0])  # ASE's reader hands it to the calculator
+    atoms.arrays["hirshfeld"] = np.array([[0.1, 1.0], [0.2, 2.0], [0.3, 3.0]])  # per-atom (n, 2)
+    path = tmp_path / "t.extxyz"
+    ase.io.write(path, atoms)
+    (s,) = read_structures(path)
+    assert sorted(s.targets) == ["dipole", "field", "hirshfeld", "polarizability"]
+    np.testing.assert_array_equal(s.targets["field"], [0.1, -0.2, 0.3])
+    np.testing.assert_array_equal(s.targets["dipole"], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(s.targets["polarizability"], np.arange(9.0).reshape(3, 3))
+    np.testing.assert_array_equal(s.targets["hirshfeld"], atoms.arrays["hirshfeld"])
+    assert s.info["charge"] == 0
+    s.validate()
+
+
 def test_real_oc20_extxyz_files() -> None:
     (s,) = read_structures(_shared("oc_samples/oc20_fairchem_test_structure.extxyz"))
     assert len(s) == 34 and s.energy == -135.66393572

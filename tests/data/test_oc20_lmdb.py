@@ -76,6 +76,22 @@ def test_numpy_fields_energy_key_and_no_length_key(tmp_path: Path) -> None:
     assert b.energy == -2.25 and b.info["y_init"] == 1.5 and b.info["sid"] == "random123"
     assert np.array_equal(b.positions, s.positions) and b.pbc.all()  # no pbc field: periodic
     assert b.forces is None and not b.fixed.any()
+    # non-scalar numeric fields are kept as targets (IS2RS: relaxed positions)
+    assert list(b.targets) == ["pos_relaxed"]
+    assert np.array_equal(b.targets["pos_relaxed"], s.positions + 0.1)
+
+
+def test_array_fields_become_targets_but_graph_fields_do_not(tmp_path: Path) -> None:
+    s = random_structure(3, 4)
+    fields = oc20_fields(s)
+    fields["dipole"] = torch.tensor([0.5, -1.0, 2.0])  # per-structure vector
+    fields["charges"] = torch.arange(len(s), dtype=torch.float32)  # per-atom
+    fields["edge_index"] = torch.zeros((2, 6), dtype=torch.long)  # precomputed graph
+    fields["mask"] = torch.ones(len(s), dtype=torch.bool)  # not numeric: ignored
+    (b,) = read_structures(write_oc20_lmdb(tmp_path / "t.lmdb", [pickle_record(fields, 2)]))
+    assert sorted(b.targets) == ["charges", "dipole"]
+    assert np.array_equal(b.targets["dipole"], [0.5, -1.0, 2.0])
+    assert np.array_equal(b.targets["charges"], np.arange(len(s)))
 
 
 def test_shard_directory_and_index(tmp_path: Path) -> None:

@@ -9,7 +9,14 @@ from ase import Atoms
 from ase.build import fcc111, molecule
 from ase.constraints import FixAtoms
 
-from eqv2.graph import Structure, batch_structures, edge_vectors, from_atoms, radius_graph
+from eqv2.graph import (
+    Structure,
+    batch_structures,
+    edge_vectors,
+    from_atoms,
+    merge_graphs,
+    radius_graph,
+)
 
 CUTOFF = 4.0
 
@@ -57,6 +64,24 @@ def test_batch_is_the_union_of_per_structure_graphs():
     # Edges never cross structures.
     src_graph, tgt_graph = b["batch"][b["edge_index"]]
     assert torch.equal(src_graph, tgt_graph)
+
+
+@pytest.mark.parametrize("split", [[1, 1, 1, 1], [2, 2], [1, 3], [4]])
+def test_merged_graphs_equal_the_batch_of_their_structures(split):
+    structures = _structures()
+    whole = batch_structures(structures, CUTOFF, max_neighbors=12, dtype=torch.float64)
+    parts, start = [], 0
+    for n in split:
+        parts.append(
+            batch_structures(structures[start : start + n], CUTOFF, 12, dtype=torch.float64)
+        )
+        start += n
+    merged = merge_graphs(parts)
+    assert list(merged) == list(whole)
+    for key, want in whole.items():
+        assert merged[key].dtype == want.dtype and torch.equal(merged[key], want), key
+    with pytest.raises(ValueError, match="at least one"):
+        merge_graphs([])
 
 
 def test_dtypes_fixed_and_tags():

@@ -94,13 +94,6 @@ def budget_batches(
         yield range(start, len(sizes))
 
 
-def _edge_counts(potential: Any, structures: Sequence[Any]) -> list[int]:
-    return [
-        int(potential.build_graph([a], index_offset=i)["edge_index"].shape[1])
-        for i, a in enumerate(structures)
-    ]
-
-
 def predict_in_batches(
     potential: Any,
     structures: Sequence[Any],
@@ -112,13 +105,20 @@ def predict_in_batches(
 ) -> list[dict[str, Any]]:
     """``potential.predict`` over ``budget_batches`` of the structures, in input order.
 
+    With ``max_edges`` each structure's graph is built once, alone, to count its edges; the
+    batches are then merged from those graphs (`eqv2.graph.merge_graphs`), not built again.
+
     Raises:
         MemoryError: the device or host ran out of memory; the message names the batch, its
             atoms (and edges), its largest structure and which option to lower.
     """
     from eqv2.cli.memory import oom_errors, out_of_memory
+    from eqv2.graph import merge_graphs
 
-    edges = _edge_counts(potential, structures) if max_edges is not None else None
+    graphs = None
+    if max_edges is not None:
+        graphs = [potential.build_graph([a], index_offset=i) for i, a in enumerate(structures)]
+    edges = None if graphs is None else [int(g["edge_index"].shape[1]) for g in graphs]
     results: list[dict[str, Any]] = []
     sizes = [len(a) for a in structures]
     for batch in budget_batches(
@@ -126,7 +126,11 @@ def predict_in_batches(
     ):
         chunk = [structures[i] for i in batch]
         try:
-            results.extend(potential.predict(chunk, batch_size=len(chunk), stress=stress))
+            if graphs is None:
+                results.extend(potential.predict(chunk, batch_size=len(chunk), stress=stress))
+            else:
+                graph = merge_graphs([graphs[i] for i in batch])
+                results.extend(potential.predict_graph(graph, stress=stress))
         except oom_errors() as exc:
             atoms = sum(sizes[i] for i in batch)
             edge_text = "" if edges is None else f", {sum(edges[i] for i in batch)} edges"
@@ -197,17 +201,22 @@ def _predict_chunk(
 def run(args: argparse.Namespace) -> int:
     from eqv2.cli.sharded import screen
 
-    output, merged = screen(args, _predict_chunk)
-    if merged is None:  # a torchrun rank other than 0: rank 0 writes and reports
-        return 0
-    print(f"wrote {len(merged)} structures to {output}")
     key = f"{args.label_prefix or DEFAULT_PREFIX}error"
-    failed = [atoms.info[key] for atoms in merged if key in atoms.info]
+    failed: list[str] = []
+
+    def tally(atoms: Any) -> None:
+        if key in atoms.info:
+            failed.append(atoms.info[key])
+
+    output, count = screen(args, _predict_chunk, tally)
+    if count is None:  # a torchrun rank other than 0: rank 0 writes and reports
+        return 0
+    print(f"wrote {count} structures to {output}")
     if failed:
         for problem in failed:
             print(f"eqv2 predict: error: {problem}", file=sys.stderr)
         print(
-            f"eqv2 predict: {len(failed)} of {len(merged)} structures have no usable "
+            f"eqv2 predict: {len(failed)} of {count} structures have no usable "
             "prediction (marked with an error in the output).",
             file=sys.stderr,
         )

@@ -12,8 +12,9 @@ Under ``torchrun --nproc_per_node N -m eqv2 relax ...`` the structures are split
 processes in chunks and one output is merged in input order (the same file as one process);
 ``--resume`` keeps the chunks an interrupted run finished (``eqv2.cli.sharded``).
 
-Exit status: 0 when at least one structure relaxed without error (converged or not), 1 when
-every structure failed (the output is still written, with the errors), 2 when the input cannot
+Exit status: 0 when every structure relaxed without error (converged or stopped at the step
+limit); 1 when any structure failed (the output is still complete, the failed ones carry
+``relax_error``, and a last line on stderr names their input indices); 2 when the input cannot
 be read or an argument is invalid (nothing is written).
 """
 
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="relax structures with a checkpoint (batched LBFGS or FIRE)",
         description=(
             "Relax every structure of INPUT with the model, many at once, and write them to "
-            "OUTPUT (extxyz) in input order. Exit status 0 if at least one structure relaxed "
-            "without error, 1 if all failed, 2 if the input is unusable."
+            "OUTPUT (extxyz) in input order. Exit status 0 if every structure relaxed "
+            "without error (converged or not), 1 if any failed (named on stderr; the output "
+            "is complete), 2 if the input is unusable."
         ),
     )
     p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
@@ -151,21 +155,47 @@ def cell_filter(args: argparse.Namespace):
     )
 
 
+@dataclass
+class RelaxTally:
+    """Outcome counts of the relaxed structures, seen one at a time in input order."""
+
+    seen: int = 0
+    converged: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+    def __call__(self, atoms: Any) -> None:
+        if "relax_error" in atoms.info:
+            self.failed.append((self.seen, atoms.info["relax_error"]))
+        elif atoms.info.get("converged"):
+            self.converged += 1
+        self.seen += 1
+
+    @property
+    def unconverged(self) -> int:
+        return self.seen - self.converged - len(self.failed)
+
+
 def run(args: argparse.Namespace) -> int:
     from eqv2.cli.sharded import screen
 
     cell_filter(args)  # refuse inconsistent cell options before any work
-    output, merged = screen(args, _relax_chunk)
-    if merged is None:  # a torchrun rank other than 0: rank 0 writes and reports
+    tally = RelaxTally()
+    output, count = screen(args, _relax_chunk, tally)
+    if count is None:  # a torchrun rank other than 0: rank 0 writes and reports
         return 0
-    failed = [a.info["relax_error"] for a in merged if "relax_error" in a.info]
-    converged = sum(bool(a.info.get("converged")) for a in merged)
-    unconverged = len(merged) - converged - len(failed)
     print(
-        f"relaxed {len(merged)} structures: {converged} converged, {unconverged} not converged "
-        f"within {args.steps} steps, {len(failed)} failed"
+        f"relaxed {count} structures: {tally.converged} converged, {tally.unconverged} not "
+        f"converged within {args.steps} steps, {len(tally.failed)} failed"
     )
-    for error in failed:
+    for _, error in tally.failed:
         print(f"  failed: {error}")
     print(f"wrote {output}")
-    return 1 if len(failed) == len(merged) else 0
+    if tally.failed:
+        indices = ", ".join(str(i) for i, _ in tally.failed)
+        print(
+            f"eqv2 relax: {len(tally.failed)} of {count} structures failed (input indices "
+            f"{indices}); they keep their last positions and a relax_error in {output}.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

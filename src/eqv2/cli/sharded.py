@@ -7,6 +7,10 @@ the chunks that are missing, with any number of processes. When all ranks are do
 merges the chunks in input order into the output and removes the parts directory. Because the
 chunks, not the ranks, decide which structures are batched together, the output does not depend
 on the number of processes.
+
+Memory is O(chunk), not O(input): the input is opened as a random-access dataset
+(``eqv2.data.open_dataset``) and each chunk reads only its own structures; the output is the
+chunk files copied one after the other.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ import contextlib
 import json
 import shutil
 from collections.abc import Callable, Iterator, Sequence
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "InputStructures",
     "add_sharding_arguments",
     "finish",
+    "merge_chunks",
     "run_settings",
     "run_sharded",
     "screen",
@@ -51,6 +58,35 @@ def add_sharding_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: Options that may change between a run and its --resume (they do not change the results).
 _RESUMABLE = ("func", "resume", "device", "quiet", "no_progress")
+
+
+class InputStructures(Sequence[Any]):
+    """The structures of an input file as ``ase.Atoms``, read one at a time when indexed.
+
+    Reads through ``eqv2.data.open_dataset`` (every supported format; extxyz, ASE db, OC20 LMDB
+    and stores from an index, without holding the file in memory).
+
+    Raises:
+        FileNotFoundError / ValueError (``eqv2.data.DataError``): a missing, unreadable or empty
+            input, or (when indexed) a bad record, named with the file and record.
+    """
+
+    def __init__(self, path: str | PathLike[str], *, what: str = "INPUT") -> None:
+        from eqv2.data import open_dataset
+
+        self.dataset = open_dataset(path)
+        if len(self.dataset) == 0:
+            raise ValueError(f"{path} ({what}) holds no structures; give a file with at least one.")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: Any) -> Any:
+        from eqv2.data import to_atoms
+
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return to_atoms(self.dataset[int(index)])
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,9 +159,10 @@ def run_sharded(
         chunk_size: structures per chunk.
 
     Returns:
-        On rank 0 every structure in input order; None on the other ranks.
+        On rank 0 the chunk files (extxyz), whose frames in this order are every structure in
+        input order; None on the other ranks.
     """
-    from ase.io import read, write
+    from ase.io import write
 
     from eqv2.atomic import atomic_write_path
     from eqv2.train.distributed import DistributedEnv, all_gather_objects, barrier
@@ -156,8 +193,25 @@ def run_sharded(
     barrier()
     if not env.is_main:
         return None
-    merged = [atoms for k in range(n_chunks) for atoms in read(_chunk_path(parts, k), ":")]
-    return merged
+    return [_chunk_path(parts, k) for k in range(n_chunks)]
+
+
+def merge_chunks(chunks: Sequence[Path], output: Path, tally: Callable[[Any], None]) -> int:
+    """Write the chunk files one after the other to ``output`` (atomically); ``tally`` sees
+    each structure, one chunk in memory at a time. Returns the number of structures."""
+    from ase.io import read
+
+    from eqv2.atomic import atomic_write_path
+
+    count = 0
+    with atomic_write_path(output) as tmp, open(tmp, "wb") as out:
+        for path in chunks:
+            for atoms in read(path, ":", format="extxyz"):
+                tally(atoms)
+                count += 1
+            with open(path, "rb") as part:
+                shutil.copyfileobj(part, out)
+    return count
 
 
 def finish(output: Path) -> None:
@@ -168,25 +222,25 @@ def finish(output: Path) -> None:
 def screen(
     args: argparse.Namespace,
     compute_chunk: Callable[[Any, Sequence[Any], Sequence[int], argparse.Namespace], list[Any]],
-) -> tuple[Path, list[Any] | None]:
-    """The common run of ``predict`` and ``relax``: check the output, read the input, load the
+    tally: Callable[[Any], None],
+) -> tuple[Path, int | None]:
+    """The common run of ``predict`` and ``relax``: check the output, open the input, load the
     model on this rank's device, compute the chunks across the ranks and (rank 0) write the
     merged output atomically.
 
-    ``compute_chunk(potential, structures, indices, args)`` returns the finished structures.
-    Returns the output path and the merged structures (None on ranks other than 0).
+    ``compute_chunk(potential, structures, indices, args)`` returns the finished structures
+    (``structures``: an `InputStructures`); ``tally`` sees each finished structure once, in
+    input order, on rank 0. Returns the output path and the number of structures written
+    (None on ranks other than 0).
     """
-    from ase.io import write
-
-    from eqv2.atomic import atomic_write_path
-    from eqv2.cli.io import check_output, read_atoms
+    from eqv2.cli.io import check_output
     from eqv2.cli.model_args import load_potential
 
     output = check_output(args.output, [args.input])
-    structures = read_atoms(args.input)
+    structures = InputStructures(args.input)
     with session(args):
         potential = load_potential(args)
-        merged = run_sharded(
+        chunks = run_sharded(
             lambda indices: compute_chunk(potential, structures, indices, args),
             len(structures),
             output,
@@ -194,8 +248,8 @@ def screen(
             resume=args.resume,
             chunk_size=args.chunk_size,
         )
-    if merged is not None:
-        with atomic_write_path(output) as tmp:
-            write(tmp, merged, format="extxyz")
-        finish(output)
-    return output, merged
+    if chunks is None:
+        return output, None
+    count = merge_chunks(chunks, output, tally)
+    finish(output)
+    return output, count

@@ -38,6 +38,7 @@ from eqv2.data.dataset import RecordDataset
 from eqv2.data.errors import DataError, UnsafePickleError, where
 from eqv2.data.records import Structure
 from eqv2.data.unpickle import PygData, TensorShape, safe_loads
+from eqv2.graph.ase_convert import numeric_target
 
 __all__ = [
     "OC20LmdbDataset",
@@ -92,6 +93,10 @@ def _keys(env: Any, path: Path) -> list[bytes]:
             return [str(i).encode("ascii") for i in range(n)]
         keys = [k for k in txn.cursor().iternext(keys=True, values=False) if k.isdigit()]
     return sorted(keys, key=int)
+
+
+#: Graph fields some OC20 LMDBs store precomputed: eqv2 builds its own graphs, they are no labels.
+_GRAPH_FIELDS = frozenset(("edge_index", "cell_offsets", "distances", "neighbors", "offsets"))
 
 
 def record_to_structure(
@@ -151,6 +156,7 @@ def record_to_structure(
         stress = np.asarray(stress, dtype=np.float64)
         stress = stress[0] if stress.shape == (1, 3, 3) else stress
     info: dict[str, Any] = {}
+    targets: dict[str, np.ndarray] = {}
     skip = {"atomic_numbers", "pos", "cell", "pbc", "tags", "fixed", energy_key, forces_key}
     skip |= {stress_key, *_ENERGY_ALIASES, *_FORCES_ALIASES}  # labels, not metadata
     for k, v in f.items():
@@ -161,6 +167,8 @@ def record_to_structure(
             info[k] = s
         elif isinstance(v, str):
             info[k] = v
+        elif k not in _GRAPH_FIELDS and (arr := numeric_target(v)) is not None:
+            targets[k] = arr  # e.g. IS2RS's pos_relaxed (N, 3), per-structure vectors
     info["source"] = source
     if index is not None:
         info["index"] = index
@@ -177,6 +185,7 @@ def record_to_structure(
         tags=f.get("tags"),
         fixed=f.get("fixed"),
         info=info,
+        targets=targets,
     )
 
 

@@ -22,7 +22,7 @@ from eqv2.graph.neighbors import (
 from eqv2.graph.structure import Structure
 from eqv2.graph.validate import MIN_ATOM_DISTANCE, check_contacts, check_fields, structure_label
 
-__all__ = ["as_structure", "batch_structures", "fixed_mask"]
+__all__ = ["as_structure", "batch_structures", "fixed_mask", "merge_graphs"]
 
 
 def fixed_mask(atoms: Atoms | Structure, fix_tags: Sequence[int] = ()) -> np.ndarray:
@@ -175,3 +175,28 @@ def batch_structures(
         "fixed": torch.from_numpy(np.concatenate([s.fixed for s in records])).to(device),
         "tags": longs(np.concatenate([s.tags for s in records])),
     }
+
+
+#: Keys of a `batch_structures` graph with one row per atom, per structure and per edge.
+_NODE_KEYS = ("atomic_numbers", "pos", "fixed", "tags")
+_GRAPH_KEYS = ("natoms", "cell", "pbc")
+_EDGE_KEYS = ("cell_offsets", "edge_vec")
+
+
+def merge_graphs(graphs: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Several `batch_structures` graphs as one, exactly as if their structures had been batched
+    together (node indices of each graph's edges and its ``batch`` ids shifted)."""
+    if not graphs:
+        raise ValueError("merge_graphs got no graphs; pass at least one.")
+    natoms = [int(g["pos"].shape[0]) for g in graphs]
+    nstruct = [int(g["natoms"].shape[0]) for g in graphs]
+    node_start = np.cumsum([0, *natoms[:-1]]).tolist()
+    struct_start = np.cumsum([0, *nstruct[:-1]]).tolist()
+    merged = {
+        k: torch.cat([g[k] for g in graphs]) for k in (*_NODE_KEYS, *_GRAPH_KEYS, *_EDGE_KEYS)
+    }
+    merged["batch"] = torch.cat([g["batch"] + s for g, s in zip(graphs, struct_start, strict=True)])
+    merged["edge_index"] = torch.cat(
+        [g["edge_index"] + s for g, s in zip(graphs, node_start, strict=True)], dim=1
+    )
+    return {k: merged[k] for k in graphs[0]}  # batch_structures' key order

@@ -194,7 +194,8 @@ def select_edges(
 ) -> NeighborList:
     """Drop near-zero pairs, sort deterministically and apply the neighbour cap."""
     pairs = PairList(*(a[pairs.dist_sq > SAME_ATOM_DISTANCE_SQ] for a in pairs))
-    pairs = PairList(*(a[_sorted_order(pairs)] for a in pairs))
+    order = _sorted_order(pairs)  # once: inside the generator below it ran once per field
+    pairs = PairList(*(a[order] for a in pairs))
     if max_neighbors is not None and len(pairs.target):
         keep = _cap_mask(pairs.target, pairs.dist_sq, n_atoms, max_neighbors, strict)
         pairs = PairList(*(a[keep] for a in pairs))

@@ -1,4 +1,4 @@
-"""The one record type for a labelled structure, :class:`Structure`, and its conversions to ASE.
+"""The one record type for a labelled structure, :class:`Structure` (to ASE: ``ase_convert``).
 
 It lives in the graph layer so that ``eqv2.graph.batch_structures`` consumes it directly, and
 every reader in ``eqv2.data`` produces it (``eqv2.data.records`` re-exports it).
@@ -26,7 +26,7 @@ results, under user-chosen keys). Conventions:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +40,9 @@ __all__ = [
     "LABELS",
     "STRESS_ALIASES",
     "Structure",
-    "from_atoms",
-    "to_atoms",
+    "as_stress",
+    "as_target",
+    "formula_of",
 ]
 
 #: Labels a reader may be asked to ``require``.
@@ -60,7 +61,8 @@ def _voigt_to_full(v: np.ndarray) -> np.ndarray:
     return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]], dtype=np.float64)
 
 
-def _as_stress(value: Any, label: str) -> np.ndarray:
+def as_stress(value: Any, label: str) -> np.ndarray:
+    """A stress given as (3, 3), 9 values or 6 Voigt values, as the full (3, 3) tensor."""
     arr = np.asarray(value, dtype=np.float64)
     if arr.shape == (6,):
         return _voigt_to_full(arr)
@@ -104,7 +106,7 @@ class Structure:
         if self.forces is not None:
             self.forces = np.asarray(self.forces, dtype=np.float64)
         if self.stress is not None:
-            self.stress = _as_stress(self.stress, where(self.label()))
+            self.stress = as_stress(self.stress, where(self.label()))
         self.tags = (
             np.zeros(n, dtype=np.int64)
             if self.tags is None
@@ -115,7 +117,7 @@ class Structure:
             if self.fixed is None
             else np.asarray(self.fixed, dtype=bool).reshape(-1)
         )
-        self.targets = {k: _as_target(v) for k, v in self.targets.items()}
+        self.targets = {k: as_target(v) for k, v in self.targets.items()}
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -128,7 +130,7 @@ class Structure:
 
     def formula(self) -> str:
         """The chemical formula (ASE's Hill order), e.g. ``"CH4"``."""
-        return _formula(self.numbers)
+        return formula_of(self.numbers)
 
     def has(self, name: str) -> bool:
         """Whether the label ``name`` (energy, forces, stress or a ``targets`` key) is present."""
@@ -240,15 +242,19 @@ class Structure:
 
     def to_atoms(self) -> Any:
         """This structure as an ``ase.Atoms`` (see :func:`to_atoms`)."""
+        from eqv2.graph.ase_convert import to_atoms
+
         return to_atoms(self)
 
     @classmethod
     def from_atoms(cls, atoms: Any, **kwargs: Any) -> Structure:
         """See :func:`from_atoms`."""
+        from eqv2.graph.ase_convert import from_atoms
+
         return from_atoms(atoms, **kwargs)
 
 
-def _as_target(value: Any) -> float | np.ndarray:
+def as_target(value: Any) -> float | np.ndarray:
     """A scalar target as a float, anything else as a float64 array."""
     arr = np.asarray(value, dtype=np.float64)
     return float(arr) if arr.ndim == 0 else arr
@@ -269,162 +275,7 @@ def _check(lab: str, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> None
         )
 
 
-def _lookup(
-    atoms: Any, key: str, aliases: tuple[str, ...], default: str, per_atom: bool
-) -> Any | None:
-    """Find a label: for each candidate key, ``info``/``arrays`` first, then calculator results.
-
-    ``info``/``arrays`` win over the calculator because keys there are what the user named
-    (e.g. ``REF_energy``), while calculator results may be a model's predictions.
-    """
-    keys = (key, *aliases) if key == default else (key,)
-    results = {}
-    if atoms.calc is not None:
-        results = getattr(atoms.calc, "results", {}) or {}
-    for k in keys:
-        store = atoms.arrays if per_atom else atoms.info
-        if k in store:
-            return store[k]
-        if per_atom and k in atoms.info:  # some writers put per-atom arrays in info
-            return atoms.info[k]
-        if k in results:
-            return results[k]
-    return None
-
-
-def from_atoms(
-    atoms: Any,
-    *,
-    energy_key: str = "energy",
-    forces_key: str = "forces",
-    stress_key: str = "stress",
-    source: str | None = None,
-    index: int | None = None,
-    info: Mapping[str, Any] | None = None,
-    targets: Mapping[str, str] | None = None,
-) -> Structure:
-    """Convert an ``ase.Atoms`` to a :class:`Structure`.
-
-    ``targets`` maps extra target names to the key they are stored under (looked up in
-    ``atoms.info``, then ``atoms.arrays``, then calculator results); absent ones are skipped, so
-    ``Structure.validate(require=...)`` reports them.
-
-    Label lookup order, for each label: the given key in ``atoms.info`` (energy, stress) or
-    ``atoms.arrays`` (forces), then the same key among the attached calculator's results. With
-    the default key only, aliases are tried next in the same way: energy ``REF_energy`` (never
-    ``free_energy``: in QM9 files it is the Gibbs energy); forces ``REF_forces``, ``force``;
-    stress ``REF_stress``.
-
-    Fixed atoms come from ``FixAtoms`` constraints (other constraints are ignored) or, when
-    there are none, from an extxyz ``move_mask`` array (``False`` = fixed); tags from
-    ``atoms.get_tags()``. ``info`` gets the scalar entries of ``atoms.info`` plus ``source``,
-    ``index`` and ``name`` (chemical formula when the file gives none). A ``virial`` is not
-    converted to stress (its sign and volume conventions vary between codes): convert it first
-    and store it under ``stress_key``.
-    """
-    from ase.constraints import FixAtoms
-
-    n = len(atoms)
-    fixed = np.zeros(n, dtype=bool)
-    for c in atoms.constraints:
-        if isinstance(c, FixAtoms):
-            fixed[c.get_indices()] = True
-    if not atoms.constraints and "move_mask" in atoms.arrays:
-        mm = np.asarray(atoms.arrays["move_mask"])
-        fixed = ~(mm.reshape(n, -1).astype(bool).any(axis=1))
-    meta: dict[str, Any] = {}
-    targets = dict(targets or {})
-    skip = {energy_key, stress_key, forces_key, *ENERGY_ALIASES, *STRESS_ALIASES}
-    skip |= set(targets.values())
-    for k, v in atoms.info.items():
-        if k in skip:
-            continue
-        if isinstance(v, np.generic):
-            v = v.item()
-        if isinstance(v, (bool, int, float, str)):
-            meta[k] = v
-    if info:
-        meta.update(info)
-    if source is not None:
-        meta["source"] = str(source)
-    if index is not None:
-        meta["index"] = int(index)
-    if "name" not in meta:
-        meta["name"] = _formula(atoms.numbers)
-    label = where(meta.get("source", "<atoms>"), meta.get("index"))
-    energy = _lookup(atoms, energy_key, ENERGY_ALIASES, "energy", per_atom=False)
-    forces = _lookup(atoms, forces_key, FORCES_ALIASES, "forces", per_atom=True)
-    stress = _lookup(atoms, stress_key, STRESS_ALIASES, "stress", per_atom=False)
-    if energy is not None:
-        try:
-            energy = float(np.asarray(energy, dtype=np.float64).reshape(-1)[0])
-        except (TypeError, ValueError, IndexError) as exc:
-            raise DataError(
-                f"{label}: field 'energy' ({energy_key!r}) is {energy!r}, not a number. "
-                "Fix: store the total energy in eV as a number."
-            ) from exc
-    found: dict[str, Any] = {}
-    calc_results = (getattr(atoms.calc, "results", None) or {}) if atoms.calc is not None else {}
-    for name, key in targets.items():
-        for store in (atoms.info, atoms.arrays, calc_results):
-            if key in store:
-                found[name] = store[key]
-                break
-    return Structure(
-        targets=found,
-        numbers=atoms.numbers.copy(),
-        positions=atoms.positions.copy(),
-        cell=np.array(atoms.cell.array, dtype=np.float64),
-        pbc=atoms.pbc.copy(),
-        energy=energy,
-        forces=None if forces is None else np.array(forces, dtype=np.float64),
-        stress=None if stress is None else _as_stress(stress, label),
-        tags=atoms.get_tags().copy(),
-        fixed=fixed,
-        info=meta,
-    )
-
-
-def to_atoms(s: Structure) -> Any:
-    """Convert a :class:`Structure` to ``ase.Atoms``.
-
-    Labels go to a ``SinglePointCalculator`` (stress as 6 Voigt values when symmetric, as ASE
-    expects, else the full 3x3), fixed atoms to one ``FixAtoms``, tags via ``set_tags`` and
-    ``info`` to ``atoms.info``. :func:`from_atoms` inverts it exactly.
-    """
-    from ase import Atoms
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.constraints import FixAtoms
-
-    atoms = Atoms(numbers=s.numbers, positions=s.positions, cell=s.cell, pbc=s.pbc)
-    atoms.set_tags(s.tags)
-    if s.fixed.any():
-        atoms.set_constraint(FixAtoms(indices=np.flatnonzero(s.fixed)))
-    atoms.info.update(s.info)
-    results: dict[str, Any] = {}
-    if s.energy is not None:
-        results["energy"] = s.energy
-    if s.forces is not None:
-        results["forces"] = s.forces.copy()
-    if s.stress is not None:
-        st = s.stress
-        if np.array_equal(st, st.T):
-            results["stress"] = np.array(
-                [st[0, 0], st[1, 1], st[2, 2], st[1, 2], st[0, 2], st[0, 1]]
-            )
-        else:
-            results["stress"] = st.copy()
-    if results:
-        atoms.calc = SinglePointCalculator(atoms, **results)
-    for name, value in s.targets.items():
-        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == len(s):
-            atoms.arrays[name] = value.copy()
-        else:
-            atoms.info[name] = value
-    return atoms
-
-
-def _formula(numbers: np.ndarray) -> str:
+def formula_of(numbers: np.ndarray) -> str:
     """ASE's chemical formula, or a plain list of Z when some Z is not a known element."""
     from ase.symbols import Symbols
 
@@ -434,3 +285,13 @@ def _formula(numbers: np.ndarray) -> str:
             "Z=" + ",".join(str(int(z)) for z in numbers[:8]) + ("..." if len(numbers) > 8 else "")
         )
     return Symbols(numbers).get_chemical_formula()
+
+
+def __getattr__(name: str) -> Any:
+    # from_atoms / to_atoms live in eqv2.graph.ase_convert (which imports this module); they
+    # stay importable from here, resolved on first use.
+    if name in ("from_atoms", "to_atoms"):
+        from eqv2.graph import ase_convert
+
+        return getattr(ase_convert, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -221,24 +221,34 @@ class Potential(nn.Module):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be at least 1.")
         results: list[dict[str, Any]] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            graph = self.build_graph(chunk, index_offset=start)
+            results.extend(self.predict_graph(graph, stress=stress))
+        return results[0] if single else results
+
+    def predict_graph(
+        self, graph: Mapping[str, torch.Tensor], stress: bool = False
+    ) -> list[dict[str, Any]]:
+        """`predict`'s per-structure results for a graph built already (`build_graph`), in
+        eval mode (the module's mode is restored afterwards)."""
         was_training = self.training
         self.eval()
         try:
-            for start in range(0, len(items), batch_size):
-                chunk = items[start : start + batch_size]
-                out = self.evaluate(self.build_graph(chunk, index_offset=start), stress=stress)
-                energy, forces = out["energy"], out.get("forces")
-                bounds = np.cumsum([0] + [len(a) for a in chunk])
-                for k in range(len(chunk)):
-                    result: dict[str, Any] = {"energy": float(energy[k])}
-                    if forces is not None:
-                        result["forces"] = forces[bounds[k] : bounds[k + 1]].copy()
-                    if "stress" in out:
-                        result["stress"] = out["stress"][k]
-                    results.append(result)
+            out = self.evaluate(graph, stress=stress)
         finally:
             self.train(was_training)
-        return results[0] if single else results
+        energy, forces = out["energy"], out.get("forces")
+        bounds = np.cumsum([0, *graph["natoms"].tolist()])
+        results: list[dict[str, Any]] = []
+        for k in range(len(energy)):
+            result: dict[str, Any] = {"energy": float(energy[k])}
+            if forces is not None:
+                result["forces"] = forces[bounds[k] : bounds[k + 1]].copy()
+            if "stress" in out:
+                result["stress"] = out["stress"][k]
+            results.append(result)
+        return results
 
     def evaluate(
         self, graph: Mapping[str, torch.Tensor], stress: bool = False

@@ -151,6 +151,27 @@ class LabelledBatch:
         """Called by the DataLoader's pinning thread."""
         return self.apply(lambda t: t.pin_memory())
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # A worker hands batches to the training process by pickling them. Torch's own tensor
+        # pickling (DataLoader workers: one shared-memory segment per tensor) costs the
+        # *training* process ~0.3 ms a tensor to map back in; numpy arrays travel through the
+        # pipe as plain bytes and torch.from_numpy wraps them without a copy.
+        state = {
+            f.name: _map_tensors(getattr(self, f.name), torch.Tensor.numpy) for f in fields(self)
+        }
+        return _labelled_from_numpy, (state,)
+
+
+def _labelled_from_numpy(state: dict[str, Any]) -> LabelledBatch:
+    def tensor(obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            return torch.from_numpy(obj)
+        if isinstance(obj, dict):
+            return {k: tensor(v) for k, v in obj.items()}
+        return obj
+
+    return LabelledBatch(**{k: tensor(v) for k, v in state.items()})
+
 
 @dataclass
 class StepBatch:

@@ -63,14 +63,14 @@ def split(
 def starting_metrics(run: Any, train: Path, val: Path, out: Path) -> dict[str, float]:
     """Validation metrics of the fine-tune's starting model (its normalisers as the run fits
     them), before any training step."""
-    from eqv2.train.evaluation import evaluate_split
+    from eqv2.train.evaluation import score_split
     from eqv2.train.finetune import start_finetune
     from eqv2.train.target_fit import stream_statistics
     from eqv2.train.workflow import read_labelled
 
     stats = stream_statistics(read_labelled(train, run.data, "train"))
     potential, _ = start_finetune(run, stats, out)
-    result = evaluate_split(
+    result = score_split(
         potential, read_labelled(val, run.data, "val"), name="val",
         train_mean_energy=stats.energy / stats.n, train_mean_stress=stats.mean_stress(),
     )  # fmt: skip

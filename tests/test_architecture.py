@@ -34,12 +34,15 @@ MAX_LINES = 400
 
 #: {path relative to src/: reason}: files allowed over MAX_LINES for now.
 LONG_FILES: dict[str, str] = {
-    "eqv2/graph/structure.py": "436 lines; being split by helper data-scale this session",
     "eqv2/train/trainer.py": "412 lines: the loop alone (state, config and targets moved out)",
 }
 
 #: {(importer, imported): reason}: import edges left out of the cycle check for now.
-CYCLE_EDGES: dict[tuple[str, str], str] = {}
+CYCLE_EDGES: dict[tuple[str, str], str] = {
+    ("eqv2.graph.structure", "eqv2.graph.ase_convert"): (
+        "Structure.to_atoms/from_atoms defer, at call time, to the ASE boundary module"
+    ),
+}
 
 #: {(importer, private name): reason}: private names used across packages for now.
 PRIVATE_USES: dict[tuple[str, str], str] = {}

@@ -28,3 +28,22 @@ def test_new_name_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _double(2) == 4
+
+
+def test_renamed_evaluate_names_keep_deprecated_aliases(tiny_float64_model):
+    """The five "evaluate"s got names that say what they do; the old names warn and agree."""
+    from eqv2.model import Potential
+    from eqv2.train import evaluation, workflow
+    from eqv2.train.trainer import Trainer
+    from tests.tiny import tiny_structures
+
+    assert Potential.evaluate.__wrapped__ is Potential.compute
+    assert Trainer.evaluate.__wrapped__ is Trainer.validate
+    assert evaluation.evaluate_split.__wrapped__ is evaluation.score_split
+    assert workflow.evaluate_checkpoint.__wrapped__ is workflow.score_checkpoint
+    pot = Potential(tiny_float64_model)
+    graph = pot.build_graph(tiny_structures())
+    new = pot.compute(graph)
+    with pytest.warns(DeprecationWarning, match="Potential.compute"):
+        old = pot.evaluate(graph)
+    assert old["energy"].tolist() == new["energy"].tolist()

@@ -106,8 +106,8 @@ def test_evaluate_returns_predict_outputs_as_float64_arrays(direct_forces):
     hook = pot.model.register_forward_hook(
         lambda *a: modes.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
     )
-    out = pot.evaluate(graph, stress=True)
-    plain = pot.evaluate(graph)
+    out = pot.compute(graph, stress=True)
+    plain = pot.compute(graph)
     hook.remove()
     # inference_mode only when nothing needs autograd (direct forces, no stress); −dE/dx
     # switches autograd on inside no_grad

@@ -45,7 +45,7 @@ def test_edgeless_structures_alone_and_in_a_batch(direct_forces):
         np.testing.assert_allclose(got["forces"], want["forces"], atol=1e-12)
     graph = pot.build_graph(_edgeless())
     assert graph["edge_index"].shape == (2, 0)
-    out = pot.evaluate(graph, stress=True)
+    out = pot.compute(graph, stress=True)
     assert np.isfinite(out["energy"]).all() and np.isfinite(out["stress"]).all()
 
 

@@ -73,7 +73,7 @@ def test_float64_matches_fairchem_float64(family, use_ema):
     atoms = structures(exp)
     graph = model.build_graph(atoms)  # one batch: the graphs are per structure anyway
     graph["edge_vec"] = _fairchem_edge_vectors(graph)
-    out = model.evaluate(graph, stress=True)
+    out = model.compute(graph, stress=True)
     bounds = np.cumsum([0] + [len(a) for a in atoms])
     results = [
         {"energy": out["energy"][i], "forces": out["forces"][a:b], "stress": out["stress"][i]}

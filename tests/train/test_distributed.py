@@ -56,7 +56,7 @@ def _one_step(trainer: Trainer) -> dict:
         "row": row,
         "grads": {n: p.grad.detach().clone() for n, p in model.named_parameters()},
         "params": {n: p.detach().clone() for n, p in model.named_parameters()},
-        "val": trainer.evaluate(trainer.val_set),
+        "val": trainer.validate(trainer.val_set),
     }
 
 

@@ -76,9 +76,9 @@ def test_stress_training_lowers_the_stress_loss_and_reports_stress_metrics(cryst
                            tensorboard=False, **weights)  # fmt: skip
     rows = []
     trainer = Trainer(pot, crystals, tmp_path, config, val=crystals[:4], on_step=rows.append)
-    before = trainer.evaluate(crystals)
+    before = trainer.validate(crystals)
     trainer.fit()
-    after = trainer.evaluate(crystals)
+    after = trainer.validate(crystals)
     keys = ("stress_mae", "stress_mae_gpa", "stress_isotropic_mae", "stress_anisotropic_mae")
     assert all(k in before and k in after for k in keys) and after["n_stress"] == 12
     # measured: stress MAE 0.0115 -> 0.0098 eV/Å³ on the whole set

@@ -141,7 +141,7 @@ def _relax_mode(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[st
 
 
 def run(args: argparse.Namespace) -> int:
-    from eqv2.simulate.relax_evaluation import evaluate_relaxations, format_relax_metrics
+    from eqv2.simulate.relax_evaluation import format_relax_metrics, score_relaxations
 
     if args.out is not None:
         inputs = [*args.inputs, *(p for p in (args.predicted, args.reference) if p is not None)]
@@ -150,13 +150,13 @@ def run(args: argparse.Namespace) -> int:
         predictions, reference, settings = _predicted_mode(args)
     else:
         predictions, reference, settings = _relax_mode(args)
-    metrics = evaluate_relaxations(
+    metrics = score_relaxations(
         predictions, reference, fix_tags=args.fix_tags, free_only=not args.all_atoms
     )
     metrics["settings"] = {**settings, "fix_tags": args.fix_tags, "all_atoms": args.all_atoms}
     print(format_relax_metrics(metrics))
     if args.out:
-        from eqv2.atomic import write_json
+        from eqv2.safe_io import write_json
 
         write_json(metrics, args.out)
         print(f"wrote {args.out}")

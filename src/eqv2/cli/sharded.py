@@ -133,7 +133,7 @@ def _prepare(parts: Path, manifest: dict[str, Any], resume: bool) -> None:
     if parts.exists():
         shutil.rmtree(parts)
     parts.mkdir(parents=True)
-    from eqv2.atomic import write_json
+    from eqv2.safe_io import write_json
 
     write_json(manifest, path)
 
@@ -164,7 +164,7 @@ def run_sharded(
     """
     from ase.io import write
 
-    from eqv2.atomic import atomic_write_path
+    from eqv2.safe_io import atomic_write_path
     from eqv2.train.distributed import DistributedEnv, all_gather_objects, barrier
 
     if chunk_size < 1:
@@ -201,7 +201,7 @@ def merge_chunks(chunks: Sequence[Path], output: Path, tally: Callable[[Any], No
     each structure, one chunk in memory at a time. Returns the number of structures."""
     from ase.io import read
 
-    from eqv2.atomic import atomic_write_path
+    from eqv2.safe_io import atomic_write_path
 
     count = 0
     with atomic_write_path(output) as tmp, open(tmp, "wb") as out:

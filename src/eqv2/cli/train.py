@@ -102,12 +102,12 @@ def _leave_without_teardown() -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from eqv2.train.metrics import format_metrics
     from eqv2.train.run_config import DataConfig
-    from eqv2.train.workflow import evaluate_checkpoint, write_json
+    from eqv2.train.workflow import score_checkpoint, write_json
 
     data = DataConfig(
         energy_key=args.energy_key, forces_key=args.forces_key, stress_key=args.stress_key
     )
-    metrics = evaluate_checkpoint(args.checkpoint, args.data, data)
+    metrics = score_checkpoint(args.checkpoint, args.data, data)
     bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
     if bad:  # never a success with non-finite numbers; predict names the structures
         raise ValueError(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eqv2.atomic import atomic_write_path
+from eqv2.safe_io import atomic_write_path
 
 __all__ = ["INDEX_VERSION", "cache_dir", "fingerprint", "index_locations", "load_or_build"]
 

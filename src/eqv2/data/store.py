@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from eqv2.atomic import atomic_write_path
 from eqv2.data._common import (
     Index,
     close_lmdb,
@@ -42,6 +41,7 @@ from eqv2.data._common import (
 from eqv2.data.dataset import RecordDataset
 from eqv2.data.errors import DataError, where
 from eqv2.data.records import Structure
+from eqv2.safe_io import atomic_write_path
 
 __all__ = [
     "FORMAT",

@@ -23,6 +23,7 @@ import torch
 from ase import Atoms
 from torch import nn
 
+from eqv2.deprecation import deprecated_alias
 from eqv2.graph import batch_structures
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.gradients import energy_derivatives
@@ -235,7 +236,7 @@ class Potential(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            out = self.evaluate(graph, stress=stress)
+            out = self.compute(graph, stress=stress)
         finally:
             self.train(was_training)
         energy, forces = out["energy"], out.get("forces")
@@ -250,7 +251,7 @@ class Potential(nn.Module):
             results.append(result)
         return results
 
-    def evaluate(
+    def compute(
         self, graph: Mapping[str, torch.Tensor], stress: bool = False
     ) -> dict[str, np.ndarray]:
         """Outputs for a batched graph without gradients, as float64 numpy arrays.
@@ -263,3 +264,5 @@ class Potential(nn.Module):
         with torch.no_grad() if self._needs_autograd(stress) else torch.inference_mode():
             out = self(graph, stress=stress)
         return {k: v.detach().double().cpu().numpy() for k, v in out.items()}
+
+    evaluate = deprecated_alias(compute, "eqv2.model.Potential.evaluate")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from eqv2.deprecation import deprecated_alias
 from eqv2.train.distributed import DistributedEnv, all_reduce_sum
 from eqv2.train.loader import (
     GraphSettings,
@@ -32,7 +33,7 @@ from eqv2.train.loader import (
 from eqv2.train.metrics import MetricAccumulator, StressAccumulator
 from eqv2.train.sampler import evaluation_plans
 
-__all__ = ["PARITY_SAMPLE", "SplitResult", "evaluate_split"]
+__all__ = ["PARITY_SAMPLE", "SplitResult", "evaluate_split", "score_split"]
 
 #: Structures whose predictions are kept for the parity plots.
 PARITY_SAMPLE = 5_000
@@ -52,7 +53,7 @@ class SplitResult:
         return {k: np.concatenate(v) if v else np.zeros(0) for k, v in self.parity.items()}
 
 
-def evaluate_split(
+def score_split(
     potential: Any,
     data: Any,
     *,
@@ -122,3 +123,6 @@ def evaluate_split(
         acc.set_totals(all_reduce_sum(acc.totals()))
         row.update(acc.compute())
     return SplitResult(results[0], results[1], results[2] if has_refs else None, parity)
+
+
+evaluate_split = deprecated_alias(score_split, "eqv2.train.evaluation.evaluate_split")

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from eqv2.deprecation import deprecated_alias
 from eqv2.model.gradients import energy_derivatives
 from eqv2.model.loading import save_model
 from eqv2.model.potential import Potential
@@ -297,7 +298,7 @@ class Trainer:
         return loader
 
     @torch.no_grad()
-    def evaluate(self, data: Any, batch_structures: int = 8) -> dict[str, float]:
+    def validate(self, data: Any, batch_structures: int = 8) -> dict[str, float]:
         """S2EF metrics in eV and eV/Å (EMA weights when training keeps an EMA), in full
         precision, on a dataset or list of structures, and stress metrics in eV/Å³ for a
         model with a stress head on stress-labelled structures. Distributed: each process
@@ -317,6 +318,8 @@ class Trainer:
         acc.set_totals(all_reduce_sum(acc.totals()))
         stress.set_totals(all_reduce_sum(stress.totals()))
         return {**acc.compute(), **stress.compute()}
+
+    evaluate = deprecated_alias(validate, "eqv2.train.Trainer.evaluate")
 
     # -- checkpoints -----------------------------------------------------------------------
     def _rng_state(self) -> dict[str, torch.Tensor]:
@@ -376,7 +379,7 @@ class Trainer:
                 if self.val_set is not None and (
                     self.step % c.eval_every == 0 or self.step == self.max_steps
                 ):
-                    metrics = self.evaluate(self.val_set)
+                    metrics = self.validate(self.val_set)
                     row.update({f"val_{k}": v for k, v in metrics.items() if k != "n_structures"})
                     last["val"] = metrics
                     if metrics["force_mae"] < self.best_force_mae:

@@ -1,6 +1,6 @@
 """The whole training job: read data, fit targets, train, evaluate, write metrics and plots.
 
-``run_training(run_config, out_dir)`` is what ``eqv2 train`` calls; ``evaluate_checkpoint`` is
+``run_training(run_config, out_dir)`` is what ``eqv2 train`` calls; ``score_checkpoint`` is
 ``eqv2 evaluate``. Outputs in ``out_dir``: ``checkpoint.pt`` (latest, with training state),
 ``best.pt`` (best validation force MAE, EMA weights), ``final.pt`` (EMA weights at the end),
 ``log.csv``, a TensorBoard event file, ``metrics.json``, ``learning_curves.png``,
@@ -19,13 +19,14 @@ import yaml
 
 from eqv2.allocator import tune_allocator
 from eqv2.data import open_dataset
+from eqv2.deprecation import deprecated_alias
 from eqv2.model.checkpoint import load_checkpoint
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.loading import load_model, save_model
 from eqv2.model.potential import Potential
 from eqv2.safe_io import atomic_write_path, write_json
 from eqv2.train.distributed import distributed_session, resolve_device
-from eqv2.train.evaluation import evaluate_split
+from eqv2.train.evaluation import score_split
 from eqv2.train.finetune import start_finetune
 from eqv2.train.loader import LoaderConfig, TrainingDataset
 from eqv2.train.metrics import format_metrics
@@ -134,7 +135,7 @@ def _evaluate(
             sample = None
             if name == "train":
                 sample = fit_sample(len(data), limit, run.train.seed)
-            result = evaluate_split(
+            result = score_split(
                 potential, data, name=name, train_mean_energy=train_mean,
                 train_mean_stress=stats.mean_stress(), free_atoms_only=run.train.free_atoms_only,
                 indices=sample, loader=trainer.loader_config,
@@ -210,7 +211,7 @@ def _fit(
     return trainer, stats
 
 
-def evaluate_checkpoint(
+def score_checkpoint(
     checkpoint: str | Path, data_path: str | Path, data: DataConfig | None = None
 ) -> dict[str, float]:
     """``eqv2 evaluate``: S2EF metrics of a checkpoint on a labelled file."""
@@ -218,7 +219,7 @@ def evaluate_checkpoint(
     potential = load_model(checkpoint)
     name = Path(data_path).name
     labelled = read_labelled(data_path, data, name)
-    result = evaluate_split(
+    result = score_split(
         potential, labelled, name=name, train_mean_energy=0.0, loader=loader_config(data)
     )
     return result.metrics
@@ -227,9 +228,13 @@ def evaluate_checkpoint(
 __all__ = [
     "check_resumable",
     "evaluate_checkpoint",
+    "score_checkpoint",
     "fit_targets",
     "loader_config",
     "format_metrics",
     "read_labelled",
     "run_training",
 ]
+
+
+evaluate_checkpoint = deprecated_alias(score_checkpoint, "eqv2.train.workflow.evaluate_checkpoint")

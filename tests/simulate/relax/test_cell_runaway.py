@@ -25,8 +25,8 @@ class _ConstantTension:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def evaluate(self, graph, stress=False):
-        out = self.inner.evaluate(graph, stress=stress)
+    def compute(self, graph, stress=False):
+        out = self.inner.compute(graph, stress=stress)
         if stress:
             numbers, batch = graph["atomic_numbers"].numpy(), graph["batch"].numpy()
             hit = np.unique(batch[numbers == self.element])

@@ -154,7 +154,7 @@ class BatchRelaxer:
         relaxation) and the mask of rows it may move, for the structures that stay.
         """
         atom_seg = self._atoms_segments()
-        out = self.potential.evaluate(graph, stress=self.cell is not None)
+        out = self.potential.compute(graph, stress=self.cell is not None)
         energies, forces, stresses = out["energy"], out["forces"], out.get("stress")
         per_structure = atom_seg.split(forces)
         # edge counts only matter for the edge budget (`_fits`)

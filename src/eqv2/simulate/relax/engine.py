@@ -90,7 +90,7 @@ def relax_structures(
         optimizer_options: overrides of the optimiser's parameters (e.g. ``{"maxstep": 0.1}``).
         cell: relax the cells too, with the degrees of freedom of ASE's ``FrechetCellFilter``
             (``True`` for :class:`CellFilter`'s defaults: every strain component, no pressure).
-            The model must give a stress (``Potential.evaluate(graph, stress=True)``). A
+            The model must give a stress (``Potential.compute(graph, stress=True)``). A
             structure then converges when ``fmax`` also bounds the cell's generalised forces
             (at the start, ``V |σ + p I| / n`` per row). Structures need periodic cells (or
             open axes masked out).

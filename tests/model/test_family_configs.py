@@ -14,7 +14,10 @@ from eqv2.model.config import EquiformerV2Config
 from eqv2.train.run_config import load_run_config
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((REPO / "configs" / "materials").glob("*.yaml"))
+#: the family configs (the fine-tuning recipes beside them, ``finetune_*.yaml``, are not models)
+CONFIGS = sorted(
+    p for p in (REPO / "configs" / "materials").glob("*.yaml") if not p.name.startswith("finetune_")
+)
 FAIRCHEM = json.loads(
     (Path(__file__).parent / "data" / "fairchem_family_param_counts.json").read_text()
 )
@@ -52,3 +55,12 @@ def test_parameter_count_equals_fairchems(path):
 def test_affine_count_equals_a_built_model():
     config = load_run_config(REPO / "configs" / "materials" / "dens_mptrj_31m.yaml").model
     assert EquiformerV2(config).num_params == _count(config) == 34_339_083
+
+
+def test_stress_finetune_recipe_loads():
+    """The OMat-style stress fine-tune recipe parses, trains stress and starts from the fixture."""
+    run = load_run_config(REPO / "configs" / "materials" / "finetune_omat_bulk_stress.yaml")
+    assert run.train.stress_isotropic_coefficient > 0
+    assert run.train.stress_anisotropic_coefficient > 0
+    assert run.finetune is not None and run.finetune.init_from.endswith("omat_stress_small.pt")
+    assert (REPO / run.finetune.init_from).resolve().is_file()

@@ -54,25 +54,15 @@ class Potential(nn.Module):
         super().__init__()
         self.model = model
         normalizers = normalizers or {}
-        energy = normalizers.get("energy", {})
-        forces = normalizers.get("forces", {})
+        # energy and forces always have one (identity when absent); stress parts only if given
         self.normalizers = {
-            "energy": {
-                "mean": float(energy.get("mean", 0.0)),
-                "std": float(energy.get("std", 1.0)),
-            },
-            "forces": {
-                "mean": float(forces.get("mean", 0.0)),
-                "std": float(forces.get("std", 1.0)),
-            },
+            target: {
+                "mean": float(normalizers.get(target, {}).get("mean", 0.0)),
+                "std": float(normalizers.get(target, {}).get("std", 1.0)),
+            }
+            for target in NORMALIZED_TARGETS
+            if target in ("energy", "forces") or target in normalizers
         }
-        for target in NORMALIZED_TARGETS[2:]:
-            if target in normalizers:
-                stats = normalizers[target]
-                self.normalizers[target] = {
-                    "mean": float(stats.get("mean", 0.0)),
-                    "std": float(stats.get("std", 1.0)),
-                }
         refs = torch.zeros(NUM_ELEMENT_REFERENCES, dtype=torch.float64)
         if element_references is not None:
             element_references = torch.as_tensor(element_references).flatten()

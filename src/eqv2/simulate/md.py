@@ -59,7 +59,15 @@ except ImportError:  # ase < 3.29 names it MaxwellBoltzmannDistribution
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
 
 
-__all__ = ["ENSEMBLES", "MDDiverged", "MDInterrupted", "MDResult", "energy_drift", "run_md"]
+__all__ = [
+    "ENSEMBLES",
+    "MDDiverged",
+    "MDInterrupted",
+    "MDResult",
+    "energy_drift",
+    "run_md",
+    "thermalize",
+]
 
 #: Ensembles `run_md` knows: ``"nve"`` (velocity Verlet) and ``"langevin"`` (NVT).
 ENSEMBLES = ("nve", "langevin")
@@ -142,6 +150,21 @@ def initial_temperature(temperature_K: float, initial_temperature_K: float | Non
     return t0
 
 
+def _seed_streams(seed: int) -> list[np.random.SeedSequence]:
+    """A run's independent random streams: initial velocities, then Langevin noise."""
+    return np.random.SeedSequence(seed).spawn(2)
+
+
+def thermalize(atoms: Atoms, temperature_K: float, seed: int) -> None:
+    """Give ``atoms`` (in place) the Maxwell-Boltzmann momenta at ``temperature_K`` (> 0) that
+    every eqv2 MD engine draws for ``seed``; a structure without fixed atoms also loses its
+    centre-of-mass motion (fixed atoms already pin its frame)."""
+    velocity_rng = np.random.default_rng(_seed_streams(seed)[0])
+    thermalize_momenta(atoms, temperature_K, rng=velocity_rng)
+    if not fixed_mask(atoms).any():
+        Stationary(atoms)
+
+
 def run_md(
     atoms: Atoms,
     calculator: Calculator,
@@ -185,15 +208,13 @@ def run_md(
             calculator). A trajectory is left only if some frames were complete.
     """
     check_md_args(ensemble, timestep_fs, steps, temperature_K, friction_per_fs, interval)
-    velocity_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
+    noise_seed = _seed_streams(seed)[1]
     atoms = atoms.copy()
     atoms.calc = calculator
     fixed = fixed_mask(atoms)
     t0 = initial_temperature(temperature_K, initial_temperature_K)
     if t0 > 0:
-        thermalize_momenta(atoms, t0, rng=np.random.default_rng(velocity_seed))
-        if not fixed.any():
-            Stationary(atoms)  # no centre-of-mass drift for a free structure
+        thermalize(atoms, t0, seed)
     dyn = _integrator(
         atoms,
         ensemble,

@@ -33,11 +33,10 @@ import numpy as np
 import torch
 import torch_sim as ts
 from ase import Atoms, units
-from ase.md.velocitydistribution import Stationary
 from torch_sim.autobatching import BinningAutoBatcher, calculate_memory_scaler
 from torch_sim.quantities import calc_kinetic_energy
 
-from eqv2.simulate.md import check_md_args, initial_temperature, thermalize_momenta
+from eqv2.simulate.md import check_md_args, initial_temperature, thermalize
 from eqv2.simulate.md_results import (
     SERIES,
     Divergence,
@@ -64,9 +63,7 @@ def initial_momenta(atoms: Atoms, temperature_K: float, seed: int) -> np.ndarray
     ``seed``, centre-of-mass motion removed; the input's momenta when ``temperature_K`` is 0."""
     atoms = atoms.copy()
     if temperature_K > 0:
-        velocity_seed = np.random.SeedSequence(seed).spawn(2)[0]
-        thermalize_momenta(atoms, temperature_K, rng=np.random.default_rng(velocity_seed))
-        Stationary(atoms)
+        thermalize(atoms, temperature_K, seed)
     return atoms.get_momenta()
 
 

@@ -266,7 +266,7 @@ class CellFilter:
         v_new = np.abs(np.linalg.det(new_cells))
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = v_new / v0
-            step = np.swapaxes(np.linalg.solve(cells, new_cells), 1, 2)
+            step = self.deformation(cells, new_cells)  # of this step alone
             stretch = np.abs(np.log(np.linalg.svd(step, compute_uv=False))).max(axis=1)
         low, high = self.volume_window
         advice = (

@@ -123,12 +123,8 @@ class _Recorder:
         labels: list[int],
     ) -> None:
         self.structures, self.series, self.writers = structures, series, writers
-        self.timestep_fs, self.steps, self.interval, self.labels = (
-            timestep_fs,
-            steps,
-            interval,
-            labels,
-        )
+        self.timestep_fs, self.steps, self.interval = timestep_fs, steps, interval
+        self.labels = labels
         self.last = -1
 
     def __call__(self, state: Any, step: int) -> None:

@@ -2,7 +2,8 @@
 # Both create .venv/ and install what they need. torch is installed first and pinned
 # (unless .venv already has a torch, e.g. a CUDA build a GPU user installed: README.md),
 # so pip never pulls a multi-GB CUDA build on its own. The test extras include torchsim, so the
-# torch-sim wrapper's tests run (they skip, saying why, where it is not installed).
+# torch-sim wrapper's tests run (they skip, saying why, where it is not installed); likewise
+# molecules (RDKit + tblite, about 170 MB installed) for the QM9-like generator's tests.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test,torchsim]"
+	$(PY) -m pip install --quiet -e ".[test,torchsim,molecules]"
 	touch $@
 
 venv: $(VENV)/.installed

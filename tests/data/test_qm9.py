@@ -142,3 +142,21 @@ def test_non_number_and_bad_files(tmp_path: Path) -> None:
         read_qm9(tmp_path / "garbage.extxyz")
     with pytest.raises(DataError, match="no structures"):
         write_qm9([], tmp_path / "empty.extxyz")
+
+
+@pytest.mark.parametrize("name", ["qm9.yaml", "qm9_cpu.yaml"])
+def test_configs_declare_the_unit_table(name: str) -> None:
+    """The configs' outputs read each QM9 target in the unit of the table, with its readout."""
+    import yaml
+
+    from eqv2.model.config import EquiformerV2Config
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / name).read_text())
+    EquiformerV2Config.from_dict(cfg["model"])  # every model key is a real hyper-parameter
+    units = qm9_units()
+    assert cfg["outputs"] and set(cfg["outputs"]) == set(cfg["loss"])
+    for target, spec in cfg["outputs"].items():
+        assert spec["unit"] == units[target] and spec["key"] == target
+        assert spec["extensive"] == (qm9_target(target).readout == "sum")
+    if name == "qm9.yaml":
+        assert set(cfg["outputs"]) == set(units)

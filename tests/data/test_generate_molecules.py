@@ -111,15 +111,21 @@ def test_workers_do_not_change_the_result(small) -> None:
 def test_failures_are_counted_and_too_many_is_an_error(monkeypatch) -> None:
     import eqv2.data.generate.molecules as mod
 
+    crashed: list[int] = []
+
     def flaky(smiles, k, seed, settings):
         if k % 2:
             raise MoleculeFailure("scf", "forced")
+        if not crashed:  # the first even candidate: an unexpected library error
+            crashed.append(k)
+            raise RuntimeError("boom")
         return molecule_record(smiles, k, seed, settings)
 
     monkeypatch.setattr(mod, "molecule_record", flaky)
     gen = generate_molecules(3, seed=1)
-    assert gen.failures.get("scf", 0) >= 2
-    assert all(m.info["mol_id"] % 2 == 0 for m in gen.molecules)
+    assert gen.failures.get("scf", 0) >= 2 and gen.failures["error:RuntimeError"] == 1
+    ids = [m.info["mol_id"] for m in gen.molecules]
+    assert all(i % 2 == 0 for i in ids) and crashed[0] not in ids
     with pytest.raises(ValueError, match=r"only \d of 5 molecules succeeded.*scf"):
         generate_molecules(5, seed=1, max_candidates=4)
 

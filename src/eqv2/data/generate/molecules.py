@@ -9,7 +9,8 @@ Determinism: candidate graphs come from one ``numpy`` generator seeded with ``se
 ``k``'s conformer seed is drawn from ``SeedSequence(seed, spawn_key=(1, k))``; the molecules kept
 are the first ``n`` candidates (in candidate order) that succeed. So the output depends only on
 the arguments and library versions, not on ``workers``. Failures are counted by reason
-(``GeneratedMolecules.failures``) and the failed molecules are left out.
+(``GeneratedMolecules.failures``; an unexpected RDKit/tblite exception as ``error:<type>``) and
+the failed molecules are left out.
 
 GFN2-xTB is a semi-empirical stand-in for QM9's B3LYP/6-31G(2df,p): its gaps are systematically
 different from DFT's, and MMFF94 geometries are not DFT minima. The data exercise the QM9
@@ -141,6 +142,8 @@ def _build(job: tuple[str, int, int, XtbSettings]) -> Structure | str:
         return molecule_record(smiles, k, seed, settings)
     except MoleculeFailure as exc:
         return exc.reason
+    except Exception as exc:  # noqa: BLE001 - RDKit/tblite errors: count by type, keep going
+        return f"error:{type(exc).__name__}"
 
 
 def generate_molecules(

@@ -106,7 +106,7 @@ def test_resume_continues_exactly(frames, tmp_path):
     assert [step for step, _ in board_b["train/loss"]] == list(range(1, 9))
     assert [step for step, _ in board_b["val/force_mae"]] == [4, 8]
     assert set(board_b) == {f"train/{k}" for k in ("loss", "energy_loss", "force_loss", "lr",
-                            "grad_norm", "structures_per_s", "epoch")} | {
+                            "grad_norm", "structures_per_s", "epoch", "time")} | {
         f"val/{k}" for k in ("energy_mae", "force_mae", "force_cos", "efwt")}  # fmt: skip
 
 

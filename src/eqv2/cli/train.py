@@ -21,6 +21,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test", help="test structures (evaluated at the end)")
     p.add_argument("--out", type=Path, default=Path("runs/eqv2"), help="output directory")
     p.add_argument("--max-steps", type=int, help="override train.max_steps")
+    p.add_argument("--max-time", metavar="DURATION",
+                   help="time budget (train.max_time): seconds or e.g. 30m, 1.5h; with a step "
+                   "budget too, whichever ends first ends the run and the LR schedule")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config value, e.g. --set train.lr=1e-3")  # fmt: skip
     p.add_argument(
@@ -43,7 +46,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("evaluate", help="S2EF metrics of a checkpoint on labelled structures")
     e.add_argument("checkpoint", type=Path)
     e.add_argument("data", help="labelled structures")
-    e.add_argument("--out", type=Path, help="write metrics JSON here")
+    e.add_argument("--out", type=Path, help="write metrics and baselines (JSON) here")
+    e.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="FILE.extxyz",
+        help="write every structure with its reference labels (energy, forces, "
+        "stress) and the predictions (eqv2_energy, eqv2_forces, eqv2_stress)",
+    )
+    e.add_argument("--parity", type=Path, metavar="FILE.png",
+                   help="write energy and force parity plots")  # fmt: skip
     e.add_argument("--energy-key", default="energy")
     e.add_argument("--forces-key", default="forces")
     e.add_argument(
@@ -65,6 +77,8 @@ def run_train(args: argparse.Namespace) -> int:
             overrides.append(f"data.{key}={getattr(args, key)}")
     if args.max_steps is not None:  # a step count given here wins over an epoch schedule
         overrides += [f"train.max_steps={args.max_steps}", "train.max_epochs=null"]
+    if args.max_time is not None:
+        overrides.append(f"train.max_time={args.max_time}")
     run = load_run_config(args.config, overrides)
     from eqv2.train.workflow import run_training
 
@@ -102,12 +116,20 @@ def _leave_without_teardown() -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from eqv2.train.metrics import format_metrics
     from eqv2.train.run_config import DataConfig
-    from eqv2.train.workflow import score_checkpoint, write_json
+    from eqv2.train.workflow import evaluate_checkpoint_on, write_json
 
     data = DataConfig(
         energy_key=args.energy_key, forces_key=args.forces_key, stress_key=args.stress_key
     )
-    metrics = score_checkpoint(args.checkpoint, args.data, data)
+    from eqv2.cli.io import check_output
+
+    for flag, path in (("--predictions", args.predictions), ("--parity", args.parity)):
+        if path is not None:  # refused before the model runs
+            check_output(path, [args.data], flag=flag)
+    report = evaluate_checkpoint_on(
+        args.checkpoint, args.data, data, predictions=args.predictions, parity=args.parity
+    )
+    metrics = report["metrics"]
     bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
     if bad:  # never a success with non-finite numbers; predict names the structures
         raise ValueError(
@@ -115,7 +137,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"{', '.join(bad)} are not finite). Find the structures with: eqv2 predict "
             f"{args.checkpoint} {args.data} -o predictions.extxyz"
         )
-    print(format_metrics({Path(args.data).name: metrics}))
+    rows = {Path(args.data).name: metrics, "mean energy": report["baseline"]}
+    if report["element_refs"] is not None:
+        rows["element refs"] = report["element_refs"]
+    print(format_metrics(rows))
+    print(f"(baselines predict zero forces; 'mean energy' is the {report['baseline_statistics']}'s "
+          "mean energy, 'element refs' the sum of the model's element references)")  # fmt: skip
+    for flag, path in (("predictions", args.predictions), ("parity plots", args.parity)):
+        if path is not None:
+            print(f"wrote {flag} to {path}")
     if args.out:
-        write_json(metrics, args.out)
+        write_json({**metrics, **{k: v for k, v in report.items() if k != "metrics"}}, args.out)
     return 0

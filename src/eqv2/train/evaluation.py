@@ -14,6 +14,7 @@ Parity plots get the predictions of at most `PARITY_SAMPLE` structures (the firs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from eqv2.deprecation import deprecated_alias
 from eqv2.train.distributed import DistributedEnv, all_reduce_sum
 from eqv2.train.loader import (
     GraphSettings,
+    LabelledBatch,
     LoaderConfig,
     StepReader,
     as_dataset,
@@ -64,10 +66,13 @@ def score_split(
     indices: np.ndarray | None = None,
     loader: LoaderConfig | None = None,
     batch_structures: int = 8,
+    on_batch: Callable[[LabelledBatch, dict[str, torch.Tensor]], None] | None = None,
 ) -> SplitResult:
     """Evaluate ``potential`` (in eval mode, its current weights) on ``data`` (a dataset or a
     list of structures), or on its structures ``indices``; every process must call it.
-    ``train_mean_stress`` (3, 3) eV/Å³: the mean baseline's stress (None: no stress baseline)."""
+    ``train_mean_stress`` (3, 3) eV/Å³: the mean baseline's stress (None: no stress baseline).
+    ``on_batch(batch, predictions)`` sees every batch this process evaluates, in order (e.g.
+    to write per-structure predictions)."""
     dataset = as_dataset(data, name)
     env = DistributedEnv.current()
     chosen = np.arange(len(dataset)) if indices is None else np.asarray(indices)
@@ -103,6 +108,8 @@ def score_split(
                         stress_acc[1].update(mean_stress.expand(len(batch.stress), 3, 3),
                                              batch.stress)  # fmt: skip
                 model.update(out["energy"], batch.energy, out["forces"], batch.forces, *at)
+                if on_batch is not None:
+                    on_batch(batch, out)
                 zeros = torch.zeros_like(batch.forces)
                 mean.update(torch.full_like(batch.energy, train_mean_energy), batch.energy, zeros,
                             batch.forces, *at)  # fmt: skip

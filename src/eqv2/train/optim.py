@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -47,17 +47,27 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def warmup_cosine(
+    warm_done: float, cosine_done: float, warmup_factor: float, lr_min_factor: float
+) -> float:
+    """LR multiplier from the fractions done of the warm-up and of the cosine (both in
+    [0, 1]): linear from ``warmup_factor`` to 1 while ``warm_done`` < 1, then a cosine from 1
+    down to ``lr_min_factor`` as ``cosine_done`` goes to 1."""
+    if warm_done < 1:
+        return warmup_factor * (1 - warm_done) + warm_done
+    return lr_min_factor + (1 - lr_min_factor) * 0.5 * (1 + math.cos(math.pi * cosine_done))
+
+
 def cosine_warmup_factor(
     step: int, total_steps: int, warmup_steps: int, warmup_factor: float, lr_min_factor: float
 ) -> float:
     """LR multiplier: linear from ``warmup_factor`` to 1 over ``warmup_steps``, then a cosine
     from 1 down to ``lr_min_factor`` at ``total_steps`` (held there afterwards)."""
-    if warmup_steps > 0 and step < warmup_steps:
-        alpha = step / warmup_steps
-        return warmup_factor * (1 - alpha) + alpha
+    warm_done = step / warmup_steps if warmup_steps > 0 and step < warmup_steps else 1.0
     span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return lr_min_factor + (1 - lr_min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return warmup_cosine(
+        warm_done, min(1.0, (step - warmup_steps) / span), warmup_factor, lr_min_factor
+    )
 
 
 def make_optimizer(
@@ -69,13 +79,21 @@ def make_optimizer(
     warmup_factor: float = 0.2,
     lr_min_factor: float = 0.01,
     betas: Iterable[float] = (0.9, 0.999),
+    lr_factor: Callable[[int], float] | None = None,
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with the groups above and the warm-up + cosine schedule (stepped per batch)."""
+    """AdamW with the groups above and the warm-up + cosine schedule (stepped per batch).
+
+    ``lr_factor(step)``, when given, replaces the step schedule (e.g. one that follows a time
+    budget, `eqv2.train.budget.Budget.lr_factor`); it must be a plain function (a lambda or
+    closure), which the scheduler's ``state_dict`` leaves out.
+    """
     optimizer = torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, betas=tuple(betas))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: cosine_warmup_factor(
-            step, total_steps, warmup_steps, warmup_factor, lr_min_factor
-        ),
-    )
+    if lr_factor is None:
+
+        def lr_factor(step: int) -> float:
+            return cosine_warmup_factor(
+                step, total_steps, warmup_steps, warmup_factor, lr_min_factor
+            )
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     return optimizer, scheduler

@@ -2,10 +2,11 @@
 
 ``tensorboard --logdir runs/`` shows every run under ``runs/`` with tags ``train/loss``,
 ``train/energy_loss``, ``train/force_loss``, ``train/lr``, ``train/grad_norm``,
-``train/structures_per_s``, ``train/epoch`` and ``val/energy_mae``, ``val/force_mae``,
-``val/force_cos``, ``val/efwt``. A log opened at step T (a resumed run) first drops what an
-interrupted run wrote after T: the CSV rows are cut, and the event file starts with a purge
-marker at T + 1, so TensorBoard hides the older events from T + 1 on and no step appears twice.
+``train/structures_per_s``, ``train/epoch``, ``train/time`` and ``val/energy_mae``,
+``val/force_mae``, ``val/force_cos``, ``val/efwt``. A log opened at step T (a resumed run)
+first drops what an interrupted run wrote after T: the CSV rows are cut, and the event file
+starts with a purge marker at T + 1, so TensorBoard hides the older events from T + 1 on and
+no step appears twice.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from eqv2.safe_io import atomic_write_path
 
 CSV_NAME = "log.csv"
 #: Columns of ``log.csv`` (TensorBoard gets every numeric entry of a row).
+#: ``time``: seconds of training on the run's clock (``train.max_time_clock``).
 CSV_FIELDS = ("step", "epoch", "lr", "loss", "energy_loss", "force_loss", "grad_norm",
-              "structures_per_s", "val_energy_mae", "val_force_mae")  # fmt: skip
+              "structures_per_s", "val_energy_mae", "val_force_mae", "time")  # fmt: skip
 
 
 def truncate_csv(path: str | Path, step: int) -> None:

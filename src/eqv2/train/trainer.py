@@ -1,13 +1,12 @@
 """S2EF training loop: the paper's recipe on a dataset of labelled structures.
 
 One step: an atom-balanced batch (read and batched by DataLoader workers, `eqv2.train.loader`)
-→ graph → model (raw, normalised units) → λ_E·energy loss +
-λ_F·force L2MAE (+ the stress terms of a model with a stress head) against normalised targets
-(`eqv2.train.objective`) → backward → gradient-norm clipping → AdamW → LR
-schedule → EMA. Validation uses the EMA weights. Checkpoints (eqv2 format, written atomically)
-hold the weights, normalisers, element references and the complete training state — optimiser,
-scheduler, EMA, RNG, position in the epoch — so ``resume`` after a crash continues exactly as an
-uninterrupted run would.
+→ graph → model (raw, normalised units) → λ_E·energy loss + λ_F·force L2MAE (+ the stress terms
+of a model with a stress head) against normalised targets (`eqv2.train.objective`) → backward →
+gradient-norm clipping → AdamW → LR schedule (`eqv2.train.budget`) → EMA. Validation uses the EMA
+weights. Checkpoints (eqv2 format, written atomically) hold the weights, normalisers, element
+references and the complete training state (`eqv2.train.training_state`), so ``resume`` after
+a crash continues exactly as an uninterrupted run would.
 
 Under torchrun (a process group initialised, see `eqv2.train.distributed`) the same loop runs
 data-parallel: every process plans the same global batches (`eqv2.train.sampler`), reads and
@@ -24,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,12 +34,14 @@ from eqv2.deprecation import deprecated_alias
 from eqv2.model.gradients import energy_derivatives
 from eqv2.model.loading import save_model
 from eqv2.model.potential import Potential
+from eqv2.train.budget import CLOCKS, Budget, TrainingClock, schedule_steps
 from eqv2.train.distributed import (
     all_gather_objects,
     all_reduce_sum,
     process_group_env,
     resolve_device,
 )
+from eqv2.train.early_stopping import BestTracker
 from eqv2.train.ema import EMA
 from eqv2.train.loader import (
     GraphSettings,
@@ -76,8 +76,10 @@ class Trainer:
     the structure) and batched per step, in ``loader.num_workers`` worker processes.
 
     ``out_dir`` receives ``checkpoint.pt`` (latest, full training state), ``best.pt`` (best
-    validation force MAE, EMA weights), ``log.csv`` and a TensorBoard event file. The potential
-    is moved to ``config.device``.
+    validation force MAE, or ``config.early_stopping``'s metric; EMA weights), ``log.csv`` and
+    a TensorBoard event file. The potential is moved to ``config.device``. Training runs until
+    a budget is spent (steps, epochs or time: `eqv2.train.budget`) or early stopping ends it;
+    ``clock`` replaces the config's ``max_time_clock`` (a function returning seconds).
 
     Data-parallel training starts by itself when a ``torch.distributed`` process group is
     initialised (``eqv2 train`` under torchrun does that): each step's global batch — cut
@@ -97,6 +99,7 @@ class Trainer:
         val: TrainingDataset | Sequence[Any] | None = None,
         on_step: Callable[[dict[str, float]], None] | None = None,
         loader: LoaderConfig | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.potential = potential
         self.model = potential.model
@@ -121,10 +124,13 @@ class Trainer:
             self.train_set.natoms, c.seed, c.max_atoms_per_batch, c.max_structures_per_batch,
             self.dist.world_size, c.grad_accumulation,
         )  # fmt: skip
-        self.max_steps, warmup_steps = self._schedule_steps()
+        self.max_steps, warmup_steps = schedule_steps(c, lambda: len(self.plan.global_batches(0)))
+        self.budget = budget = Budget(self.max_steps, warmup_steps, c.max_time, c.warmup_time)
+        self.clock = timer = TrainingClock(clock or CLOCKS[c.max_time_clock])
         self.optimizer, self.scheduler = make_optimizer(
             self.model, c.lr, c.weight_decay, self.max_steps, warmup_steps, c.warmup_factor,
-            c.lr_min_factor,
+            c.lr_min_factor, lr_factor=lambda step: budget.lr_factor(
+                step, timer.last, c.warmup_factor, c.lr_min_factor),
         )  # fmt: skip
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay else None
         self.objective = Objective(self.potential, c.loss_spec())
@@ -136,46 +142,28 @@ class Trainer:
             # no buffer holds state (no batch norm): nothing to broadcast before each forward;
             # every parameter gets a gradient in every configuration, so no unused-parameter scan
             ddp = torch.nn.parallel.DistributedDataParallel
-            no_sync = (  # the option's name since torch 2.13
-                "forward_sync_buffers"
-                if "forward_sync_buffers" in inspect.signature(ddp).parameters
-                else "broadcast_buffers"
+            new_name = "forward_sync_buffers"  # the option's name since torch 2.13
+            no_sync = (
+                new_name if new_name in inspect.signature(ddp).parameters else "broadcast_buffers"
             )
-            self.ddp = ddp(
-                self.model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                **{no_sync: False},
-            )
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = ddp(self.model, device_ids=ids, **{no_sync: False})
             # dropout masks must differ between processes (the weights start equal anyway)
             torch.manual_seed(self.process_seed())
-        self.step = 0
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        self.best_force_mae = math.inf
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.best = BestTracker(c.early_stopping, validated=self.val_set is not None)
+        self.stopped_early = False
         self._eval_loaders: dict[int, tuple[Any, Any, Any]] = {}
 
     # -- data -------------------------------------------------------------------------------
-    def _schedule_steps(self) -> tuple[int, int]:
-        """``max_steps`` and ``warmup_steps``, from epochs when the config gives epochs."""
-        c = self.config
-        if c.max_epochs is None and c.warmup_epochs is None:
-            return c.max_steps, c.warmup_steps
-        per_epoch = len(self.plan.global_batches(0))
-        steps = c.max_steps if c.max_epochs is None else max(1, round(c.max_epochs * per_epoch))
-        warmup = c.warmup_steps if c.warmup_epochs is None else round(c.warmup_epochs * per_epoch)
-        return steps, warmup
-
     def reader(self, data: TrainingDataset, name: str = "train") -> StepReader:
         """A reader batching ``data`` for this model (labels against its element references).
 
         The training set's stress labels are required when the stress loss is on; other sets'
         are read, where present, for a model with a stress head (stress metrics).
         """
-        refs = (
-            self.potential.element_references.cpu().numpy()
-            if self.potential.has_element_references
-            else None
-        )
+        pot = self.potential
+        refs = pot.element_references.cpu().numpy() if pot.has_element_references else None
         if name == "train":
             stress = "require" if self.objective.spec.stress else "ignore"
         else:
@@ -256,6 +244,7 @@ class Trainer:
         if c.grad_clip:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip))
         self.optimizer.step()
+        self.clock.tick(sync=self.budget.timed)  # the schedule reads it (rank 0's)
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model)
@@ -351,11 +340,17 @@ class Trainer:
         state.restore(self, path)
 
     # -- the loop --------------------------------------------------------------------------
+    def finished(self) -> bool:
+        """Whether a budget is spent (at the last step's clock reading) or early stopping
+        ended the run."""
+        return self.stopped_early or self.budget.exhausted(self.step, self.clock.last)
+
     def fit(self) -> dict[str, Any]:
-        """Train until ``max_steps``; returns the last training losses and validation metrics."""
+        """Train until a budget is spent or early stopping ends the run; returns the last
+        training losses and validation metrics."""
         c = self.config
         last: dict[str, Any] = {}
-        if self.step >= self.max_steps:
+        if self.finished():
             return last
         log = None
         if self.dist.is_main:
@@ -366,8 +361,9 @@ class Trainer:
             self.process_seed(),
         )  # fmt: skip
         batches = iterate(loader)
+        self.clock.start()
         try:
-            while self.step < self.max_steps:
+            while not self.finished():
                 start = time.perf_counter()
                 step = next(batches)
                 row: dict[str, Any] = {"lr": self.scheduler.get_last_lr()[0]}
@@ -375,27 +371,29 @@ class Trainer:
                 self.epoch, self.batch_in_epoch = step.epoch, step.position + 1
                 self.step += 1
                 rate = step.num_structures / (time.perf_counter() - start)
-                row.update(step=self.step, epoch=self.epoch, structures_per_s=rate)
-                if self.val_set is not None and (
-                    self.step % c.eval_every == 0 or self.step == self.max_steps
-                ):
+                row.update(step=self.step, epoch=self.epoch, structures_per_s=rate,
+                           time=self.clock.last)  # fmt: skip
+                done = self.finished()
+                if self.val_set is not None and (self.step % c.eval_every == 0 or done):
                     metrics = self.validate(self.val_set)
                     row.update({f"val_{k}": v for k, v in metrics.items() if k != "n_structures"})
                     last["val"] = metrics
-                    if metrics["force_mae"] < self.best_force_mae:
-                        self.best_force_mae = metrics["force_mae"]
+                    if self.best.update(row):
                         self._save_best()
+                    self.stopped_early = self.best.should_stop
+                    done = done or self.stopped_early
                 if log is not None:
                     log.write(row)
                 if self.on_step is not None:
                     self.on_step(row)
-                if self.step % c.checkpoint_every == 0 or self.step == self.max_steps:
+                if self.step % c.checkpoint_every == 0 or done:
                     self.save()
                     if log is not None:
                         log.flush()
                 last["train"] = row
         finally:
             del batches, loader  # persistent workers stop with their last reference
+            self.clock.stop()
             self._eval_loaders.clear()
             if log is not None:
                 log.close()
@@ -412,4 +410,5 @@ class Trainer:
         if not self.dist.is_main:
             return
         with self.evaluation_weights():
-            save_model(self.potential, self.out_dir / BEST_NAME, extra={"step": self.step})
+            extra = {"step": self.step, "metric": self.best.metric}
+            save_model(self.potential, self.out_dir / BEST_NAME, extra=extra)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, fields
+from math import inf
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,12 @@ class TrainingState:
     world_size: int = 1
     num_structures: int | None = None
     trainer_config: dict[str, Any] | None = None
+    #: seconds of training on the run's clock when written (the time budget used so far)
+    elapsed_time: float = 0.0
+    #: the clock's reading at the last step (the schedule and stop decision use it)
+    clock_reading: float = 0.0
+    #: the best validation value so far and evaluations since (`BestTracker.state_dict`)
+    best: dict[str, Any] | None = None
 
     @classmethod
     def capture(cls, trainer: Trainer, rng_by_rank: list[dict[str, torch.Tensor]]) -> TrainingState:
@@ -52,7 +59,8 @@ class TrainingState:
             step=trainer.step,
             epoch=trainer.epoch,
             batch_in_epoch=trainer.batch_in_epoch,
-            best_force_mae=trainer.best_force_mae,
+            # kept for older readers: the tracked best when it is the force MAE
+            best_force_mae=trainer.best.best if trainer.best.metric == "val_force_mae" else inf,
             optimizer=trainer.optimizer.state_dict(),
             scheduler=trainer.scheduler.state_dict(),
             ema=trainer.ema.state_dict() if trainer.ema is not None else None,
@@ -61,6 +69,9 @@ class TrainingState:
             world_size=trainer.dist.world_size,
             num_structures=len(trainer.train_set),
             trainer_config=dataclasses.asdict(trainer.config),
+            elapsed_time=trainer.clock.elapsed(),
+            clock_reading=trainer.clock.last,
+            best=trainer.best.state_dict(),
         )
 
     def to_extra(self) -> dict[str, Any]:
@@ -104,7 +115,10 @@ class TrainingState:
         self._restore_rng(trainer)
         trainer.step, trainer.epoch = int(self.step), int(self.epoch)
         trainer.batch_in_epoch = int(self.batch_in_epoch)
-        trainer.best_force_mae = float(self.best_force_mae)
+        old = {"metric": "val_force_mae", "best": self.best_force_mae, "since_best": 0}
+        trainer.best.load_state_dict(self.best or old)  # checkpoints before `best` existed
+        trainer.stopped_early = trainer.best.should_stop
+        trainer.clock.restore(float(self.clock_reading), float(self.elapsed_time))
         written_by, world = int(self.world_size), trainer.dist.world_size
         if written_by != world:
             # the global batches are the same unless a batch was widened to give every process

@@ -14,13 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
 from eqv2.allocator import tune_allocator
 from eqv2.data import open_dataset
 from eqv2.deprecation import deprecated_alias
-from eqv2.model.checkpoint import load_checkpoint
+from eqv2.model.checkpoint import CheckpointError, load_checkpoint
 from eqv2.model.equiformer_v2 import EquiformerV2
 from eqv2.model.loading import load_model, save_model
 from eqv2.model.potential import Potential
@@ -31,6 +32,8 @@ from eqv2.train.finetune import start_finetune
 from eqv2.train.loader import LoaderConfig, TrainingDataset
 from eqv2.train.metrics import format_metrics
 from eqv2.train.plots import learning_curves, parity_plots
+from eqv2.train.prediction_file import prediction_writer
+from eqv2.train.progress import TrainingProgress
 from eqv2.train.run_config import DataConfig, RunConfig
 from eqv2.train.run_dir import RunDirectoryError, check_run_dir, clear_run, run_lock
 from eqv2.train.target_fit import (
@@ -127,14 +130,12 @@ def _evaluate(
     metrics: dict[str, Any] = {}
     with trainer.evaluation_weights():  # the final model holds the EMA weights
         if is_main:
-            save_model(potential, out / "final.pt", extra={"step": trainer.step})
+            save_model(potential, out / "final.pt", extra=baseline_extra(trainer.step, stats))
         for name, data in splits.items():
-            limit = run.data.train_eval_structures
-            if data is None or (name == "train" and limit <= 0):
+            limit = scoring_limit(run, name)
+            if data is None or limit == 0:
                 continue
-            sample = None
-            if name == "train":
-                sample = fit_sample(len(data), limit, run.train.seed)
+            sample = None if limit is None else fit_sample(len(data), limit, run.train.seed)
             result = score_split(
                 potential, data, name=name, train_mean_energy=train_mean,
                 train_mean_stress=stats.mean_stress(), free_atoms_only=run.train.free_atoms_only,
@@ -153,6 +154,30 @@ def _evaluate(
         write_json(metrics, out / "metrics.json")
         learning_curves(out / "log.csv", out / "learning_curves.png")
     return metrics
+
+
+def scoring_limit(run: RunConfig, split: str) -> int | None:
+    """How many structures of ``split`` the final scoring reads: 0 (not scored), a limit
+    (a seeded subsample when the split is larger), or None (all): ``train.final_scoring``,
+    and ``data.train_eval_structures`` for the training split."""
+    scoring = run.train.final_scoring
+    if split not in scoring.splits:
+        return 0
+    limits = [n for n in (scoring.max_structures,) if n is not None]
+    if split == "train":
+        limits.append(max(0, run.data.train_eval_structures))
+    return min(limits) if limits else None
+
+
+def baseline_extra(step: int, stats: TargetStatistics) -> dict[str, Any]:
+    """``extra`` of ``final.pt``: the step and the training statistics of the model-free
+    baselines, so ``eqv2 evaluate`` reports the same baselines as the run's metrics.json."""
+    mean_stress = stats.mean_stress()
+    return {
+        "step": step,
+        "train_mean_energy": float(stats.energy / stats.n),
+        "train_mean_stress": None if mean_stress is None else mean_stress.tolist(),
+    }
 
 
 def _fit(
@@ -185,48 +210,82 @@ def _fit(
     if resume:
         trainer.resume()
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        # disable=None: no bar when the output is not a terminal (logs, CI)
-        bar = tqdm(
-            total=trainer.max_steps, initial=trainer.step, desc="train", unit="step",
-            dynamic_ncols=True, disable=None, mininterval=0.5,
-        )  # fmt: skip
-
-    def on_step(row: dict[str, Any]) -> None:
-        if bar is not None:
-            bar.set_postfix(
-                loss=f"{row['loss']:.4f}", struct_s=f"{row['structures_per_s']:.1f}", refresh=False
-            )
-            bar.update(row["step"] - bar.n)
-
-    trainer.on_step = on_step
+    # a bar on a terminal, log lines otherwise (eqv2.train.progress)
+    view = TrainingProgress(trainer.budget, trainer.step, trainer.clock.last) if progress else None
+    trainer.on_step = None if view is None else view.update
     try:
         trainer.fit()
     finally:
-        if bar is not None:
-            bar.close()
+        if view is not None:
+            view.close()
     return trainer, stats
+
+
+def training_statistics(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The training statistics `baseline_extra` stored in an eqv2 checkpoint (``final.pt``
+    of a training run), or None (another file, or an older run)."""
+    try:
+        extra = load_checkpoint(checkpoint).get("extra") or {}
+    except CheckpointError:  # e.g. a fairchem file
+        return None
+    return extra if "train_mean_energy" in extra else None
+
+
+def evaluate_checkpoint_on(
+    checkpoint: str | Path,
+    data_path: str | Path,
+    data: DataConfig | None = None,
+    predictions: str | Path | None = None,
+    parity: str | Path | None = None,
+) -> dict[str, Any]:
+    """``eqv2 evaluate``: a checkpoint's S2EF metrics on a labelled file, with the model-free
+    baselines of a training run's ``metrics.json``; optionally every structure's predictions
+    (extxyz, `eqv2.train.prediction_file`) and parity plots (PNG).
+
+    Returns ``{"metrics", "baseline", "element_refs", "baseline_statistics"}``: ``baseline``
+    predicts zero forces and the training set's mean energy (and mean stress) — from the
+    checkpoint when its run stored them (``final.pt``), else the evaluated set's own means
+    (``baseline_statistics`` says which); ``element_refs`` predicts zero forces and the sum of
+    the checkpoint's element references (None without references).
+    """
+    data = data or DataConfig()
+    potential = load_model(checkpoint)
+    name = Path(data_path).name
+    labelled = read_labelled(data_path, data, name)
+    loader = loader_config(data)
+    stats, source = training_statistics(checkpoint), "training set"
+    if stats is None:  # the evaluated set's own means, by the training's streaming pass
+        own = stream_statistics(labelled, loader.num_workers, FIT_SAMPLE, 0, name)
+        stats, source = baseline_extra(0, own), "evaluated set"
+    mean_stress = stats.get("train_mean_stress")
+    writer = prediction_writer(predictions, labelled) if predictions else contextlib.nullcontext()
+    with writer as on_batch:
+        result = score_split(
+            potential, labelled, name=name, train_mean_energy=stats["train_mean_energy"],
+            train_mean_stress=None if mean_stress is None else np.asarray(mean_stress),
+            loader=loader, on_batch=on_batch,
+        )  # fmt: skip
+    if parity is not None:
+        p = result.parity_arrays()
+        parity_plots(p["energy_ref"], p["energy_pred"], p["forces_ref"], p["forces_pred"],
+                     parity, name)  # fmt: skip
+    return {
+        "metrics": result.metrics, "baseline": result.baseline,
+        "element_refs": result.element_refs, "baseline_statistics": source,
+    }  # fmt: skip
 
 
 def score_checkpoint(
     checkpoint: str | Path, data_path: str | Path, data: DataConfig | None = None
 ) -> dict[str, float]:
-    """``eqv2 evaluate``: S2EF metrics of a checkpoint on a labelled file."""
-    data = data or DataConfig()
-    potential = load_model(checkpoint)
-    name = Path(data_path).name
-    labelled = read_labelled(data_path, data, name)
-    result = score_split(
-        potential, labelled, name=name, train_mean_energy=0.0, loader=loader_config(data)
-    )
-    return result.metrics
+    """S2EF metrics of a checkpoint on a labelled file (`evaluate_checkpoint_on`'s metrics)."""
+    return evaluate_checkpoint_on(checkpoint, data_path, data)["metrics"]
 
 
 __all__ = [
+    "baseline_extra",
     "check_resumable",
+    "evaluate_checkpoint_on",
     "evaluate_checkpoint",
     "score_checkpoint",
     "fit_targets",
@@ -234,6 +293,8 @@ __all__ = [
     "format_metrics",
     "read_labelled",
     "run_training",
+    "scoring_limit",
+    "training_statistics",
 ]
 
 

@@ -14,15 +14,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from eqv2.nn.activations import (
+    ACTIVATIONS,
+    attention_activation_name,
+    ffn_activation_name,
+    ffn_activation_names,
+)
+from eqv2.nn.norms import NORMS
+
 #: Defaults the reference uses when `avg_num_nodes` / `avg_degree` are None (OC20 S2EF statistics).
 AVG_NUM_NODES = 77.81317
 AVG_DEGREE = 23.395238876342773
 
-NORM_TYPES = ("layer_norm", "layer_norm_sh", "rms_norm_sh")
+#: ``norm_type`` names at import (`eqv2.nn.norms.NORMS` is what is checked; ``merge_layer_norm``
+#: is ``rms_norm_sh``)
+NORM_TYPES = tuple(NORMS)
 #: ``equiformer_v2``: fairchem's ``EquiformerV2Backbone``; ``dens``: its ``EqV2DeNSBackbone``
 #: (adds the force-encoding SO(3) linear whose l=0 bias reaches every node at inference).
 BACKBONES = ("equiformer_v2", "dens")
-ACTIVATIONS = ("silu", "scaled_silu")
+#: fairchem's ``attn_activation`` / ``ffn_activation`` values: SiLU, with the variant chosen by
+#: ``use_gate_act``, ``use_sep_s2_act`` and ``use_grid_mlp`` (the reference reads neither key)
+FLAG_ACTIVATIONS = ("silu", "scaled_silu")
 WEIGHT_INITS = ("normal", "uniform")
 
 # Keys the reference accepts that only concern its own data pipeline or training loop.
@@ -75,6 +87,14 @@ class EquiformerV2Config:
     use_s2_act_attn: bool = False
     use_attn_renorm: bool = True
     ffn_activation: str = "scaled_silu"
+    #: eqv2 extension: the feed-forward hidden width as a multiple of ``sphere_channels``
+    #: (EquiformerV3's wider FFNs); when set it overrides ``ffn_hidden_channels``
+    ffn_width_multiplier: float | None = None
+    #: eqv2 extension: sphere grid of the attention (edge frame) / feed-forward (nodes)
+    #: activations: points per angle or ``[lat, long]``; None: ``grid_resolution``
+    #: (EquiformerV3's ``attn_grid_resolution_list`` / ``ffn_grid_resolution_list``)
+    attn_grid_resolution: int | list[int] | None = None
+    ffn_grid_resolution: int | list[int] | None = None
     use_gate_act: bool = False
     use_grid_mlp: bool = False
     use_sep_s2_act: bool = True
@@ -109,6 +129,8 @@ class EquiformerV2Config:
             self.avg_num_nodes = AVG_NUM_NODES
         if self.avg_degree is None:
             self.avg_degree = AVG_DEGREE
+        if self.ffn_width_multiplier is not None:
+            self.ffn_hidden_channels = round(self.ffn_width_multiplier * self.sphere_channels)
         self.validate()
 
     # -- derived sizes -------------------------------------------------------------------------
@@ -119,6 +141,32 @@ class EquiformerV2Config:
     @property
     def mmax(self) -> int:
         return self.mmax_list[0]
+
+    @property
+    def attention_activation(self) -> str:
+        """Name of the attention activation (`eqv2.nn.activations.ACTIVATIONS`): the
+        ``attn_activation`` key if it names one, else what the fairchem switches select."""
+        if self.attn_activation in FLAG_ACTIVATIONS:
+            return attention_activation_name(self.use_gate_act, self.use_sep_s2_act)
+        return self.attn_activation
+
+    @property
+    def feed_forward_activation(self) -> str:
+        """Name of the feed-forward activation (`eqv2.nn.activations.ffn_activation_names`): the
+        ``ffn_activation`` key if it names one, else what the fairchem switches select."""
+        if self.ffn_activation in FLAG_ACTIVATIONS:
+            return ffn_activation_name(self.use_gate_act, self.use_sep_s2_act, self.use_grid_mlp)
+        return self.ffn_activation
+
+    @property
+    def edge_grid_resolution(self) -> int | tuple[int, int] | None:
+        """Sphere grid of the attention activations (points per angle, (lat, long) or None)."""
+        return _resolution(self.attn_grid_resolution, self.grid_resolution)
+
+    @property
+    def node_grid_resolution(self) -> int | tuple[int, int] | None:
+        """Sphere grid of the feed-forward activations (points per angle, (lat, long) or None)."""
+        return _resolution(self.ffn_grid_resolution, self.grid_resolution)
 
     def validate(self) -> None:
         """Raise ValueError naming the offending key and a fix."""
@@ -157,15 +205,9 @@ class EquiformerV2Config:
             raise ValueError(
                 f"heads={self.heads!r}: expected a mapping {{name: {{'module': ..., ...}}}}."
             )
-        if self.norm_type not in NORM_TYPES:
-            raise ValueError(f"norm_type={self.norm_type!r}: choose one of {NORM_TYPES}.")
-        for key in ("attn_activation", "ffn_activation"):
-            if getattr(self, key) not in ACTIVATIONS:
-                raise ValueError(
-                    f"{key}={getattr(self, key)!r}: choose one of {ACTIVATIONS} (both mean SiLU: "
-                    "the reference's attention and feed-forward blocks never read this key, so "
-                    "no other activation can be loaded faithfully)."
-                )
+        if self.norm_type not in NORMS:
+            raise ValueError(f"norm_type={self.norm_type!r}: choose one of {tuple(NORMS)}.")
+        self._validate_activations()
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"weight_init={self.weight_init!r}: choose one of {WEIGHT_INITS}.")
         if self.distance_function != "gaussian":
@@ -196,6 +238,48 @@ class EquiformerV2Config:
             raise ValueError(
                 f"grid_resolution={self.grid_resolution} is too coarse for lmax={self.lmax}: "
                 f"use at least {2 * self.lmax + 2} (or None for the automatic choice)."
+            )
+        self._validate_grid("attn_grid_resolution", self.mmax)
+        self._validate_grid("ffn_grid_resolution", self.lmax)
+        if self.ffn_width_multiplier is not None and not self.ffn_width_multiplier > 0:
+            raise ValueError(
+                f"ffn_width_multiplier={self.ffn_width_multiplier}: must be positive (the "
+                "feed-forward width is this times sphere_channels), or null."
+            )
+
+    def _validate_activations(self) -> None:
+        checks = (
+            ("attn_activation", ACTIVATIONS, "use_gate_act/use_sep_s2_act"),
+            ("ffn_activation", ffn_activation_names(), "use_gate_act/use_sep_s2_act/use_grid_mlp"),
+        )
+        for key, names, flags in checks:
+            value = getattr(self, key)
+            if value not in FLAG_ACTIVATIONS and value not in names:
+                raise ValueError(
+                    f"{key}={value!r}: choose one of {FLAG_ACTIVATIONS} (SiLU activations "
+                    f"chosen by {flags}, as in fairchem, whose blocks never read this key) or "
+                    f"an activation by name: {', '.join(names)}."
+                )
+        if self.use_grid_mlp and self.ffn_activation not in FLAG_ACTIVATIONS:
+            if "grid_mlp" not in self.ffn_activation:
+                raise ValueError(
+                    f"use_grid_mlp=True with ffn_activation={self.ffn_activation!r}: the grid MLP "
+                    "replaces the feed-forward activation; name a grid MLP (grid_mlp, "
+                    "separable_grid_mlp, swiglu_grid_mlp) or set use_grid_mlp: false."
+                )
+
+    def _validate_grid(self, key: str, mmax: int) -> None:
+        value = getattr(self, key)
+        if value is None:
+            return
+        if not isinstance(value, int) and len(value) != 2:
+            raise ValueError(f"{key}={value!r}: give one size or a [lat, long] pair.")
+        lat, long = (value, value) if isinstance(value, int) else value
+        if lat % 2 or lat < 2 * (self.lmax + 1) or long < 2 * mmax + 1:
+            raise ValueError(
+                f"{key}={value!r} is too coarse for lmax={self.lmax}, mmax={mmax}: the latitude "
+                f"count must be even and at least {2 * (self.lmax + 1)}, the longitude count "
+                f"at least {2 * mmax + 1}."
             )
 
     # -- conversion ----------------------------------------------------------------------------
@@ -230,3 +314,10 @@ class EquiformerV2Config:
         if include_ignored:
             out.update(ignored)
         return out
+
+
+def _resolution(value: int | list[int] | None, default: int | None) -> int | tuple[int, int] | None:
+    """A grid size as `eqv2.so3` takes it (hashable: a list becomes a tuple)."""
+    if value is None:
+        return default
+    return value if isinstance(value, int) else (int(value[0]), int(value[1]))

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from eqv2.model.config import EquiformerV2Config
-from eqv2.model.heads import attention_args, attention_options, resolve_heads
+from eqv2.model.heads import attention_args, attention_options, ffn_options, resolve_heads
 from eqv2.nn.attention import GraphAttention
 from eqv2.nn.block import TransformerBlock
 from eqv2.nn.context import EdgeContext, SphereGrids
@@ -100,15 +100,7 @@ class EquiformerV2(nn.Module):
             )
 
         def feed_forward(output_channels: int) -> FeedForward:
-            return FeedForward(
-                C,
-                c.ffn_hidden_channels,
-                output_channels,
-                lmax,
-                use_gate_act=c.use_gate_act,
-                use_grid_mlp=c.use_grid_mlp,
-                use_sep_s2_act=c.use_sep_s2_act,
-            )
+            return FeedForward(C, c.ffn_hidden_channels, output_channels, lmax, **ffn_options(c))
 
         self.blocks = nn.ModuleList(
             TransformerBlock(
@@ -181,7 +173,8 @@ class EquiformerV2(nn.Module):
         )
         grids = SphereGrids.build(
             layout=self.layout,
-            resolution=c.grid_resolution,
+            resolution=c.edge_grid_resolution,
+            node_resolution=c.node_grid_resolution,
             dtype=edge_vec.dtype,
             device=edge_vec.device,
             differentiable_twice=self.differentiable_twice,

@@ -57,12 +57,9 @@ class HeadType:
     fairchem_blocks: tuple[tuple[str, str], ...]
 
 
-def _ffn_options(c: EquiformerV2Config) -> dict[str, bool]:
-    return {
-        "use_gate_act": c.use_gate_act,
-        "use_grid_mlp": c.use_grid_mlp,
-        "use_sep_s2_act": c.use_sep_s2_act,
-    }
+def ffn_options(c: EquiformerV2Config) -> dict[str, Any]:
+    """Keyword arguments of :class:`eqv2.nn.feed_forward.FeedForward` for this config."""
+    return {"activation": c.feed_forward_activation}
 
 
 def attention_args(c: EquiformerV2Config, edge_channels: list[int], output_channels: int) -> tuple:
@@ -81,13 +78,13 @@ def attention_args(c: EquiformerV2Config, edge_channels: list[int], output_chann
     )
 
 
-def attention_options(c: EquiformerV2Config) -> dict[str, bool]:
+def attention_options(c: EquiformerV2Config) -> dict[str, Any]:
+    """Keyword arguments of :class:`eqv2.nn.attention.GraphAttention` for this config."""
     return {
         "use_atom_edge_embedding": c.use_atom_edge_embedding and not c.share_atom_edge_embedding,
         "use_m_share_rad": c.use_m_share_rad,
         "use_attn_renorm": c.use_attn_renorm,
-        "use_gate_act": c.use_gate_act,
-        "use_sep_s2_act": c.use_sep_s2_act,
+        "activation": c.attention_activation,
     }
 
 
@@ -98,7 +95,7 @@ def _energy(c: EquiformerV2Config, spec: Mapping[str, Any], _: list[int]) -> nn.
         c.lmax,
         c.avg_num_nodes,
         reduce=spec.get("reduce", "sum"),
-        **_ffn_options(c),
+        **ffn_options(c),
     )
 
 

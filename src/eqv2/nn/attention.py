@@ -7,12 +7,8 @@ import math
 import torch
 from torch import nn
 
-from eqv2.nn.activation import (
-    SmoothLeakyReLU,
-    gate_activation,
-    s2_activation,
-    separable_s2_activation,
-)
+from eqv2.nn.activation import SmoothLeakyReLU
+from eqv2.nn.activations import attention_activation_name, make_activation
 from eqv2.nn.context import EdgeContext, SphereGrids
 from eqv2.nn.norm import LayerNorm
 from eqv2.nn.radial import RadialMLP, atom_edge_embeddings
@@ -30,7 +26,9 @@ class GraphAttention(nn.Module):
     2. The first SO(2) convolution is modulated by a radial function of the edge scalars
        (or, with ``use_m_share_rad``, the rotated input is scaled per degree beforehand) and
        emits extra m = 0 scalars: attention logits (heads × alpha channels) and gates.
-    3. Values: activation (separable S2, S2 or gate) then a second SO(2) convolution.
+    3. Values: activation (a variant of `eqv2.nn.activations`: ``activation`` names it, or
+       fairchem's ``use_gate_act`` / ``use_sep_s2_act`` choose gate, separable S2 or S2), then
+       a second SO(2) convolution.
     4. Logits: LayerNorm (the attention re-normalisation, optional) → smooth leaky ReLU → dot
        with a learned vector per head → softmax over edges with the same target → dropout.
     5. Weighted values are rotated back, summed into targets and mixed by an SO(3) linear.
@@ -56,6 +54,7 @@ class GraphAttention(nn.Module):
         use_gate_act: bool = False,
         use_sep_s2_act: bool = True,
         alpha_drop: float = 0.0,
+        activation: str | None = None,
     ) -> None:
         super().__init__()
         self.sphere_channels = sphere_channels
@@ -66,30 +65,25 @@ class GraphAttention(nn.Module):
         self.lmax, self.mmax = lmax, mmax
         layout = CoefficientLayout(lmax, mmax)
         self.use_m_share_rad = use_m_share_rad
-        self.use_gate_act = use_gate_act
-        self.use_sep_s2_act = use_sep_s2_act
+        if activation is None:
+            activation = attention_activation_name(use_gate_act, use_sep_s2_act)
+        self.activation = activation
+        self.act = make_activation(activation, layout.edge_degree_index())
 
         self.source_embedding, self.target_embedding, edge_channels = atom_edge_embeddings(
             use_atom_edge_embedding, max_num_elements, edge_channels
         )
 
-        extra = num_heads * attn_alpha_channels
-        if use_gate_act:
-            extra += lmax * hidden_channels
-        elif use_sep_s2_act:
-            extra += hidden_channels
+        extra = num_heads * attn_alpha_channels + self.act.num_scalars(hidden_channels)
 
         if use_m_share_rad:
             self.rad_func = RadialMLP([*edge_channels, 2 * sphere_channels * (lmax + 1)])
             self.register_buffer("expand_index", layout.degree_index(), persistent=False)
         else:
             self.rad_func = None
-        if use_gate_act:  # gate row (degree − 1) of each edge-frame coefficient k ≥ 1
-            gate_index = layout.edge_degree_index()[1:] - 1
-            self.register_buffer("gate_index", gate_index, persistent=False)
         self.so2_conv_1 = SO2Convolution(
             2 * sphere_channels,
-            hidden_channels,
+            self.act.expansion * hidden_channels,
             lmax,
             mmax,
             edge_channels=None if use_m_share_rad else edge_channels,
@@ -130,14 +124,7 @@ class GraphAttention(nn.Module):
         message, extra = self.so2_conv_1(message, radial)
         n_alpha = self.num_heads * self.attn_alpha_channels
         alpha, gates = extra.split([n_alpha, extra.shape[1] - n_alpha], dim=1)
-        if self.use_gate_act:
-            message = gate_activation(gates, message, self.gate_index)
-        elif self.use_sep_s2_act:
-            message = separable_s2_activation(
-                gates, message, grids.edge, grids.differentiable_twice
-            )
-        else:
-            message = s2_activation(message, grids.edge, grids.differentiable_twice)
+        message = self.act(gates, message, grids.edge, grids.differentiable_twice)
         message, _ = self.so2_conv_2(message)
 
         alpha = self.alpha_act(

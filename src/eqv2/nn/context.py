@@ -120,18 +120,22 @@ class SphereGrids(NamedTuple):
         cls,
         *,
         layout: CoefficientLayout,
-        resolution: int | None,
+        resolution: int | tuple[int, int] | None,
         dtype: torch.dtype,
         device: torch.device,
         differentiable_twice: bool = False,
         memory_saving: bool = False,
+        node_resolution: int | tuple[int, int] | None | str = "same",
     ) -> SphereGrids:
-        """The layout's edge and node grids (``resolution`` points per angle, or the
-        reference's automatic choice for None) in ``dtype`` on ``device``; cached, exact
-        casts of float64 matrices."""
+        """The layout's edge and node grids (``resolution`` points per angle or a
+        ``(lat, long)`` pair, or the reference's automatic choice for None; the node grid's
+        ``node_resolution`` when given) in ``dtype`` on ``device``; cached, exact casts of
+        float64 matrices."""
+        if node_resolution == "same":
+            node_resolution = resolution
         return cls(
             edge=layout.edge_grid(resolution, dtype, device),
-            node=layout.node_grid(resolution, dtype, device),
+            node=layout.node_grid(node_resolution, dtype, device),
             differentiable_twice=differentiable_twice,
             memory_saving=memory_saving,
         )

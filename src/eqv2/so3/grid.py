@@ -26,9 +26,14 @@ __all__ = ["grid_resolution", "s2_grid_matrices"]
 _NORMALIZATIONS = ("component", "integral", "norm")
 
 
-def grid_resolution(lmax: int, mmax: int, resolution: int | None = None) -> tuple[int, int]:
-    """``(lat, long)`` sizes: ``resolution`` for both if given, else ``2(lmax+1)`` latitudes and
-    ``2 mmax + 1`` longitudes (``2 mmax + 3`` when ``mmax == lmax``), as the reference chooses."""
+def grid_resolution(
+    lmax: int, mmax: int, resolution: int | tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """``(lat, long)`` sizes: ``resolution`` for both if an int, as given if a ``(lat, long)``
+    tuple, else ``2(lmax+1)`` latitudes and ``2 mmax + 1`` longitudes (``2 mmax + 3`` when
+    ``mmax == lmax``), as the reference chooses."""
+    if isinstance(resolution, tuple):
+        return int(resolution[0]), int(resolution[1])
     if resolution is not None:
         return resolution, resolution
     lat = 2 * (lmax + 1)

@@ -7,6 +7,11 @@ from the checkpoint, and the optimiser, schedule and step count start fresh.
 * **Model config**: the checkpoint's. Model keys that the run config sets must agree with it,
   except the training-only ones (`TRAINING_ONLY_KEYS`: dropout rates), which the run may change.
   A run config without a model section takes the checkpoint's config as it is.
+* **Direct → conservative**: ``model: {direct_forces: false}`` on a direct-force checkpoint
+  fine-tunes it into a conservative model (forces = −dE/dx): the direct force head is dropped
+  and every other weight kept (the eSEN / EquiformerV3 schedule; ``configs/
+  conservative_finetune.yaml``, ``docs/equiformer_v3.md``). The other direction is refused
+  (a conservative model has no force head to start from).
 * **Targets**: ``keep`` (default) the checkpoint's normalisers and element references, which
   are what its output heads were trained to predict, or ``refit`` them on the new training set
   as a run from scratch does.
@@ -29,6 +34,7 @@ from torch import nn
 
 from eqv2.model.config import EquiformerV2Config
 from eqv2.model.equiformer_v2 import EquiformerV2
+from eqv2.model.heads import head_type
 from eqv2.model.loading import load_model
 from eqv2.model.potential import Potential
 from eqv2.train.run_config import RunConfig
@@ -40,6 +46,8 @@ TRAINING_ONLY_KEYS = ("alpha_drop", "drop_path_rate", "proj_drop")
 #: Model keys that only choose the random initialisation, which the loaded weights replace.
 INIT_ONLY_KEYS = ("weight_init",)
 _HEADS = ("energy_block", "force_block", "stress_head")
+#: the module a direct → conservative fine-tune drops
+_FORCE_HEAD = "force_block"
 #: ``finetune.freeze`` group names and the parameter-name prefixes they cover (None: all but
 #: the output heads).
 FREEZE_GROUPS: dict[str, tuple[str, ...] | None] = {
@@ -69,7 +77,8 @@ def merge_model_config(
         checkpoint: the checkpoint's name, for messages.
 
     Returns:
-        ``checkpoint_config``, or a copy with the run's values of `TRAINING_ONLY_KEYS`.
+        ``checkpoint_config``, or a copy with the run's values of `TRAINING_ONLY_KEYS` and,
+        for ``direct_forces: false`` on a direct-force checkpoint, `conservative_updates`.
 
     Raises:
         ValueError: a key the run sets differs from the checkpoint's (every such key is named,
@@ -82,6 +91,8 @@ def merge_model_config(
             continue
         if key in TRAINING_ONLY_KEYS:
             updates[key] = mine[key]
+        elif key == "direct_forces" and theirs[key] and not mine[key]:
+            updates.update(conservative_updates(checkpoint_config))
         elif mine[key] != theirs[key]:
             mismatches.append(f"model.{key}={mine[key]!r} (checkpoint: {theirs[key]!r})")
     if mismatches:
@@ -90,11 +101,39 @@ def merge_model_config(
             f"{'; '.join(mismatches)}. A fine-tuned model keeps the checkpoint's architecture: "
             "remove these keys (or the whole model section, and the checkpoint's config is used) "
             "or fine-tune from a checkpoint with these values. Only "
-            f"{', '.join(TRAINING_ONLY_KEYS)} may differ from the checkpoint."
+            f"{', '.join(TRAINING_ONLY_KEYS)} may differ from the checkpoint, and "
+            "direct_forces may go from true to false (direct -> conservative fine-tuning)."
         )
     if not updates:
         return checkpoint_config
     return dataclasses.replace(checkpoint_config, **updates)
+
+
+def conservative_updates(config: EquiformerV2Config) -> dict[str, Any]:
+    """Config changes that turn a direct-force model into a conservative one: no direct forces,
+    and no force head among the declared ``heads`` (fairchem-style configs list it)."""
+    updates: dict[str, Any] = {"direct_forces": False}
+    if config.heads is not None:
+        updates["heads"] = {
+            name: spec
+            for name, spec in config.heads.items()
+            if head_type(spec.get("module"), name).kind != "forces"
+        }
+    return updates
+
+
+def transfer_weights(source: nn.Module, target: nn.Module) -> list[str]:
+    """Load ``source``'s weights into ``target`` (the same architecture, except that ``target``
+    may lack the direct force head); returns the names of the dropped parameters.
+
+    Raises:
+        RuntimeError: any other key is missing or unexpected, or a shape differs.
+    """
+    state = source.state_dict()
+    wanted = target.state_dict()
+    dropped = [k for k in state if k not in wanted and k.startswith(_FORCE_HEAD + ".")]
+    target.load_state_dict({k: v for k, v in state.items() if k not in dropped})
+    return dropped
 
 
 def _under(name: str, prefixes: Sequence[str]) -> bool:
@@ -195,9 +234,9 @@ def start_finetune(
     loaded = load_model(source, use_ema=ft.use_ema)
     config = merge_model_config(run.model, run.model_keys, loaded.config, run.source, str(source))
     model = loaded.model
-    if config is not loaded.config:  # other dropouts: the same weights in a rebuilt network
+    if config is not loaded.config:  # other dropouts or no force head: rebuilt network
         model = EquiformerV2(config)
-        model.load_state_dict(loaded.model.state_dict())
+        transfer_weights(loaded.model, model)
     if ft.targets == "refit":
         normalizers, refs = fit_targets(train, run.data)
         potential = Potential(model, normalizers, None if refs is None else torch.as_tensor(refs))
@@ -214,7 +253,9 @@ def start_finetune(
 __all__ = [
     "FREEZE_GROUPS",
     "TRAINING_ONLY_KEYS",
+    "conservative_updates",
     "freeze_parameters",
     "merge_model_config",
     "start_finetune",
+    "transfer_weights",
 ]

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import torch
 
+from eqv2.nn.chunking import AUTOMATIC, EdgeChunking
 from eqv2.so3 import CoefficientLayout, GridMatrices, edge_frames, edge_rotation
 
 #: ``edge_scalars(distance (E,), source_z (E,), target_z (E,)) -> (E, F)`` invariant features
@@ -50,6 +51,30 @@ class EdgeContext(NamedTuple):
     batch: torch.Tensor  #: (N,) structure index of each node
     num_nodes: int
     num_graphs: int
+    #: how layers that loop over edges split them into chunks (`eqv2.nn.chunking`)
+    chunking: EdgeChunking = AUTOMATIC
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.src.shape[0])
+
+    def edge_slice(self, start: int, stop: int) -> EdgeContext:
+        """The context of edges ``start:stop`` only (views; node fields unchanged).
+
+        Every per-edge field must be sliced here: a field added to this class that has one
+        row per edge belongs in this list.
+        """
+        rows = 2 * self.to_edge.shape[2]  # message rows per edge: source and target per coefficient
+        return self._replace(
+            src=self.src[start:stop],
+            dst=self.dst[start:stop],
+            src_z=self.src_z[start:stop],
+            dst_z=self.dst_z[start:stop],
+            scalars=self.scalars[start:stop],
+            to_edge=self.to_edge[start:stop],
+            from_edge=self.from_edge[start:stop],
+            message_index=self.message_index[start * rows : stop * rows],
+        )
 
     @classmethod
     def build(
@@ -64,6 +89,7 @@ class EdgeContext(NamedTuple):
         edge_scalars: EdgeScalars,
         roll: str = "deterministic",
         rotation: torch.Tensor | None = None,
+        chunking: EdgeChunking = AUTOMATIC,
     ) -> EdgeContext:
         """The context of one batch.
 
@@ -78,6 +104,7 @@ class EdgeContext(NamedTuple):
             roll: edge-frame roll rule of `eqv2.so3.edge_frames` when ``rotation`` is None.
             rotation: (E, 3, 3) edge frames to use instead of computing them (to replay
                 another run's frames).
+            chunking: how layers split the edges into chunks (`eqv2.nn.chunking`).
         """
         src, dst = edge_index[0], edge_index[1]
         # edge frames and Wigner matrices in full precision even under autocast: every message
@@ -101,6 +128,7 @@ class EdgeContext(NamedTuple):
             batch=batch,
             num_nodes=int(atomic_numbers.shape[0]),
             num_graphs=num_graphs,
+            chunking=chunking,
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eqv2.nn.chunking import chunk_bounds, run_chunk
 from eqv2.nn.context import EdgeContext
 from eqv2.nn.radial import RadialMLP, atom_edge_embeddings
 from eqv2.nn.segment import segment_sum
@@ -37,7 +38,30 @@ class EdgeDegreeEmbedding(nn.Module):
         self.rad_func = RadialMLP([*edge_channels, (lmax + 1) * sphere_channels])
         self.rescale_factor = rescale_factor
 
+    def bytes_per_edge(self, dtype: torch.dtype) -> int:
+        """Working memory of one edge's intermediates in ``forward`` (for chunk sizes)."""
+        hidden = self.rad_func.net[0].out_features
+        floats = 3 * hidden + (self.lmax + 1 + (self.lmax + 1) ** 2) * self.sphere_channels
+        return floats * torch.finfo(dtype).bits // 8
+
     def forward(self, edges: EdgeContext) -> torch.Tensor:
+        """(N, (lmax+1)², C) embedding; edges in chunks when ``edges.chunking`` says so."""
+        num_edges = edges.num_edges
+        size = edges.chunking.chunk_size(self.bytes_per_edge(edges.scalars.dtype))
+        if size >= num_edges:
+            out = segment_sum(self._rotated(edges), edges.dst, edges.num_nodes)
+        else:
+            out = None
+            for start, stop in chunk_bounds(num_edges, size):
+                chunk = edges.edge_slice(start, stop)
+                rotated = run_chunk(self._rotated, chunk)
+                if out is None:
+                    out = rotated.new_zeros((edges.num_nodes, *rotated.shape[1:]))
+                out.index_add_(0, chunk.dst, rotated)
+        return out / self.rescale_factor
+
+    def _rotated(self, edges: EdgeContext) -> torch.Tensor:
+        """Each edge's contribution in the global frame: (E, (lmax+1)², C)."""
         radial = self.rad_func.forward_edges(
             edges.scalars,
             self.source_embedding,
@@ -47,5 +71,4 @@ class EdgeDegreeEmbedding(nn.Module):
         )
         m0 = radial.view(radial.shape[0], self.lmax + 1, self.sphere_channels)
         # only the m = 0 columns (the first lmax+1 of the m-major layout) are non-zero
-        rotated = torch.bmm(edges.from_edge[:, :, : self.lmax + 1], m0)
-        return segment_sum(rotated, edges.dst, edges.num_nodes) / self.rescale_factor
+        return torch.bmm(edges.from_edge[:, :, : self.lmax + 1], m0)

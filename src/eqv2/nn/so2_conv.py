@@ -125,3 +125,20 @@ class SO2Convolution(nn.Module):
                 xm = blocks[m].reshape(num_edges, 2, n * c_in)
             out.append(conv(xm).view(num_edges, 2 * n, self.out_channels))
         return torch.cat(out, dim=1), extra
+
+    def m0_extra(
+        self, x0: torch.Tensor, radial: torch.Tensor | None = None, count: int | None = None
+    ) -> torch.Tensor:
+        """The first ``count`` (default: all) extra m = 0 scalars of `forward`, from the m = 0
+        rows only: x0 (E, L+1, C_in) → (E, count). The same arithmetic as `forward` for them,
+        without the other orders' maps (attention logits of a chunk need nothing else)."""
+        num_edges, n0 = x0.shape[0], self.block_sizes[0]
+        count = self.extra_m0_channels if count is None else count
+        if self.rad_func is not None:
+            if radial is None:
+                raise ValueError(
+                    "this SO(2) convolution is modulated by a radial function: pass `radial`"
+                )
+            x0 = x0 * radial[:, : self.rad_sizes[0]].reshape(num_edges, n0, self.in_channels)
+        x0 = x0.reshape(num_edges, n0 * self.in_channels)
+        return nn.functional.linear(x0, self.fc_m0.weight[:count], self.fc_m0.bias[:count])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from eqv2.train.denoising import DenoisingConfig
 from eqv2.train.objective import LossSpec
 
 __all__ = ["AMP_MODES", "TrainerConfig"]
@@ -34,7 +36,9 @@ class TrainerConfig:
     with ``energy_coefficient``, the force L2MAE with ``force_coefficient``, and for a model
     with a decomposed stress head the stress-part MAEs with ``stress_isotropic_coefficient``
     and ``stress_anisotropic_coefficient`` (0: off; on, every training structure needs a
-    stress label).
+    stress label). ``denoising``: the Noisy Nodes / DeNS auxiliary task
+    (`eqv2.train.denoising.DenoisingConfig` keys: prob, coefficient, std, fixed_std, std_low,
+    std_high, num_steps, corrupt_ratio, all_atoms); None: off.
 
     Step or epoch schedule: ``max_epochs`` (when set) replaces ``max_steps``, and
     ``warmup_epochs`` replaces ``warmup_steps``, converted with the number of global batches
@@ -68,6 +72,8 @@ class TrainerConfig:
     warmup_epochs: float | None = None
     stress_isotropic_coefficient: float = 0.0
     stress_anisotropic_coefficient: float = 0.0
+    #: the denoising auxiliary task (Noisy Nodes / DeNS): `DenoisingConfig` keys, or None
+    denoising: dict[str, Any] | None = None
 
     def loss_spec(self) -> LossSpec:
         """The loss terms and coefficients of this config."""
@@ -75,6 +81,7 @@ class TrainerConfig:
             self.energy_coefficient, self.force_coefficient, self.energy_loss,
             self.free_atoms_only, self.stress_isotropic_coefficient,
             self.stress_anisotropic_coefficient,
+            None if self.denoising is None else DenoisingConfig.from_dict(self.denoising),
         )  # fmt: skip
 
     def __post_init__(self) -> None:

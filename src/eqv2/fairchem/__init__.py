@@ -25,7 +25,12 @@ from eqv2.fairchem.keys import (
     strip_module_prefix,
     to_fairchem_state_dict,
 )
-from eqv2.fairchem.read import FairchemCheckpoint, is_fairchem_checkpoint, read_fairchem_checkpoint
+from eqv2.fairchem.read import (
+    FairchemCheckpoint,
+    denoising_recipe,
+    is_fairchem_checkpoint,
+    read_fairchem_checkpoint,
+)
 from eqv2.fairchem.write import to_fairchem_checkpoint
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "FORCE_HEAD_MODULES",
     "FairchemCheckpoint",
     "Layout",
+    "denoising_recipe",
     "detect_layout",
     "from_fairchem_state_dict",
     "hydra_to_monolithic_key",

@@ -30,10 +30,16 @@ import torch
 from eqv2.fairchem.config import default_heads, resolve_model
 from eqv2.fairchem.ema import ema_state_dict
 from eqv2.fairchem.keys import Layout, from_fairchem_state_dict
+from eqv2.fairchem.write import DENOISING_NAMES
 from eqv2.model.checkpoint import FORMAT_NAME, CheckpointError, PathLike, safe_load
 from eqv2.model.config import EquiformerV2Config
 
-__all__ = ["FairchemCheckpoint", "is_fairchem_checkpoint", "read_fairchem_checkpoint"]
+__all__ = [
+    "FairchemCheckpoint",
+    "denoising_recipe",
+    "is_fairchem_checkpoint",
+    "read_fairchem_checkpoint",
+]
 
 #: normalisers eqv2 applies (fairchem's target names)
 _NORMALIZED_TARGETS = ("energy", "forces", "stress", "stress_isotropic", "stress_anisotropic")
@@ -238,3 +244,17 @@ def _weights_and_config(
         "'state_dict' and 'config', or a bare state dict of tensors together with config=); "
         f"found {keys}."
     )
+
+
+def denoising_recipe(checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The DeNS training recipe of a fairchem checkpoint (its ``optim.denoising_pos_params``
+    and ``denoising_pos_coefficient``) as eqv2's ``train.denoising`` mapping, or None when the
+    file was not trained with DeNS (``optim.use_denoising_pos`` unset or false)."""
+    optim = (checkpoint.get("config") or {}).get("optim") or {}
+    if not optim.get("use_denoising_pos"):
+        return None
+    params = optim.get("denoising_pos_params") or {}
+    recipe = {eq: params[fc] for eq, fc in DENOISING_NAMES.items() if fc in params}
+    if optim.get("denoising_pos_coefficient") is not None:
+        recipe["coefficient"] = optim["denoising_pos_coefficient"]
+    return {k: recipe[k] for k in ("prob", "coefficient", *DENOISING_NAMES) if k in recipe}

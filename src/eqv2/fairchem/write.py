@@ -13,7 +13,19 @@ from eqv2.model.checkpoint import PathLike, atomic_save
 from eqv2.model.config import EquiformerV2Config
 from eqv2.model.heads import DEFAULT_HEADS, ResolvedHead, resolve_heads
 
-__all__ = ["to_fairchem_checkpoint"]
+__all__ = ["DENOISING_NAMES", "to_fairchem_checkpoint"]
+
+#: eqv2's ``train.denoising`` keys → fairchem's ``optim.denoising_pos_params`` keys (DeNS trainer)
+DENOISING_NAMES = {
+    "prob": "prob",
+    "fixed_std": "fixed_noise_std",
+    "std": "std",
+    "num_steps": "num_steps",
+    "std_low": "std_low",
+    "std_high": "std_high",
+    "corrupt_ratio": "corrupt_ratio",
+    "all_atoms": "all_atoms",
+}
 
 
 def to_fairchem_checkpoint(
@@ -25,6 +37,7 @@ def to_fairchem_checkpoint(
     element_references: torch.Tensor | None = None,
     buffers: Mapping[str, torch.Tensor] | None = None,
     layout: Layout = "hydra",
+    denoising: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build (and optionally write, atomically) a checkpoint that fairchem 1.x can load.
 
@@ -42,6 +55,13 @@ def to_fairchem_checkpoint(
     to write a file that also strict-loads. Note that ``OCPCalculator`` needs
     ``trainer="equiformerv2_forces"`` (or ``"ocp"``) for 1.x-style files.
 
+    ``denoising``: the DeNS recipe a model was trained with (the flat ``train.denoising``
+    mapping, `eqv2.train.denoising.DenoisingConfig.to_dict`), written as fairchem's DeNS
+    trainer keeps it: ``optim.use_denoising_pos``, ``optim.denoising_pos_params``,
+    ``optim.denoising_pos_coefficient`` and the ``denoising_pos_target`` normaliser (mean 0,
+    rmsd = the noise std, or ``std_high`` for sampled σ). A Noisy Nodes head
+    (``position_denoising_head``) has no fairchem counterpart and is refused.
+
     Only tensors and plain values are written, so the file loads with ``weights_only=True``.
     """
     cfg = config if isinstance(config, EquiformerV2Config) else EquiformerV2Config.from_dict(config)
@@ -54,6 +74,12 @@ def to_fairchem_checkpoint(
         )
     has_forces = any(k.startswith("force_block.") for k in state_dict)
     resolved = resolve_heads(cfg) if cfg.heads is not None else None
+    if resolved is not None and "denoising" in resolved:
+        raise ValueError(
+            f"head {resolved['denoising'].name!r} (position_denoising_head, Noisy Nodes) has no "
+            "fairchem counterpart: remove it from model.heads and its denoising_head.* weights "
+            "(it only serves training) before exporting, or keep the eqv2 checkpoint."
+        )
     stress_head = resolved.get("stress") if resolved is not None else None
     outputs, losses, metrics = _targets(has_forces, stress_head)
     checkpoint: dict[str, Any] = {
@@ -90,6 +116,8 @@ def to_fairchem_checkpoint(
         "ema": None,
         "val_metrics": None,
     }
+    if denoising is not None:
+        _write_denoising(checkpoint, denoising)
     if element_references is not None:
         checkpoint["elementrefs"] = {
             "energy": {"element_references": torch.as_tensor(element_references).detach().cpu()}
@@ -165,3 +193,21 @@ def _targets(
             losses.append({name: {"fn": "mae", "coefficient": 1}})
         metrics[name] = ["mae"]
     return outputs, losses, metrics
+
+
+def _write_denoising(checkpoint: dict[str, Any], recipe: Mapping[str, Any]) -> None:
+    """The DeNS recipe in fairchem's places (see `to_fairchem_checkpoint`)."""
+    unknown = sorted(set(recipe) - set(DENOISING_NAMES) - {"coefficient"})
+    if unknown:
+        raise ValueError(f"denoising recipe: unknown key(s) {unknown}; see DENOISING_NAMES.")
+    params = {fc: recipe[eq] for eq, fc in DENOISING_NAMES.items() if eq in recipe}
+    optim = checkpoint["config"]["optim"]
+    optim["use_denoising_pos"] = True
+    optim["denoising_pos_params"] = params
+    optim["denoising_pos_coefficient"] = recipe.get("coefficient")
+    fixed = params.get("fixed_noise_std", True)
+    scale = params.get("std") if fixed else params.get("std_high")
+    checkpoint["normalizers"]["denoising_pos_target"] = {
+        "mean": torch.tensor(0.0),
+        "rmsd": torch.tensor(float(scale)),
+    }

@@ -8,7 +8,8 @@ heads the config declares (a stress head adds ``stress_isotropic (B, 1)`` and
 
 Parameter names equal the reference's monolithic layout (``sphere_embedding.weight``,
 ``blocks.0.ga.so2_conv_1.fc_m0.weight``, ``energy_block.*``, ``force_block.*``; a stress head
-sits under ``stress_head.*``, the DeNS force encoding under ``force_embedding.*``), so fairchem
+sits under ``stress_head.*``, a Noisy Nodes head under ``denoising_head.*``, the DeNS force
+encoding under ``force_embedding.*``), so fairchem
 checkpoints map onto this module by renaming prefixes only (``eqv2.fairchem``). The heads
 are chosen by ``config.heads`` (``eqv2.model.heads``).
 """
@@ -30,7 +31,7 @@ from eqv2.nn.context import EdgeContext, SphereGrids
 from eqv2.nn.edge_degree import EdgeDegreeEmbedding
 from eqv2.nn.feed_forward import FeedForward
 from eqv2.nn.force_encoding import ForceEmbedding
-from eqv2.nn.heads import HeadInputs
+from eqv2.nn.heads import DeNSForceHead, HeadInputs
 from eqv2.nn.norm import make_norm
 from eqv2.nn.radial import GaussianBasis, RadialMLP
 from eqv2.nn.so3_linear import SO3Linear
@@ -123,7 +124,7 @@ class EquiformerV2(nn.Module):
         self.noise_schedule_sigma_embedding = (
             nn.Linear(1, C) if c.use_noise_schedule_sigma_encoding else None
         )
-        self.force_block = self.stress_head = None
+        self.force_block = self.stress_head = self.denoising_head = None
         for head in self.heads.values():
             setattr(self, head.attribute, head.type.build(c, head.spec, edge_channels))
         if c.load_energy_lin_ref:
@@ -157,6 +158,9 @@ class EquiformerV2(nn.Module):
         ``edge_index (2, E)`` (source, target) and ``edge_vec (E, 3)``; ``edge_rot (E, 3, 3)``
         optionally replaces the computed edge frames (to replay another run's frames). With
         ``direct_forces=False`` it also needs ``pos`` with gradients reaching ``edge_vec``.
+        A corrupted training batch (`eqv2.train.corruption`: ``denoising_mask`` and, for the
+        DeNS backbone, ``denoising_forces`` / ``denoising_sigmas``) also gets
+        ``"denoising" (N, 3)``, the predicted position noise.
         """
         c = self.config
         atomic_numbers = graph["atomic_numbers"].long()
@@ -211,12 +215,31 @@ class EquiformerV2(nn.Module):
         # x leaves the final norm in full precision: so do the heads' sums
         inputs = HeadInputs(edges, grids, edge_vec, graph["natoms"])
         out: dict[str, torch.Tensor] = {}
-        for head in self.heads.values():
-            out.update(getattr(self, head.attribute)(x, inputs))
+        for kind, head in self.heads.items():
+            if kind != "denoising":  # evaluated on corrupted training batches only
+                out.update(getattr(self, head.attribute)(x, inputs))
+        if "denoising_mask" in graph:  # a corrupted batch (eqv2.train.corruption)
+            out["denoising"] = self._denoise(x, inputs)
         if self.energy_lin_ref is not None and c.use_energy_lin_ref:
             refs = self.energy_lin_ref[atomic_numbers].to(x.dtype)
             out["energy"] = out["energy"].index_add(0, batch, refs)
         return out
+
+    @property
+    def can_denoise(self) -> bool:
+        """Whether the model predicts position noise (a denoising head, or DeNS force head)."""
+        return self.denoising_head is not None or isinstance(self.force_block, DeNSForceHead)
+
+    def _denoise(self, x: torch.Tensor, inputs: HeadInputs) -> torch.Tensor:
+        """Predicted position noise (N, 3): Noisy Nodes' head, else DeNS's denoising block."""
+        if self.denoising_head is not None:
+            return self.denoising_head(x, inputs)["denoising"]
+        if isinstance(self.force_block, DeNSForceHead):
+            return self.force_block.denoise(x, inputs)
+        raise ValueError(
+            "this model has no denoising head: a corrupted batch (graph['denoising_mask']) "
+            "needs the DeNS force head or a position_denoising_head."
+        )
 
     @property
     def num_params(self) -> int:

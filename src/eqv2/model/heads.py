@@ -3,10 +3,10 @@
 A config's ``heads`` (fairchem's ``model.heads``: ``{name: {"module": ..., **kwargs}}``) is
 resolved here. ``module`` may be a registry name (``rank2_symmetric_head``) or a class path
 (``fairchem.core.models.equiformer_v2.equiformer_v2_dens.DeNSRank2Head``); only its last
-dotted component is looked up. Every head has a *kind* (energy, forces, stress); a model has at
-most one head of each kind, stored under a fixed attribute (``energy_block``, ``force_block``,
-``stress_head``) whose parameter names are fairchem's inner names, renamed by prefix only
-(:attr:`HeadType.fairchem_blocks`).
+dotted component is looked up. Every head has a *kind* (energy, forces, stress, denoising); a
+model has at most one head of each kind, stored under a fixed attribute (``energy_block``,
+``force_block``, ``stress_head``, ``denoising_head``) whose parameter names are fairchem's
+inner names, renamed by prefix only (:attr:`HeadType.fairchem_blocks`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from eqv2.model.config import EquiformerV2Config
-from eqv2.nn.heads import DeNSForceHead, EnergyHead, ForceHead, Rank2Head
+from eqv2.nn.heads import DeNSForceHead, EnergyHead, ForceHead, PositionDenoisingHead, Rank2Head
 
 __all__ = [
     "ATTRIBUTES",
@@ -31,7 +31,12 @@ __all__ = [
 ]
 
 #: eqv2 attribute holding the head of each kind (fixed: eqv2 checkpoints use these names).
-ATTRIBUTES = {"energy": "energy_block", "forces": "force_block", "stress": "stress_head"}
+ATTRIBUTES = {
+    "energy": "energy_block",
+    "forces": "force_block",
+    "stress": "stress_head",
+    "denoising": "denoising_head",
+}
 
 DEFAULT_HEADS: dict[str, dict[str, Any]] = {
     "energy": {"module": "equiformer_v2_energy_head"},
@@ -44,7 +49,7 @@ class HeadType:
     """How one fairchem head class maps onto eqv2.
 
     Attributes:
-        kind: ``"energy"``, ``"forces"`` or ``"stress"``.
+        kind: ``"energy"``, ``"forces"``, ``"stress"`` or ``"denoising"``.
         build: ``(config, head kwargs, edge_channels) -> module``.
         options: the head keyword arguments accepted (others are refused).
         fairchem_blocks: ``(fairchem inner prefix, eqv2 inner prefix)`` pairs: the head's
@@ -137,6 +142,10 @@ _RANK2_OPTIONS = frozenset(
 )
 _STRESS = HeadType("stress", _rank2, _RANK2_OPTIONS, (("", ""),))
 _DENS_STRESS = HeadType("stress", _rank2, _RANK2_OPTIONS | {"use_denoising"}, (("", ""),))
+#: Noisy Nodes (eqv2's own head, no fairchem counterpart)
+_DENOISING = HeadType(
+    "denoising", _forces(PositionDenoisingHead), frozenset(), (("denoising_block.", ""),)
+)
 
 #: fairchem head names (registry names and class names) → how eqv2 builds them.
 HEAD_TYPES: dict[str, HeadType] = {
@@ -154,6 +163,8 @@ HEAD_TYPES: dict[str, HeadType] = {
     "Rank2SymmetricTensorHead": _STRESS,
     "dens_rank2_symmetric_head": _DENS_STRESS,
     "DeNSRank2Head": _DENS_STRESS,
+    "position_denoising_head": _DENOISING,
+    "PositionDenoisingHead": _DENOISING,
 }
 
 
@@ -213,4 +224,4 @@ def resolve_heads(config: EquiformerV2Config) -> dict[str, ResolvedHead]:
             f"heads {sorted(specs)} have no energy head; eqv2 models always predict the energy "
             "(add {'module': 'equiformer_v2_energy_head'})."
         )
-    return {kind: out[kind] for kind in ("energy", "forces", "stress") if kind in out}
+    return {kind: out[kind] for kind in ATTRIBUTES if kind in out}

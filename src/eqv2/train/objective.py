@@ -7,6 +7,8 @@ the MAE of the isotropic and anisotropic stress parts, as fairchem trains OMat24
 ``mae`` 5, ``stress_anisotropic`` ``mae`` 5). Targets are put into the model's normalised
 units by the `Potential` itself (`Potential.normalize`, `Potential.stress_targets`), the exact
 inverse of how it denormalises at inference, so training and inference cannot disagree.
+With ``denoising`` set (`eqv2.train.denoising`: Noisy Nodes or DeNS), a corrupted batch adds
+the denoising term and trains each corrupted atom on its noise instead of its force.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from eqv2.model.potential import Potential
+from eqv2.train.corruption import Corruption
+from eqv2.train.denoising import DenoisingConfig, hybrid_force_denoising_loss
 from eqv2.train.loader import LabelledBatch
-from eqv2.train.losses import ENERGY_LOSSES, s2ef_loss, stress_losses
+from eqv2.train.losses import ENERGY_LOSSES, energy_loss, s2ef_loss, stress_losses
 
 __all__ = ["LossSpec", "Objective"]
 
@@ -36,6 +40,8 @@ class LossSpec:
     free_atoms_only: bool = True
     stress_isotropic_coefficient: float = 0.0
     stress_anisotropic_coefficient: float = 0.0
+    #: the denoising auxiliary task (Noisy Nodes / DeNS), or None
+    denoising: DenoisingConfig | None = None
 
     def __post_init__(self) -> None:
         if self.energy_loss not in ENERGY_LOSSES:
@@ -52,7 +58,8 @@ class LossSpec:
     def part_names(self) -> tuple[str, ...]:
         """Names of the logged loss parts, in the order `Objective.loss` returns them."""
         parts = ("energy_loss", "force_loss")
-        return parts + (("stress_isotropic_loss", "stress_anisotropic_loss") if self.stress else ())
+        parts += ("stress_isotropic_loss", "stress_anisotropic_loss") if self.stress else ()
+        return parts + (("denoising_loss",) if self.denoising is not None else ())
 
 
 class Objective:
@@ -73,8 +80,36 @@ class Objective:
                 "decompose: true}, as configs/materials/omat24_31m.yaml does), or set both "
                 "coefficients to 0."
             )
+        if spec.denoising is not None and not potential.model.can_denoise:
+            raise ValueError(
+                "train.denoising is set but the model has nothing that predicts the noise: use "
+                "the DeNS backbone and heads (configs/dens_emt.yaml) or add a denoising head "
+                "(heads: {denoising: {module: position_denoising_head}}, configs/dens_noisy_nodes"
+                "_emt.yaml), or remove train.denoising."
+            )
+        if spec.denoising is not None and potential.conservative:
+            raise ValueError(
+                "train.denoising needs direct force heads (direct_forces=True): the forces of "
+                "a corrupted structure are replaced by its noise, which −dE/dx cannot predict."
+            )
         self.potential = potential
         self.spec = spec
+        heads = potential.model.heads
+        #: whether the energy / stress terms are kept on corrupted batches
+        self.denoise_energy = bool(heads["energy"].spec.get("use_denoising", True))
+        stress = heads.get("stress")
+        self.denoise_stress = stress is None or bool(stress.spec.get("use_denoising", True))
+
+    def model_input(
+        self, batch: LabelledBatch
+    ) -> tuple[dict[str, torch.Tensor], Corruption | None]:
+        """The graph the model sees for a training batch: the batch's own, or, with denoising
+        on and probability ``denoising.prob``, a corrupted copy (also returned, for `loss`)."""
+        if self.spec.denoising is None:
+            return batch.graph, None
+        radius = self.potential.model.config.max_radius
+        corruption = self.spec.denoising.maybe_corrupt(batch.graph, batch.forces, radius)
+        return (batch.graph, None) if corruption is None else (corruption.graph, corruption)
 
     def targets(self, batch: LabelledBatch) -> dict[str, torch.Tensor]:
         """Normalised targets of a batch (what the raw model predicts), in the graph's dtype."""
@@ -100,20 +135,28 @@ class Objective:
         batch: LabelledBatch,
         num_structures: float | None = None,
         num_force_atoms: float | None = None,
+        corruption: Corruption | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The weighted loss of raw outputs ``out`` on ``batch``, and its parts (a detached
         float64 vector ordered as `LossSpec.part_names`). ``num_structures`` and
         ``num_force_atoms`` replace the batch's own counts as denominators (see
-        `eqv2.train.losses`)."""
+        `eqv2.train.losses`). ``corruption``: the batch was corrupted (the model saw
+        ``corruption.graph`` and returned ``out["denoising"]``)."""
         s, graph = self.spec, batch.graph
         target = self.targets(batch)
-        total, parts = s2ef_loss(
-            out, target["energy"], target["forces"], graph["natoms"], graph["fixed"],
-            s.energy_coefficient, s.force_coefficient, s.energy_loss, s.free_atoms_only,
-            num_structures=num_structures, num_force_atoms=num_force_atoms,
-        )  # fmt: skip
-        values = [parts["energy_loss"], parts["force_loss"]]
-        if s.stress:
+        denoise = None
+        if corruption is None:
+            total, parts = s2ef_loss(
+                out, target["energy"], target["forces"], graph["natoms"], graph["fixed"],
+                s.energy_coefficient, s.force_coefficient, s.energy_loss, s.free_atoms_only,
+                num_structures=num_structures, num_force_atoms=num_force_atoms,
+            )  # fmt: skip
+            values = [parts["energy_loss"], parts["force_loss"]]
+        else:
+            total, values, denoise = self._corrupted_loss(
+                out, target, graph, corruption, num_structures, num_force_atoms
+            )
+        if s.stress and (corruption is None or self.denoise_stress):
             iso, aniso = stress_losses(
                 out["stress_isotropic"], out["stress_anisotropic"], target["stress_isotropic"],
                 target["stress_anisotropic"], num_structures,
@@ -124,4 +167,37 @@ class Objective:
                 + s.stress_anisotropic_coefficient * aniso
             )
             values += [iso.detach(), aniso.detach()]
+        elif s.stress:
+            values += [total.detach() * 0.0] * 2
+        if s.denoising is not None:
+            values.append(total.detach() * 0.0 if denoise is None else denoise)
         return total, torch.stack([v.double() for v in values])
+
+    def _corrupted_loss(
+        self,
+        out: dict[str, torch.Tensor],
+        target: dict[str, torch.Tensor],
+        graph: dict[str, torch.Tensor],
+        corruption: Corruption,
+        num_structures: float | None,
+        num_force_atoms: float | None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """The loss of a corrupted batch: energy (clean label) and the hybrid force/noise
+        terms; the energy and force parts, and the denoising part (detached)."""
+        s = self.spec
+        energy = energy_loss(out["energy"], target["energy"], graph["natoms"], s.energy_loss,
+                             num_structures)  # fmt: skip
+        if not self.denoise_energy:  # fairchem zeroes the prediction: no gradient either way
+            energy = energy * 0.0
+        fixed = graph["fixed"].bool()
+        counted = ~fixed if s.free_atoms_only else torch.ones_like(fixed)
+        force, denoise = hybrid_force_denoising_loss(
+            out.get("forces"), target["forces"], out["denoising"], corruption, counted,
+            num_force_atoms,
+        )  # fmt: skip
+        total = (
+            s.energy_coefficient * energy
+            + s.force_coefficient * force
+            + s.denoising.coefficient * denoise
+        )
+        return total, [energy.detach(), force.detach()], denoise.detach()

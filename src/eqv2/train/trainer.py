@@ -222,7 +222,7 @@ class Trainer:
         self, batch: LabelledBatch, num_structures: int, force_atoms: int, world: int
     ) -> torch.Tensor:
         """Forward and backward of one micro-batch; its loss and parts (detached, float64)."""
-        graph = batch.graph
+        graph, corruption = self.objective.model_input(batch)  # corrupted when denoising
         if self.potential.conservative:
             # autocast covers the forward only; the force derivative runs outside it
             out = energy_derivatives(lambda g: self._forward(g)["energy"], graph, create_graph=True)
@@ -230,7 +230,7 @@ class Trainer:
             out = self._forward(graph)
         dtype = graph["pos"].dtype
         out = {k: v.to(dtype) for k, v in out.items()}  # the loss in full precision
-        loss, parts = self.objective.loss(out, batch, num_structures, force_atoms)
+        loss, parts = self.objective.loss(out, batch, num_structures, force_atoms, corruption)
         (loss * world).backward()  # DDP averages over processes: undo its 1/N
         return torch.cat((loss.detach().double().reshape(1), parts))
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eqv2.train.budget import CLOCKS, parse_duration
+from eqv2.train.denoising import DenoisingConfig
 from eqv2.train.early_stopping import EarlyStopping
 from eqv2.train.objective import LossSpec
 
@@ -78,7 +79,9 @@ class TrainerConfig:
     with ``energy_coefficient``, the force L2MAE with ``force_coefficient``, and for a model
     with a decomposed stress head the stress-part MAEs with ``stress_isotropic_coefficient``
     and ``stress_anisotropic_coefficient`` (0: off; on, every training structure needs a
-    stress label).
+    stress label). ``denoising``: the Noisy Nodes / DeNS auxiliary task
+    (`eqv2.train.denoising.DenoisingConfig` keys: prob, coefficient, std, fixed_std, std_low,
+    std_high, num_steps, corrupt_ratio, all_atoms); None: off.
 
     Step or epoch schedule: ``max_epochs`` (when set) replaces ``max_steps``, and
     ``warmup_epochs`` replaces ``warmup_steps``, converted with the number of global batches
@@ -128,6 +131,8 @@ class TrainerConfig:
     warmup_time: float | str | None = None
     early_stopping: EarlyStopping | dict[str, Any] | None = None
     final_scoring: FinalScoring | dict[str, Any] | bool | None = None
+    #: the denoising auxiliary task (Noisy Nodes / DeNS): `DenoisingConfig` keys, or None
+    denoising: dict[str, Any] | None = None
 
     def loss_spec(self) -> LossSpec:
         """The loss terms and coefficients of this config."""
@@ -135,6 +140,7 @@ class TrainerConfig:
             self.energy_coefficient, self.force_coefficient, self.energy_loss,
             self.free_atoms_only, self.stress_isotropic_coefficient,
             self.stress_anisotropic_coefficient,
+            None if self.denoising is None else DenoisingConfig.from_dict(self.denoising),
         )  # fmt: skip
 
     def __post_init__(self) -> None:

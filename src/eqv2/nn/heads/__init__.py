@@ -9,12 +9,21 @@ modules so a fairchem file maps onto them by renaming prefixes (``eqv2.model.hea
 * :class:`ForceHead`, :class:`DeNSForceHead`: direct forces from one attention block
   (``EquiformerV2ForceHead``, ``DeNSVectorHead``);
 * :class:`Rank2Head`: symmetric rank-2 tensors such as the stress
-  (``Rank2SymmetricTensorHead``, ``DeNSRank2Head``).
+  (``Rank2SymmetricTensorHead``, ``DeNSRank2Head``);
+* :class:`PositionDenoisingHead`: the Noisy Nodes noise prediction (eqv2's own).
 """
 
+from eqv2.nn.heads.denoising import PositionDenoisingHead
 from eqv2.nn.heads.energy import EnergyHead
 from eqv2.nn.heads.forces import DeNSForceHead, ForceHead
 from eqv2.nn.heads.inputs import HeadInputs
 from eqv2.nn.heads.rank2 import Rank2Head
 
-__all__ = ["DeNSForceHead", "EnergyHead", "ForceHead", "HeadInputs", "Rank2Head"]
+__all__ = [
+    "DeNSForceHead",
+    "EnergyHead",
+    "ForceHead",
+    "HeadInputs",
+    "PositionDenoisingHead",
+    "Rank2Head",
+]

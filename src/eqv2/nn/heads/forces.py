@@ -29,11 +29,17 @@ class ForceHead(GraphAttention):
 class DeNSForceHead(ForceHead):
     """fairchem's ``DeNSVectorHead``: the force block plus a ``denoising_pos_block``.
 
-    The denoising block predicts the noise added to positions during DeNS training. Without a
-    denoising batch the reference returns ``0 · denoising_pos_block(x) + forces``, so its weights
-    are loaded and exported but it is not evaluated here (identical for finite outputs).
+    The denoising block predicts the noise added to positions during DeNS training
+    (`denoise`). Without a denoising batch the reference returns
+    ``0 · denoising_pos_block(x) + forces``, so `forward` does not evaluate it (identical for
+    finite outputs).
     """
 
     def __init__(self, *attention_args: Any, output_name: str = "forces", **kwargs: Any) -> None:
         super().__init__(*attention_args, output_name=output_name, **kwargs)
         self.denoising_pos_block = GraphAttention(*attention_args, **kwargs)
+
+    def denoise(self, x: torch.Tensor, inputs: HeadInputs) -> torch.Tensor:
+        """The predicted position noise (N, 3) of a corrupted batch (normalised units)."""
+        out = self.denoising_pos_block(x, inputs.edges, inputs.grids)
+        return out[:, 1:4, 0].to(x.dtype)

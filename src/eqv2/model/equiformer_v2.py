@@ -27,6 +27,7 @@ from eqv2.nn.attention import GraphAttention
 from eqv2.nn.block import TransformerBlock
 from eqv2.nn.context import EdgeContext, SphereGrids
 from eqv2.nn.edge_degree import EdgeDegreeEmbedding
+from eqv2.nn.envelope import make_envelope
 from eqv2.nn.feed_forward import FeedForward
 from eqv2.nn.force_encoding import ForceEmbedding
 from eqv2.nn.heads import HeadInputs
@@ -78,6 +79,8 @@ class EquiformerV2(nn.Module):
 
         self.sphere_embedding = nn.Embedding(c.max_num_elements, C)
         self.distance_expansion = GaussianBasis(c.max_radius)
+        #: smooth mode's cut-off envelope (``config.envelope``), None for EquiformerV2
+        self.envelope = make_envelope(c.envelope, c.max_radius)
         edge_channels = [self.distance_expansion.num_output, c.edge_channels, c.edge_channels]
         if c.share_atom_edge_embedding:
             self.source_embedding = nn.Embedding(c.max_num_elements, c.edge_channels)
@@ -178,6 +181,7 @@ class EquiformerV2(nn.Module):
             edge_scalars=self._edge_scalars,
             roll=self.frame_roll,
             rotation=graph.get("edge_rot"),
+            envelope=self.envelope,
         )
         grids = SphereGrids.build(
             layout=self.layout,

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import torch
 
+from eqv2.nn.envelope import Envelope
 from eqv2.so3 import CoefficientLayout, GridMatrices, edge_frames, edge_rotation
 
 #: ``edge_scalars(distance (E,), source_z (E,), target_z (E,)) -> (E, F)`` invariant features
@@ -50,6 +51,9 @@ class EdgeContext(NamedTuple):
     batch: torch.Tensor  #: (N,) structure index of each node
     num_nodes: int
     num_graphs: int
+    #: (E,) cut-off envelope of each edge in [0, 1] (smooth mode), or None (EquiformerV2):
+    #: weights the attention softmax, the messages and the edge-degree embedding
+    envelope: torch.Tensor | None = None
 
     @classmethod
     def build(
@@ -64,6 +68,7 @@ class EdgeContext(NamedTuple):
         edge_scalars: EdgeScalars,
         roll: str = "deterministic",
         rotation: torch.Tensor | None = None,
+        envelope: Envelope | None = None,
     ) -> EdgeContext:
         """The context of one batch.
 
@@ -78,6 +83,7 @@ class EdgeContext(NamedTuple):
             roll: edge-frame roll rule of `eqv2.so3.edge_frames` when ``rotation`` is None.
             rotation: (E, 3, 3) edge frames to use instead of computing them (to replay
                 another run's frames).
+            envelope: cut-off envelope of the smooth mode (``eqv2.nn.envelope``), or None.
         """
         src, dst = edge_index[0], edge_index[1]
         # edge frames and Wigner matrices in full precision even under autocast: every message
@@ -89,18 +95,20 @@ class EdgeContext(NamedTuple):
                 rotation.to(edge_vec.dtype), layout.lmax, layout.mmax
             )
         src_z, dst_z = atomic_numbers.index_select(0, src), atomic_numbers.index_select(0, dst)
+        distance = edge_vec.norm(dim=1)
         return cls(
             src=src,
             dst=dst,
             src_z=src_z,
             dst_z=dst_z,
-            scalars=edge_scalars(edge_vec.norm(dim=1), src_z, dst_z),
+            scalars=edge_scalars(distance, src_z, dst_z),
             to_edge=to_edge,
             from_edge=from_edge,
             message_index=message_rows(src, dst, layout.num_coefficients),
             batch=batch,
             num_nodes=int(atomic_numbers.shape[0]),
             num_graphs=num_graphs,
+            envelope=None if envelope is None else envelope(distance),
         )
 
 

@@ -58,6 +58,7 @@ FIXTURE = REPO.parent / "shared" / "reference" / "eqv2_small"
 REFERENCE_TOOLS = REPO.parent / "shared" / "reference" / "tools"
 DEFAULT_REFERENCE_PYTHON = os.environ.get("EQV2_REFERENCE_PYTHON") or None
 
+SMOOTH = {"type": "polynomial", "p": 5}
 VARIANTS = {
     # norm types, with the fixture's activations (separable S2 + grid MLP)
     "layer_norm": dict(norm_type="layer_norm"),
@@ -68,6 +69,11 @@ VARIANTS = {
     "S2, no grid MLP": dict(use_sep_s2_act=False, use_grid_mlp=False),
     "separable S2, no grid MLP": dict(use_sep_s2_act=True, use_grid_mlp=False),
     "S2 + grid MLP (no scalar branch)": dict(use_sep_s2_act=False, use_grid_mlp=True),
+    # smooth mode (docs/smooth.md): cut-off envelope, every neighbour within the cut-off
+    "smooth: envelope, no cap (fixture architecture)": dict(envelope=SMOOTH, max_neighbors=None),
+    "smooth: envelope, no cap, gate, no grid MLP": dict(
+        envelope=SMOOTH, max_neighbors=None, use_gate_act=True, use_grid_mlp=False
+    ),
 }
 GRIDS = (12, 18, 24, 32)
 

@@ -121,3 +121,22 @@ def test_bad_input():
         edge_frames(torch.randn(3, 3), roll="fixed")
     with pytest.raises(ValueError, match="shape"):
         edge_frames(torch.randn(3))
+
+
+@pytest.mark.parametrize("roll", ["deterministic", "random"])
+def test_frames_and_wigner_twice_differentiable_at_degenerate_directions(roll):
+    """Edges along ±y (the polar axis), on the deterministic rule's seam u_y = 0 and along the
+    other axes: first and second derivatives of the edge-frame Wigner matrices are finite
+    (training on −dE/dx forces differentiates them twice)."""
+    from eqv2.so3 import edge_rotation
+
+    v = torch.cat([AXES, NEAR_AXES, torch.tensor([[1.2, 0.0, -0.7], [0.0, -2.0, 0.0]], dtype=F64)])
+    v = v.clone().requires_grad_(True)
+    gen = torch.Generator().manual_seed(0)
+    to_edge, from_edge = edge_rotation(edge_frames(v, roll=roll, generator=gen), 4, 2)
+    w1 = torch.randn(to_edge.shape, dtype=F64, generator=gen)
+    w2 = torch.randn(from_edge.shape, dtype=F64, generator=gen)
+    (g,) = torch.autograd.grad((to_edge * w1).sum() + (from_edge * w2).sum(), v, create_graph=True)
+    (gg,) = torch.autograd.grad((g * g).sum(), v)
+    assert torch.isfinite(g).all() and torch.isfinite(gg).all()
+    assert g.abs().max() < 1e4 and g.abs().max() > 0

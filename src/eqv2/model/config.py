@@ -20,6 +20,7 @@ from eqv2.nn.activations import (
     ffn_activation_name,
     ffn_activation_names,
 )
+from eqv2.nn.envelope import make_envelope
 from eqv2.nn.norms import NORMS
 
 #: Defaults the reference uses when `avg_num_nodes` / `avg_degree` are None (OC20 S2EF statistics).
@@ -63,7 +64,9 @@ class EquiformerV2Config:
     with a suggestion and ignores the reference's data-pipeline switches.
     """
 
-    max_neighbors: int = 500
+    #: neighbour cap per target (None: every neighbour within ``max_radius``; required with an
+    #: ``envelope``, since a cap drops edges discontinuously)
+    max_neighbors: int | None = 500
     max_radius: float = 5.0
     max_num_elements: int = 90
     num_layers: int = 12
@@ -119,6 +122,10 @@ class EquiformerV2Config:
     #: ``eqv2.model.heads.HEAD_TYPES``); None: an energy head plus, with ``direct_forces``, a
     #: direct force head (the OC20 layout).
     heads: dict[str, dict[str, Any]] | None = None
+    #: eqv2 extension, the smooth mode (EquiformerV3): a cut-off envelope weighting every
+    #: edge in the attention softmax, the messages and the edge-degree embedding, e.g.
+    #: ``{"type": "polynomial", "p": 5}`` (``eqv2.nn.envelope.ENVELOPES``); None: EquiformerV2.
+    envelope: dict[str, Any] | None = None
     #: Keys from the source config that were accepted but have no effect (kept for export).
     ignored: dict[str, Any] = field(default_factory=dict)
 
@@ -234,6 +241,7 @@ class EquiformerV2Config:
                 raise ValueError(f"{key}={getattr(self, key)}: must be a positive integer.")
         if self.max_radius <= 0:
             raise ValueError(f"max_radius={self.max_radius}: must be positive (Å).")
+        self._validate_smooth()
         if self.grid_resolution is not None and self.grid_resolution < 2 * self.lmax + 1:
             raise ValueError(
                 f"grid_resolution={self.grid_resolution} is too coarse for lmax={self.lmax}: "
@@ -280,6 +288,26 @@ class EquiformerV2Config:
                 f"{key}={value!r} is too coarse for lmax={self.lmax}, mmax={mmax}: the latitude "
                 f"count must be even and at least {2 * (self.lmax + 1)}, the longitude count "
                 f"at least {2 * mmax + 1}."
+            )
+
+    def _validate_smooth(self) -> None:
+        """The envelope names a known type, and the neighbour rule has no cap with it."""
+        if self.max_neighbors is not None and (
+            isinstance(self.max_neighbors, bool) or int(self.max_neighbors) < 1
+        ):
+            raise ValueError(
+                f"max_neighbors={self.max_neighbors!r}: must be a positive integer, or None "
+                "for every neighbour within max_radius."
+            )
+        if self.envelope is None:
+            return
+        make_envelope(self.envelope, self.max_radius)  # raises on a bad type or option
+        if self.max_neighbors is not None:
+            raise ValueError(
+                f"envelope={self.envelope!r} with max_neighbors={self.max_neighbors}: a "
+                "neighbour cap drops edges discontinuously, which the envelope cannot smooth; "
+                "set max_neighbors to None (YAML: null) to keep every neighbour within "
+                "max_radius (docs/smooth.md gives its cost)."
             )
 
     # -- conversion ----------------------------------------------------------------------------

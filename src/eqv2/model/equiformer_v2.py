@@ -29,6 +29,7 @@ from eqv2.nn.block import TransformerBlock
 from eqv2.nn.chunking import EdgeChunking
 from eqv2.nn.context import EdgeContext, SphereGrids
 from eqv2.nn.edge_degree import EdgeDegreeEmbedding
+from eqv2.nn.envelope import make_envelope
 from eqv2.nn.feed_forward import FeedForward
 from eqv2.nn.force_encoding import ForceEmbedding
 from eqv2.nn.heads import DeNSForceHead, HeadInputs
@@ -83,6 +84,8 @@ class EquiformerV2(nn.Module):
 
         self.sphere_embedding = nn.Embedding(c.max_num_elements, C)
         self.distance_expansion = GaussianBasis(c.max_radius)
+        #: smooth mode's cut-off envelope (``config.envelope``), None for EquiformerV2
+        self.envelope = make_envelope(c.envelope, c.max_radius)
         edge_channels = [self.distance_expansion.num_output, c.edge_channels, c.edge_channels]
         if c.share_atom_edge_embedding:
             self.source_embedding = nn.Embedding(c.max_num_elements, c.edge_channels)
@@ -179,6 +182,7 @@ class EquiformerV2(nn.Module):
             roll=self.frame_roll,
             rotation=graph.get("edge_rot"),
             chunking=self.edge_chunking,
+            envelope=self.envelope,
         )
         grids = SphereGrids.build(
             layout=self.layout,

@@ -32,6 +32,8 @@ class GraphAttention(nn.Module):
        a second SO(2) convolution.
     4. Logits: LayerNorm (the attention re-normalisation, optional) → smooth leaky ReLU → dot
        with a learned vector per head → softmax over edges with the same target → dropout.
+       In smooth mode (``edges.envelope``) the softmax is weighted by the cut-off envelope and
+       the weights are multiplied by it once more: a_ij = env_ij² exp(z_ij) / Σ_k env_ik exp(z_ik).
     5. Weighted values are rotated back, summed into targets and mixed by an SO(3) linear.
 
     Parameter names match the reference's ``SO2EquivariantGraphAttention``.
@@ -152,7 +154,11 @@ class GraphAttention(nn.Module):
         """Attention (E, heads) from logits (E, heads): softmax over the edges sharing a
         target, then dropout. The one place the softmax happens (whole graph, also when the
         values are chunked)."""
-        attn = segment_softmax(logits, edges.dst, edges.num_nodes)
+        # smooth mode: env inside the softmax and once more on the weights (EquiformerV3), so
+        # an edge's message fades out even when it is its target's only neighbour
+        attn = segment_softmax(logits, edges.dst, edges.num_nodes, edges.envelope)
+        if edges.envelope is not None:
+            attn = attn * edges.envelope.to(attn.dtype).unsqueeze(1)
         if self.alpha_dropout is not None:
             attn = self.alpha_dropout(attn)
         return attn

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 
 from eqv2.nn.chunking import AUTOMATIC, EdgeChunking
+from eqv2.nn.envelope import Envelope
 from eqv2.so3 import CoefficientLayout, GridMatrices, edge_frames, edge_rotation
 
 #: ``edge_scalars(distance (E,), source_z (E,), target_z (E,)) -> (E, F)`` invariant features
@@ -53,6 +54,9 @@ class EdgeContext(NamedTuple):
     num_graphs: int
     #: how layers that loop over edges split them into chunks (`eqv2.nn.chunking`)
     chunking: EdgeChunking = AUTOMATIC
+    #: (E,) cut-off envelope of each edge in [0, 1] (smooth mode), or None (EquiformerV2):
+    #: weights the attention softmax, the messages and the edge-degree embedding
+    envelope: torch.Tensor | None = None
 
     @property
     def num_edges(self) -> int:
@@ -74,6 +78,7 @@ class EdgeContext(NamedTuple):
             to_edge=self.to_edge[start:stop],
             from_edge=self.from_edge[start:stop],
             message_index=self.message_index[start * rows : stop * rows],
+            envelope=None if self.envelope is None else self.envelope[start:stop],
         )
 
     @classmethod
@@ -90,6 +95,7 @@ class EdgeContext(NamedTuple):
         roll: str = "deterministic",
         rotation: torch.Tensor | None = None,
         chunking: EdgeChunking = AUTOMATIC,
+        envelope: Envelope | None = None,
     ) -> EdgeContext:
         """The context of one batch.
 
@@ -105,6 +111,7 @@ class EdgeContext(NamedTuple):
             rotation: (E, 3, 3) edge frames to use instead of computing them (to replay
                 another run's frames).
             chunking: how layers split the edges into chunks (`eqv2.nn.chunking`).
+            envelope: cut-off envelope of the smooth mode (``eqv2.nn.envelope``), or None.
         """
         src, dst = edge_index[0], edge_index[1]
         # edge frames and Wigner matrices in full precision even under autocast: every message
@@ -116,12 +123,13 @@ class EdgeContext(NamedTuple):
                 rotation.to(edge_vec.dtype), layout.lmax, layout.mmax
             )
         src_z, dst_z = atomic_numbers.index_select(0, src), atomic_numbers.index_select(0, dst)
+        distance = edge_vec.norm(dim=1)
         return cls(
             src=src,
             dst=dst,
             src_z=src_z,
             dst_z=dst_z,
-            scalars=edge_scalars(edge_vec.norm(dim=1), src_z, dst_z),
+            scalars=edge_scalars(distance, src_z, dst_z),
             to_edge=to_edge,
             from_edge=from_edge,
             message_index=message_rows(src, dst, layout.num_coefficients),
@@ -129,6 +137,7 @@ class EdgeContext(NamedTuple):
             num_nodes=int(atomic_numbers.shape[0]),
             num_graphs=num_graphs,
             chunking=chunking,
+            envelope=None if envelope is None else envelope(distance),
         )
 
 

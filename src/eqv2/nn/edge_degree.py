@@ -14,6 +14,8 @@ from eqv2.nn.segment import segment_sum
 class EdgeDegreeEmbedding(nn.Module):
     """Σ over incoming edges of D(R_ij)ᵀ · [radial(edge), 0, ...] / avg_degree.
 
+    (times the edge's cut-off envelope in smooth mode).
+
     The radial MLP produces the m = 0 coefficients of every degree in the edge frame (where the
     edge's own spherical harmonics are non-zero only at m = 0); rotating them back to the
     global frame and summing gives each atom an equivariant summary of its neighbourhood.
@@ -69,6 +71,8 @@ class EdgeDegreeEmbedding(nn.Module):
             edges.src_z,
             edges.dst_z,
         )
+        if edges.envelope is not None:  # smooth mode: each edge fades out at the cut-off
+            radial = radial * edges.envelope.to(radial.dtype).unsqueeze(1)
         m0 = radial.view(radial.shape[0], self.lmax + 1, self.sphere_channels)
         # only the m = 0 columns (the first lmax+1 of the m-major layout) are non-zero
         return torch.bmm(edges.from_edge[:, :, : self.lmax + 1], m0)

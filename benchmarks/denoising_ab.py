@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Noisy Nodes seeds")
     p.add_argument("--only", choices=("dens", "noisy_nodes"), help="run one of the two A/Bs")
     p.add_argument("--small", action="store_true", help="the SMALL model and schedule")
+    p.add_argument("--run", dest="names", action="append",
+                   help="only the runs of these names (repeatable), e.g. dens_plain")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    help="config override for every run, e.g. train.max_steps=200")  # fmt: skip
     args = p.parse_args(argv)
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 (f"noisy_nodes_s{seed}", NOISY_NODES, s),
                 (f"plain_s{seed}", NOISY_NODES, plain),
             ]
+    runs = [r for r in runs if not args.names or r[0] in args.names]
     for name, config, extra in runs:
         result = train(config, [*overrides, *extra], data, args.out / name)
         summary[name] = result

@@ -96,9 +96,10 @@ class Objective:
         self.spec = spec
         heads = potential.model.heads
         #: whether the energy / stress terms are kept on corrupted batches
-        self.denoise_energy = bool(heads["energy"].spec.get("use_denoising", True))
-        stress = heads.get("stress")
-        self.denoise_stress = stress is None or bool(stress.spec.get("use_denoising", True))
+        self.denoise_energy, self.denoise_stress = (
+            kind not in heads or bool(heads[kind].spec.get("use_denoising", True))
+            for kind in ("energy", "stress")
+        )
 
     def model_input(
         self, batch: LabelledBatch

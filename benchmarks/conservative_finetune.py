@@ -56,7 +56,7 @@ def _train(potential, train, val, out, steps, lr, seed):
 
 
 def _metrics(metrics: dict, cpu: float | None) -> dict:
-    keys = ("energy_mae", "forces_mae")
+    keys = ("energy_mae", "force_mae", "force_cos")
     return {**{k: float(metrics[k]) for k in keys}, "cpu_s": cpu}
 
 

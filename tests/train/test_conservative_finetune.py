@@ -25,7 +25,7 @@ TRAIN = dict(lr=2e-3, warmup_steps=0, max_atoms_per_batch=100_000, ema_decay=Non
 @pytest.fixture(scope="module")
 def frames():
     """EMT-labelled Cu slab frames (the generator's relaxation and rattled frames)."""
-    ds = generate_dataset(1, seed=7, relax_steps=2, rattle_frames=1, sizes=((2, 2),), layers=(2,))
+    ds = generate_dataset(1, seed=7, relax_steps=2, rattle_frames=1, sizes=((2, 2),), layers=(3,))
     return ds.s2ef_frames[:3]
 
 

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     start = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     child = subprocess.Popen(command, env=env)
     rows = []
     cpu = 0.0
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.every)
     code = child.wait()
     # Once waited for, the child's whole CPU time is in this process's children's usage.
-    total = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_total = total.ru_utime + total.ru_stime
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_total = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     with open(args.out / "cpu_timeline.csv", "w") as fh:
         fh.write("wall_s,cpu_s,step\n")
         fh.writelines(f"{w:.1f},{c:.1f},{s}\n" for w, c, s in rows)

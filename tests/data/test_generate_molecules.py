@@ -34,7 +34,17 @@ WEIGHTS = {"C": 0.66, "N": 0.15, "O": 0.16, "F": 0.03}
 
 @pytest.fixture(scope="module")
 def small() -> object:
-    return generate_molecules(6, seed=3)
+    return generate_molecules(4, seed=3)
+
+
+def _same(a, b) -> None:
+    """Equal up to floating-point reduction order (tblite's OpenMP threads: torch's tests set 2)."""
+    assert a.info == b.info and np.array_equal(a.numbers, b.numbers)
+    assert a.positions == pytest.approx(b.positions, abs=1e-8)
+    assert a.energy == pytest.approx(b.energy, rel=1e-10)
+    assert a.forces == pytest.approx(b.forces, abs=1e-7)
+    for k, v in a.targets.items():
+        assert v == pytest.approx(b.targets[k], rel=1e-8, abs=1e-8), k
 
 
 def test_graphs_are_qm9_like_and_seeded() -> None:
@@ -84,27 +94,27 @@ def test_scf_failure_is_reported_not_labelled() -> None:
 
 
 def test_generation_is_deterministic_and_labelled(small, tmp_path: Path) -> None:
-    again = generate_molecules(6, seed=3)
+    again = generate_molecules(4, seed=3)
     assert [m.info["smiles"] for m in small.molecules] == [
         m.info["smiles"] for m in again.molecules
     ]
     for a, b in zip(small.molecules, again.molecules, strict=True):
-        assert a.equals(b)
+        _same(a, b)
     smiles = [m.info["smiles"] for m in small.molecules]
-    assert len(set(smiles)) == 6
+    assert len(set(smiles)) == 4
     for m in small.molecules:
         assert m.energy is not None and m.forces.shape == (len(m), 3)
         assert m.targets["gap"] > 0 and m.targets["lumo"] > m.targets["homo"]
         assert m.targets["mu"] == pytest.approx(np.linalg.norm(m.targets["dipole"]))
         assert 3 <= m.info["n_heavy"] <= 9
-    other = generate_molecules(3, seed=4)
+    other = generate_molecules(1, seed=4)
     assert other.molecules[0].info["smiles"] not in smiles[:1]
 
 
 def test_workers_do_not_change_the_result(small) -> None:
-    par = generate_molecules(6, seed=3, workers=2)
+    par = generate_molecules(4, seed=3, workers=2)
     for a, b in zip(small.molecules, par.molecules, strict=True):
-        assert a.equals(b)
+        _same(a, b)
     assert par.failures == small.failures
 
 
@@ -147,7 +157,7 @@ def test_written_files_read_back(small, tmp_path: Path) -> None:
     written = write_molecules(small, tmp_path, fractions=(0.5, 0.0, 0.5))
     assert set(written) == {"train", "test", "metadata"}
     meta = json.loads(written["metadata"].read_text())
-    assert meta["n_molecules"] == 6 and meta["counts"] == {"train": 3, "test": 3}
+    assert meta["n_molecules"] == 4 and meta["counts"] == {"train": 2, "test": 2}
     assert meta["units"]["gap"] == "meV" and "tblite" in meta["versions"]
     back = read_structures(written["train"]) + read_structures(written["test"])
     by_id = {m.info["mol_id"]: m for m in small.molecules}
@@ -163,9 +173,9 @@ def test_written_files_read_back(small, tmp_path: Path) -> None:
 def test_cli(tmp_path: Path, capsys) -> None:
     from eqv2.cli.main import main
 
-    assert main(["data", "generate-molecules", "--out", str(tmp_path), "--molecules", "3"]) == 0
+    assert main(["data", "generate-molecules", "--out", str(tmp_path), "--molecules", "2"]) == 0
     out = capsys.readouterr().out
-    assert "3 molecules from" in out and "molecules/s" in out
+    assert "2 molecules from" in out and "molecules/s" in out
     assert (tmp_path / "train.extxyz").exists()
     assert main(["data", "generate-molecules", "--out", str(tmp_path), "--molecules", "0"]) == 2
     assert "n_molecules=0" in capsys.readouterr().err

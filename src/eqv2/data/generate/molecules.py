@@ -8,7 +8,10 @@ HOMO, LUMO, gap and dipole. Needs the optional extra ``eqv2[molecules]`` (RDKit,
 Determinism: candidate graphs come from one ``numpy`` generator seeded with ``seed``; candidate
 ``k``'s conformer seed is drawn from ``SeedSequence(seed, spawn_key=(1, k))``; the molecules kept
 are the first ``n`` candidates (in candidate order) that succeed. So the output depends only on
-the arguments and library versions, not on ``workers``. Failures are counted by reason
+the arguments and library versions, not on ``workers``: bit-identical in a process with
+``OMP_NUM_THREADS=1`` (checked); with several OpenMP threads (e.g. after
+``torch.set_num_threads(2)``, as under eqv2's tests) xTB's sums may differ in the last bits.
+Failures are counted by reason
 (``GeneratedMolecules.failures``; an unexpected RDKit/tblite exception as ``error:<type>``) and
 the failed molecules are left out.
 

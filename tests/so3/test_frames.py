@@ -139,4 +139,5 @@ def test_frames_and_wigner_twice_differentiable_at_degenerate_directions(roll):
     (g,) = torch.autograd.grad((to_edge * w1).sum() + (from_edge * w2).sum(), v, create_graph=True)
     (gg,) = torch.autograd.grad((g * g).sum(), v)
     assert torch.isfinite(g).all() and torch.isfinite(gg).all()
-    assert g.abs().max() < 1e4 and g.abs().max() > 0
+    # derivatives of a direction scale as 1/|v| (NEAR_AXES has a 1e-3 Å vector)
+    assert (g.abs() * v.detach().norm(dim=1, keepdim=True)).max() < 1e3 and g.abs().max() > 0

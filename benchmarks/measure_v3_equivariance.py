@@ -4,8 +4,14 @@
 Usage (from the repository root, with the project's virtual environment):
 
     .venv/bin/python benchmarks/measure_v3_equivariance.py --rotations 5
+    .venv/bin/python benchmarks/measure_v3_equivariance.py --activations-only
 
-The method of ``benchmarks/measure_equivariance.py`` section 2 (whose helpers it uses): the 4
+**Activations** (``--activations-only``, seconds): the SwiGLU-S² and separable S2 activations
+alone on node features (lmax 2 and 4, 8 channels, float64, random features and scalars) at
+several grid sizes; max |act(D(R)x) − D(R)act(x)| / max |act(x)| over 5 random rotations.
+
+**Models** (default, minutes):
+the method of ``benchmarks/measure_equivariance.py`` section 2 (whose helpers it uses): the 4
 fixture structures of ``shared/reference/eqv2_small`` in one float64 batch, random weights
 (seed 0, the fixture's size: 2 blocks, 32 channels, lmax 4, mmax 2, 18×18 grid, separable S2 +
 grid MLP, ``layer_norm_sh``), positions and cell rotated by random rotations; max |dE| and max
@@ -28,8 +34,11 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from tests.model.reference_cases import atoms_of, fixture_config  # noqa: E402
+from tests.nn.symmetry import features, random_rotation, rotate  # noqa: E402
 
 from eqv2.model import EquiformerV2, EquiformerV2Config  # noqa: E402
+from eqv2.nn.activations import make_activation  # noqa: E402
+from eqv2.so3 import CoefficientLayout  # noqa: E402
 from measure_equivariance import (  # noqa: E402
     FIXTURE,
     eqv2_predictor,
@@ -60,14 +69,43 @@ VARIANTS = {
 }
 
 
+def activation_errors(rotations: int = 5) -> dict[str, float]:
+    """Relative equivariance error of single activations per (lmax, name, grid)."""
+    out = {}
+    print("| lmax | activation | grid | max relative error |")
+    print("|---|---|---|---|")
+    for lmax in (2, 4):
+        layout = CoefficientLayout(lmax)
+        for name in ("swiglu_s2", "separable_s2"):
+            act = make_activation(name, layout.degree_index())
+            x = features(5, lmax, act.expansion * 8, seed=2)
+            scalars = torch.randn(5, act.num_scalars(8), dtype=torch.float64)
+            for res in sorted({2 * (lmax + 1), 3 * lmax + 2, 18, 6 * lmax + 4}):
+                grid = layout.node_grid(res, torch.float64)
+                ref = act(scalars, x, grid)
+                err = max(
+                    float((act(scalars, rotate(x, R), grid) - rotate(ref, R)).abs().max())
+                    for R in (random_rotation(seed) for seed in range(rotations))
+                ) / float(ref.abs().max())
+                print(f"| {lmax} | {name} | {res}x{res} | {err:.1e} |", flush=True)
+                out[f"lmax{lmax} {name} {res}x{res}"] = err
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rotations", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--activations-only", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.activations_only:
+        report = activation_errors()
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2))
+        return
     ref = dict(np.load(FIXTURE / "reference.npz"))
     structures = [atoms_of(ref, i) for i in range(4)]
     base = fixture_config(FIXTURE).to_dict()

@@ -1,9 +1,9 @@
 """EquiformerV3's SwiGLU-S² activation and SwiGLU grid MLP: definition and equivariance.
 
 A point-wise product of two functions of degree ≤ L has degree ≤ 2L, so projecting it back
-onto degrees ≤ L integrates degree ≤ 3L: a grid that resolves degree 3L makes the activation
-exactly equivariant (checked below); a coarser one aliases (measured in
-``docs/equiformer_v3.md``).
+onto degrees ≤ L integrates degree ≤ 3L: a grid with more than 3L latitudes and longitudes
+makes the activation exactly equivariant (checked below); a coarser one aliases (measured in
+``docs/equivariance.md``).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from tests.nn.symmetry import (
 )
 
 LAYOUT = CoefficientLayout(2)
-#: resolves degree 3·lmax = 6 in both angles: the product's projection is exact
-FINE = 16
-COARSE = 8
+#: more than 3·lmax = 6 points in both angles: the product's projection is exact
+FINE = 8
+COARSE = 6
 
 
 def _node_grid(resolution):
@@ -43,7 +43,7 @@ def _node_grid(resolution):
 def test_swiglu_s2_definition():
     act = make_activation("swiglu_s2", LAYOUT.degree_index())
     assert act.expansion == 2 and act.num_scalars(3) == 9
-    grid = _node_grid(COARSE)
+    grid = _node_grid(FINE)
     x, s = features(4, LAYOUT.lmax, 6, seed=1), torch.randn(4, 9, dtype=torch.float64)
     out = act(s, x, grid)
     # by hand: values on the grid, product of the halves, back, gate, SwiGLU added at l = 0
@@ -66,12 +66,12 @@ def test_swiglu_s2_equivariance(resolution, exact):
     error = (act(s, rotate(x, R), grid) - rotate(out, R)).abs().max() / out.abs().max()
     if exact:
         assert error < 1e-12
-    else:  # the coarse grid aliases the degree-6 product
-        assert 1e-4 < error < 0.2
+    else:  # the coarse grid aliases the degree-6 integrand (measured 0.38)
+        assert 1e-2 < error < 1.0
 
 
 def test_grid_product_is_differentiable_twice():
-    grid = _node_grid(COARSE)
+    grid = _node_grid(FINE)
     x = torch.randn(2, LAYOUT.num_coefficients, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda t: grid_product(t, grid), (x,))
 

@@ -24,7 +24,7 @@ element-reference energies) that `eqv2 train` reports. Metrics are those of eqv2
 in eV per structure, force MAE per component in eV/Å.
 
 The model's dtype is float32 (`--dtype`), as eqv2 trains; `mace_run_train` defaults to
-float64, which costs about twice the CPU time per step.
+float64 (not timed in the study).
 """
 
 from __future__ import annotations

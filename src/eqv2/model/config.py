@@ -137,6 +137,11 @@ class EquiformerV2Config:
         if self.avg_degree is None:
             self.avg_degree = AVG_DEGREE
         if self.ffn_width_multiplier is not None:
+            if not self.ffn_width_multiplier > 0:
+                raise ValueError(
+                    f"ffn_width_multiplier={self.ffn_width_multiplier}: must be positive (the "
+                    "feed-forward width is this times sphere_channels), or null."
+                )
             self.ffn_hidden_channels = round(self.ffn_width_multiplier * self.sphere_channels)
         self.validate()
 
@@ -249,11 +254,6 @@ class EquiformerV2Config:
             )
         self._validate_grid("attn_grid_resolution", self.mmax)
         self._validate_grid("ffn_grid_resolution", self.lmax)
-        if self.ffn_width_multiplier is not None and not self.ffn_width_multiplier > 0:
-            raise ValueError(
-                f"ffn_width_multiplier={self.ffn_width_multiplier}: must be positive (the "
-                "feed-forward width is this times sphere_channels), or null."
-            )
 
     def _validate_activations(self) -> None:
         checks = (

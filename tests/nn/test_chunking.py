@@ -155,9 +155,11 @@ def test_edge_slice_slices_every_per_edge_field():
     model = tiny_model(torch.float64, **BASE)
     graph = tiny_graph(model, _structures())
     captured = {}
-    hook = model.edge_degree_embedding.register_forward_pre_hook(
-        lambda module, args: captured.setdefault("edges", args[0])
-    )
+
+    def keep(module, args) -> None:  # returns None: the arguments stay unchanged
+        captured["edges"] = args[0]
+
+    hook = model.edge_degree_embedding.register_forward_pre_hook(keep)
     with torch.no_grad():
         model(graph)
     hook.remove()

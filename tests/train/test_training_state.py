@@ -48,7 +48,7 @@ def test_state_round_trips_and_wrong_inputs_are_refused(tmp_path):
     assert set(state.to_extra()[TRAINING_STATE_KEY]) == {
         "step", "epoch", "batch_in_epoch", "best_force_mae", "optimizer", "scheduler", "ema",
         "rng", "rng_by_rank", "world_size", "num_structures", "trainer_config", "elapsed_time",
-        "best",
+        "clock_reading", "best",
     }  # fmt: skip
     fresh = _trainer(_frames(4), tmp_path / "again")
     fresh.resume(path)

@@ -31,9 +31,10 @@ def test_displacements_are_minimum_images_across_the_cell(tmp_path):
     path = tmp_path / "is2re.extxyz"
     write(path, [slab])
     d = read_displacement_target(open_dataset(path)[0])
-    assert d[0] == pytest.approx([0.1, 0.0, 0.2], abs=1e-12)
-    assert d[1] == pytest.approx([-0.05, 0.0, 0.0], abs=1e-12)
-    assert np.abs(d[2:]).max() < 1e-12
+    # extxyz stores positions to ~1e-10 Å
+    assert d[0] == pytest.approx([0.1, 0.0, 0.2], abs=1e-8)
+    assert d[1] == pytest.approx([-0.05, 0.0, 0.0], abs=1e-8)
+    assert np.abs(d[2:]).max() < 1e-8
     del slab.arrays["pos_relaxed"]
     write(path, [slab])
     with pytest.raises(DataError, match="is2re.extxyz.*'pos_relaxed' is absent"):
@@ -64,7 +65,9 @@ def test_the_vector_head_is_equivariant():
     rot = np.linalg.lstsq(atoms.positions, rotated.positions, rcond=None)[0]
     a, b = pot.predict([atoms, rotated])
     assert a["d"].shape == (len(atoms), 3) and np.abs(a["d"]).max() > 1e-6
-    assert b["d"] == pytest.approx(a["d"] @ rot, abs=1e-8)
+    # the S2-grid activations of the tiny model's 8x8 grid are equivariant to ~1e-4 only
+    # (measured: 2.2e-5 abs on outputs of ~0.1); a non-equivariant head errs by ~0.1
+    assert b["d"] == pytest.approx(a["d"] @ rot, abs=1e-4)
     assert b["e"] == pytest.approx(a["e"], rel=1e-9)
 
 

@@ -63,7 +63,7 @@ def test_two_targets_train_without_forces_and_beat_the_mean(files, tmp_path):
     metrics = run_training(run, tmp_path / "run", progress=False)
     val, base = metrics["val"], metrics["val_baseline"]
     assert set(val) == {"frac_mae", "frac_rmse", "npt_mae", "npt_rmse", "n_structures"}
-    # measured (60 steps, tiny model): frac MAE 0.29 -> ~0.05, npt MAE 2.1 -> ~0.3
+    # the Pt fraction and count follow from the elements alone: the heads must beat the mean
     assert val["frac_mae"] < 0.5 * base["frac_mae"], (val, base)
     assert val["npt_mae"] < 0.5 * base["npt_mae"], (val, base)
     pot = load_model(tmp_path / "run" / "final.pt")

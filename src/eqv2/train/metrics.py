@@ -205,7 +205,7 @@ class PropertyAccumulator:
         out: dict[str, float] = {}
         for k, name in enumerate(self.names):
             total, squares, n = self._sums[3 * k : 3 * k + 3]
-            out[f"{name}_mae"] = total / n if n else float("nan")
+            out[f"{name}_mae"] = float(total / n) if n else float("nan")
             out[f"{name}_rmse"] = float(np.sqrt(squares / n)) if n else float("nan")
         scalars = [k for k, name in enumerate(self.names) if name not in self.per_atom]
         if scalars:

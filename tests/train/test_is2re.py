@@ -68,7 +68,7 @@ def test_the_vector_head_is_equivariant():
     # the S2-grid activations of the tiny model's 8x8 grid are equivariant to ~1e-4 only
     # (measured: 2.2e-5 abs on outputs of ~0.1); a non-equivariant head errs by ~0.1
     assert b["d"] == pytest.approx(a["d"] @ rot, abs=1e-4)
-    assert b["e"] == pytest.approx(a["e"], rel=1e-9)
+    assert b["e"] == pytest.approx(a["e"], rel=1e-4)  # measured: 1.1e-6 relative
 
 
 @pytest.fixture(scope="module")

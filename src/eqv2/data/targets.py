@@ -4,6 +4,11 @@
   training set; the model then learns the residual. Users may also give E0s directly.
 * Normalisers: the model predicts (E − refs − mean_E) / std_E and F / std_F; ``predict``
   undoes it (``eqv2.model.Potential``). Stored in every eqv2 checkpoint.
+* Named scalar targets (`read_scalar_target`): a per-structure number stored under a key in
+  the record's ``targets`` or ``info`` (readers put scalar ``atoms.info`` / ASE-db key-value
+  pairs and ``data`` / LMDB fields in ``info``, arrays in ``targets``), or its energy label.
+* Displacement targets (`read_displacement_target`): per atom, the minimum-image vector from
+  the record's positions to positions stored under a key (OC20 IS2RS's ``pos_relaxed``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +29,9 @@ __all__ = [
     "element_reference_array",
     "fit_element_references",
     "fit_normalizers",
+    "read_displacement_target",
     "read_isolated_atom_energies",
+    "read_scalar_target",
     "reference_energy",
 ]
 
@@ -199,3 +207,79 @@ def read_isolated_atom_energies(
             )
         e0s[symbol] = s.energy
     return e0s
+
+
+def _numeric_keys(structure: Any) -> list[str]:
+    keys = [k for k, v in structure.targets.items() if np.size(v) == 1]
+    keys += [k for k, v in structure.info.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and k not in ("index", "id")]  # fmt: skip
+    return sorted(set(keys) | ({"energy"} if structure.energy is not None else set()))
+
+
+def read_scalar_target(structure: Any, key: str, scale: float = 1.0, name: str = "") -> float:
+    """The per-structure scalar stored under ``key`` in ``structure`` (an
+    `eqv2.data.Structure`), times ``scale``: looked up in ``targets``, then ``info``; the key
+    ``energy`` also finds the energy label.
+
+    Raises:
+        DataError: the key is absent or not one finite number, naming the record (file and
+            index), the key, the keys the record has, and the fix.
+    """
+    label = structure.label()
+    what = f"target {name!r} (key {key!r})" if name and name != key else f"target {key!r}"
+    value: Any = None
+    if key in structure.targets:
+        value = structure.targets[key]
+    elif key in structure.info and not isinstance(structure.info[key], (bool, str)):
+        value = structure.info[key]
+    elif key == "energy":
+        value = structure.energy
+    if value is None:
+        have = ", ".join(_numeric_keys(structure)) or "none"
+        raise DataError(
+            f"{label}: {what} is absent. Numeric per-structure keys of this record: {have}. "
+            "Fix: label every record with it, drop the records without it, or point the target "
+            f"at the key it is stored under (outputs: {{{name or key}: {{key: ...}}}})."
+        )
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size != 1 or not np.isfinite(arr).all():
+        raise DataError(
+            f"{label}: {what} is {value!r}; expected one finite number. Fix: store a scalar "
+            "per structure under this key (per-atom or vector labels are not scalar targets)."
+        )
+    return float(arr.reshape(-1)[0]) * scale
+
+
+def read_displacement_target(
+    structure: Any, key: str = "pos_relaxed", name: str = ""
+) -> np.ndarray:
+    """``(N, 3)`` displacements from ``structure``'s positions to the positions stored under
+    ``key`` in its ``targets`` (e.g. the relaxed positions of an IS2RE/IS2RS record), as
+    minimum images along its periodic axes (an atom that crossed the cell is not a jump of a
+    lattice vector).
+
+    Raises:
+        DataError: the key is absent or not one position per atom, naming the record and fix.
+    """
+    from eqv2.graph.minimum_image import minimum_image
+
+    label = structure.label()
+    what = f"target {name!r} (key {key!r})" if name and name != key else f"target {key!r}"
+    value = structure.targets.get(key)
+    n = len(structure)
+    if value is None:
+        have = ", ".join(k for k, v in structure.targets.items() if np.shape(v) == (n, 3))
+        raise DataError(
+            f"{label}: {what} is absent; it needs the relaxed positions per atom. Per-atom "
+            f"(N, 3) keys of this record: {have or 'none'}. Fix: store them under this key "
+            "(extxyz: an arrays column; OC20 IS2RE LMDB: pos_relaxed) or point the target "
+            "at their key."
+        )
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != (n, 3) or not np.isfinite(arr).all():
+        raise DataError(
+            f"{label}: {what} has shape {arr.shape} (or non-finite values); expected ({n}, 3) "
+            "finite positions, one row per atom. Fix: regenerate the relaxed positions."
+        )
+    return minimum_image(arr - structure.positions, structure.cell, structure.pbc, label)

@@ -72,6 +72,11 @@ def to_fairchem_checkpoint(
             "layout='monolithic' holds only the OC20 energy and force heads on the plain "
             "backbone; export this model (heads or DeNS backbone) with layout='hydra'."
         )
+    if any(k.startswith("property_heads.") for k in state_dict):
+        raise ValueError(
+            "the model has property heads (named targets such as a QM9 gap), which fairchem's "
+            "checkpoint layout has no place for; keep it as an eqv2 checkpoint (save_model)."
+        )
     has_forces = any(k.startswith("force_block.") for k in state_dict)
     resolved = resolve_heads(cfg) if cfg.heads is not None else None
     if resolved is not None and "denoising" in resolved:

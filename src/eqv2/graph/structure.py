@@ -188,8 +188,9 @@ class Structure:
             if not self.has(name):
                 raise DataError(
                     f"{lab}: field '{name}' is required but absent. Fix: add the label to the "
-                    f"data, pass the key it is stored under (e.g. {name}_key='REF_{name}'), or "
-                    f"stop requiring it (e.g. set its loss coefficient to 0)."
+                    f"data, or pass the key it is stored under (e.g. data.{name}_key=REF_{name}); "
+                    "to train a per-structure target without energy and forces, select it with "
+                    "data.target=<key> (eqv2 train ... --set data.target=gap)."
                 )
         return self
 

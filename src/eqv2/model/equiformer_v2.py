@@ -23,7 +23,13 @@ import torch
 from torch import nn
 
 from eqv2.model.config import EquiformerV2Config
-from eqv2.model.heads import attention_args, attention_options, ffn_options, resolve_heads
+from eqv2.model.heads import (
+    attention_args,
+    attention_options,
+    ffn_options,
+    resolve_heads,
+    resolve_property_heads,
+)
 from eqv2.nn.attention import GraphAttention
 from eqv2.nn.block import TransformerBlock
 from eqv2.nn.chunking import EdgeChunking
@@ -95,6 +101,7 @@ class EquiformerV2(nn.Module):
             self.source_embedding = self.target_embedding = None
         block_atom_edge = c.use_atom_edge_embedding and not c.share_atom_edge_embedding
         self.heads = resolve_heads(c)  # validates the head config before anything is built
+        property_heads = resolve_property_heads(c)
 
         self.edge_degree_embedding = EdgeDegreeEmbedding(
             C, lmax, c.max_num_elements, edge_channels, block_atom_edge, c.avg_degree
@@ -127,9 +134,18 @@ class EquiformerV2(nn.Module):
         self.noise_schedule_sigma_embedding = (
             nn.Linear(1, C) if c.use_noise_schedule_sigma_encoding else None
         )
-        self.force_block = self.stress_head = self.denoising_head = None
+        self.energy_block = self.force_block = self.stress_head = self.denoising_head = None
         for head in self.heads.values():
             setattr(self, head.attribute, head.type.build(c, head.spec, edge_channels))
+        #: one head per named target (empty for S2EF models), and each one's kind
+        #: (``property``: per-structure scalar, ``node_vector``: per-atom vector)
+        self.property_kinds = {name: head.type.kind for name, head in property_heads.items()}
+        self.property_heads = nn.ModuleDict(
+            {
+                name: head.type.build(c, {**head.spec, "output_name": name}, edge_channels)
+                for name, head in property_heads.items()
+            }
+        )
         if c.load_energy_lin_ref:
             self.energy_lin_ref = nn.Parameter(torch.zeros(c.max_num_elements), requires_grad=False)
         else:
@@ -222,9 +238,11 @@ class EquiformerV2(nn.Module):
         for kind, head in self.heads.items():
             if kind != "denoising":  # evaluated on corrupted training batches only
                 out.update(getattr(self, head.attribute)(x, inputs))
+        for property_head in self.property_heads.values():
+            out.update(property_head(x, inputs))
         if "denoising_mask" in graph:  # a corrupted batch (eqv2.train.corruption)
             out["denoising"] = self._denoise(x, inputs)
-        if self.energy_lin_ref is not None and c.use_energy_lin_ref:
+        if self.energy_lin_ref is not None and c.use_energy_lin_ref and "energy" in out:
             refs = self.energy_lin_ref[atomic_numbers].to(x.dtype)
             out["energy"] = out["energy"].index_add(0, batch, refs)
         return out

@@ -3,10 +3,19 @@
 A config's ``heads`` (fairchem's ``model.heads``: ``{name: {"module": ..., **kwargs}}``) is
 resolved here. ``module`` may be a registry name (``rank2_symmetric_head``) or a class path
 (``fairchem.core.models.equiformer_v2.equiformer_v2_dens.DeNSRank2Head``); only its last
-dotted component is looked up. Every head has a *kind* (energy, forces, stress, denoising); a
-model has at most one head of each kind, stored under a fixed attribute (``energy_block``,
-``force_block``, ``stress_head``, ``denoising_head``) whose parameter names are fairchem's
-inner names, renamed by prefix only (:attr:`HeadType.fairchem_blocks`).
+dotted component is looked up. Every head has a *kind* (energy, forces, stress, denoising,
+property, node_vector); a model has at most one energy, forces, stress and denoising head,
+stored under a fixed attribute (``energy_block``, ``force_block``, ``stress_head``,
+``denoising_head``) whose parameter names are fairchem's inner names, renamed by prefix only
+(:attr:`HeadType.fairchem_blocks`).
+
+Property heads are eqv2's own: any number of them, one per named target, stored in
+``property_heads.<name>``; each predicts the output of its own name. A ``scalar_head``
+predicts a per-structure scalar, reduced over atoms by ``reduce`` (``sum`` for an extensive
+target, ``mean`` for an intensive one), and may declare the ``unit`` its target is in. A
+``vector_head`` predicts an equivariant vector per atom (one more attention block read at
+l=1, like the direct force head; e.g. the IS2RS displacement to the relaxed structure). A
+model with property heads needs no energy head (a QM9 gap model has none).
 """
 
 from __future__ import annotations
@@ -26,8 +35,14 @@ __all__ = [
     "HEAD_TYPES",
     "HeadType",
     "ResolvedHead",
+    "NAMED_KINDS",
+    "PROPERTY_HEAD",
+    "VECTOR_HEAD",
+    "RESERVED_OUTPUTS",
     "head_type",
+    "property_head_spec",
     "resolve_heads",
+    "resolve_property_heads",
 ]
 
 #: eqv2 attribute holding the head of each kind (fixed: eqv2 checkpoints use these names).
@@ -37,6 +52,15 @@ ATTRIBUTES = {
     "stress": "stress_head",
     "denoising": "denoising_head",
 }
+
+#: The registry name of the per-structure property head (one per named target).
+PROPERTY_HEAD = "scalar_head"
+#: The registry name of the per-atom vector head (one per named per-atom vector target).
+VECTOR_HEAD = "vector_head"
+#: Head kinds of which a model may have any number (keyed by their output name).
+NAMED_KINDS = ("property", "node_vector")
+#: Output names a property head may not take (the fixed outputs of the other heads).
+RESERVED_OUTPUTS = ("energy", "forces", "stress", "stress_isotropic", "stress_anisotropic")
 
 DEFAULT_HEADS: dict[str, dict[str, Any]] = {
     "energy": {"module": "equiformer_v2_energy_head"},
@@ -49,7 +73,8 @@ class HeadType:
     """How one fairchem head class maps onto eqv2.
 
     Attributes:
-        kind: ``"energy"``, ``"forces"``, ``"stress"`` or ``"denoising"``.
+        kind: ``"energy"``, ``"forces"``, ``"stress"``, ``"denoising"``, ``"property"``
+            (per-structure scalar) or ``"node_vector"`` (per-atom vector).
         build: ``(config, head kwargs, edge_channels) -> module``.
         options: the head keyword arguments accepted (others are refused).
         fairchem_blocks: ``(fairchem inner prefix, eqv2 inner prefix)`` pairs: the head's
@@ -94,13 +119,26 @@ def attention_options(c: EquiformerV2Config) -> dict[str, Any]:
 
 
 def _energy(c: EquiformerV2Config, spec: Mapping[str, Any], _: list[int]) -> nn.Module:
+    """The energy head, or a per-structure scalar head when the caller gives the spec an
+    ``output_name`` (a property head's name)."""
     return EnergyHead(
         c.sphere_channels,
         c.ffn_hidden_channels,
         c.lmax,
         c.avg_num_nodes,
         reduce=spec.get("reduce", "sum"),
+        output_name=spec.get("output_name", "energy"),
         **ffn_options(c),
+    )
+
+
+def _vector(c: EquiformerV2Config, spec: Mapping[str, Any], edge_channels: list[int]):
+    """A per-atom vector head named after its target (an attention block read at l=1)."""
+    return ForceHead(
+        *attention_args(c, edge_channels, 1),
+        alpha_drop=0.0,
+        output_name=spec["output_name"],
+        **attention_options(c),
     )
 
 
@@ -121,6 +159,8 @@ _ENERGY = HeadType("energy", _energy, frozenset({"reduce"}), (("energy_block.", 
 _DENS_ENERGY = HeadType(
     "energy", _energy, frozenset({"reduce", "use_denoising"}), (("scalar_block.", ""),)
 )
+_PROPERTY = HeadType("property", _energy, frozenset({"reduce", "unit"}), ())
+_VECTOR = HeadType("node_vector", _vector, frozenset({"unit"}), ())
 _FORCES = HeadType("forces", _forces(ForceHead), frozenset(), (("force_block.", ""),))
 _DENS_FORCES = HeadType(
     "forces",
@@ -165,6 +205,8 @@ HEAD_TYPES: dict[str, HeadType] = {
     "DeNSRank2Head": _DENS_STRESS,
     "position_denoising_head": _DENOISING,
     "PositionDenoisingHead": _DENOISING,
+    PROPERTY_HEAD: _PROPERTY,
+    VECTOR_HEAD: _VECTOR,
 }
 
 
@@ -192,12 +234,13 @@ class ResolvedHead:
         return ATTRIBUTES[self.type.kind]
 
 
-def resolve_heads(config: EquiformerV2Config) -> dict[str, ResolvedHead]:
-    """``{kind: ResolvedHead}`` for a config (energy first); ValueError for bad head configs."""
+def _resolve_all(config: EquiformerV2Config) -> list[ResolvedHead]:
+    """Every head of a config, checked (options, duplicates, force-head consistency)."""
     specs = config.heads
     if specs is None:
         specs = {k: v for k, v in DEFAULT_HEADS.items() if k == "energy" or config.direct_forces}
-    out: dict[str, ResolvedHead] = {}
+    out: list[ResolvedHead] = []
+    seen: dict[str, str] = {}
     for name, spec in specs.items():
         if not isinstance(spec, Mapping) or "module" not in spec:
             raise ValueError(f"heads[{name!r}] = {spec!r}: expected a dict with a 'module' name.")
@@ -208,9 +251,20 @@ def resolve_heads(config: EquiformerV2Config) -> dict[str, ResolvedHead]:
                 f"heads[{name!r}] ({spec['module']}): unknown option(s) {unknown}; this head "
                 f"accepts {sorted(htype.options)}."
             )
-        if htype.kind in out:
+        if htype.kind in NAMED_KINDS:
+            if name in RESERVED_OUTPUTS:
+                raise ValueError(
+                    f"heads[{name!r}] is a {spec['module']} named like a fixed output; name it "
+                    f"after its target (any name but {RESERVED_OUTPUTS})."
+                )
+            if spec.get("reduce", "sum") not in ("sum", "mean"):
+                raise ValueError(
+                    f"heads[{name!r}]: reduce={spec['reduce']!r}; choose 'sum' (extensive "
+                    "target) or 'mean' (intensive target)."
+                )
+        elif htype.kind in seen:
             raise ValueError(
-                f"heads {out[htype.kind].name!r} and {name!r} are both {htype.kind} heads; eqv2 "
+                f"heads {seen[htype.kind]!r} and {name!r} are both {htype.kind} heads; eqv2 "
                 "supports one head of each kind."
             )
         if htype.kind == "forces" and not config.direct_forces:
@@ -218,10 +272,43 @@ def resolve_heads(config: EquiformerV2Config) -> dict[str, ResolvedHead]:
                 f"heads[{name!r}] is a direct force head but direct_forces=False (forces as "
                 "-dE/dx): remove the head or set direct_forces=True."
             )
-        out[htype.kind] = ResolvedHead(str(name), dict(spec), htype)
-    if "energy" not in out:
+        seen.setdefault(htype.kind, str(name))
+        out.append(ResolvedHead(str(name), dict(spec), htype))
+    if "energy" not in seen and "property" not in seen:
         raise ValueError(
-            f"heads {sorted(specs)} have no energy head; eqv2 models always predict the energy "
-            "(add {'module': 'equiformer_v2_energy_head'})."
+            f"heads {sorted(specs)} have no energy head and no property head; add "
+            "{'module': 'equiformer_v2_energy_head'} or a {'module': 'scalar_head'} per target."
         )
+    if "energy" not in seen and ("forces" in seen or "stress" in seen):
+        raise ValueError(
+            f"heads {sorted(specs)}: force and stress heads come with an energy head; add "
+            "{'module': 'equiformer_v2_energy_head'}."
+        )
+    return out
+
+
+def resolve_heads(config: EquiformerV2Config) -> dict[str, ResolvedHead]:
+    """``{kind: ResolvedHead}`` of the energy, forces, stress and denoising heads (energy
+    first, when the model has one); ValueError for bad head configs. Property heads:
+    `resolve_property_heads`."""
+    out = {h.type.kind: h for h in _resolve_all(config) if h.type.kind not in NAMED_KINDS}
     return {kind: out[kind] for kind in ATTRIBUTES if kind in out}
+
+
+def resolve_property_heads(config: EquiformerV2Config) -> dict[str, ResolvedHead]:
+    """``{output name: ResolvedHead}`` of the config's property heads (scalar and vector), in
+    config order."""
+    return {h.name: h for h in _resolve_all(config) if h.type.kind in NAMED_KINDS}
+
+
+def property_head_spec(
+    extensive: bool, unit: str | None = None, per_atom_vector: bool = False
+) -> dict[str, Any]:
+    """The ``heads`` entry of a property head for a target: a per-atom vector head, or a
+    scalar head (sum readout if extensive)."""
+    spec: dict[str, Any] = {"module": PROPERTY_HEAD, "reduce": "sum" if extensive else "mean"}
+    if per_atom_vector:
+        spec = {"module": VECTOR_HEAD}
+    if unit is not None:
+        spec["unit"] = unit
+    return spec

@@ -11,6 +11,10 @@ directly: each part is denormalised with its own normaliser (``stress_isotropic`
 ``stress_anisotropic``), the parts are recomposed (:func:`eqv2.so3.rank2.rank2_from_irreps`),
 then a ``stress`` normaliser applies if the file has one, exactly as fairchem's trainer does.
 Without a head the stress is the strain derivative of the energy (``eqv2.model.gradients``).
+
+Named per-structure targets (a model's property heads, ``eqv2.model.heads``: a QM9 gap, an
+IS2RE relaxed energy) each have their own normaliser, stored under the target's name:
+``y = y_model · σ + μ``, in the unit the target was trained in (`Potential.units`).
 """
 
 from __future__ import annotations
@@ -35,12 +39,14 @@ NORMALIZED_TARGETS = ("energy", "forces", "stress", "stress_isotropic", "stress_
 
 
 class Potential(nn.Module):
-    """EquiformerV2 with denormalisation; ``forward`` takes and returns tensors in eV and eV/Å.
+    """EquiformerV2 with denormalisation; ``forward`` takes and returns tensors in eV and eV/Å
+    (and each named target in its own unit).
 
     Args:
         model: the network.
-        normalizers: ``{target: {"mean", "std"}}`` for targets in ``NORMALIZED_TARGETS``
-            (a missing energy or forces entry is the identity; stress entries only when given).
+        normalizers: ``{target: {"mean", "std"}}`` for targets in ``NORMALIZED_TARGETS`` and
+            the model's property heads (a missing energy, forces or property entry is the
+            identity; stress entries only when given).
         element_references: (119,) per-element energy added to each structure's energy,
             indexed by atomic number, or None.
     """
@@ -54,14 +60,16 @@ class Potential(nn.Module):
         super().__init__()
         self.model = model
         normalizers = normalizers or {}
-        # energy and forces always have one (identity when absent); stress parts only if given
+        # energy, forces and every property head always have one (identity when absent);
+        # stress parts only if given
+        always = ("energy", "forces", *model.property_heads)
         self.normalizers = {
             target: {
                 "mean": float(normalizers.get(target, {}).get("mean", 0.0)),
                 "std": float(normalizers.get(target, {}).get("std", 1.0)),
             }
-            for target in NORMALIZED_TARGETS
-            if target in ("energy", "forces") or target in normalizers
+            for target in (*NORMALIZED_TARGETS, *model.property_heads)
+            if target in always or target in normalizers
         }
         refs = torch.zeros(NUM_ELEMENT_REFERENCES, dtype=torch.float64)
         if element_references is not None:
@@ -83,9 +91,32 @@ class Potential(nn.Module):
         return self.model.sphere_embedding.weight.device
 
     @property
+    def has_energy(self) -> bool:
+        """Whether the model predicts energies (a property-only model does not)."""
+        return self.model.energy_block is not None
+
+    @property
+    def property_names(self) -> tuple[str, ...]:
+        """The named per-structure scalar targets the model predicts (its scalar heads)."""
+        kinds = self.model.property_kinds
+        return tuple(n for n in self.model.property_heads if kinds[n] == "property")
+
+    @property
+    def vector_names(self) -> tuple[str, ...]:
+        """The named per-atom vector targets the model predicts (its vector heads)."""
+        kinds = self.model.property_kinds
+        return tuple(n for n in self.model.property_heads if kinds[n] == "node_vector")
+
+    @property
+    def units(self) -> dict[str, str | None]:
+        """The unit each property head declares (None where it declares none)."""
+        heads = self.config.heads or {}
+        return {name: heads.get(name, {}).get("unit") for name in self.model.property_heads}
+
+    @property
     def conservative(self) -> bool:
-        """Whether forces are −dE/dx (the model has no direct force head)."""
-        return self.model.force_block is None
+        """Whether forces are −dE/dx (an energy head and no direct force head)."""
+        return self.model.force_block is None and self.has_energy
 
     @property
     def has_stress_head(self) -> bool:
@@ -100,7 +131,7 @@ class Potential(nn.Module):
         return self.has_stress_head or self.conservative
 
     def _needs_autograd(self, stress: bool) -> bool:
-        return self.conservative or (stress and not self.has_stress_head)
+        return self.conservative or (stress and self.has_energy and not self.has_stress_head)
 
     def forward(
         self, graph: Mapping[str, torch.Tensor], stress: bool = False
@@ -139,14 +170,15 @@ class Potential(nn.Module):
     def _denormalize(
         self, raw: Mapping[str, torch.Tensor], graph: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        e, f = self.normalizers["energy"], self.normalizers["forces"]
-        energy = raw["energy"] * e["std"] + e["mean"]
-        if self.has_element_references:
-            refs = self.element_references.to(energy.dtype)[graph["atomic_numbers"].long()]
-            energy = energy.index_add(0, graph["batch"], refs)
-        out = {"energy": energy}
+        out = {name: self._scaled(raw[name], name) for name in self.model.property_heads}
+        if "energy" in raw:
+            energy = self._scaled(raw["energy"], "energy")
+            if self.has_element_references:
+                refs = self.element_references.to(energy.dtype)[graph["atomic_numbers"].long()]
+                energy = energy.index_add(0, graph["batch"], refs)
+            out["energy"] = energy
         if "forces" in raw:
-            out["forces"] = raw["forces"] * f["std"] + f["mean"]
+            out["forces"] = self._scaled(raw["forces"], "forces")
         stress = self._stress(raw)
         if stress is not None:
             out["stress"] = stress
@@ -201,7 +233,9 @@ class Potential(nn.Module):
     def predict(
         self, structures: Atoms | Sequence[Atoms], batch_size: int = 16, stress: bool = False
     ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Energy (float, eV) and forces ((N, 3) array, eV/Å) per structure.
+        """Energy (float, eV) and forces ((N, 3) array, eV/Å) per structure, and each named
+        target of a model with property heads (a float per structure, or an (N, 3) array for
+        a per-atom vector target, in `units`; a property-only model returns only those).
 
         With ``stress=True`` also ``stress`` ((3, 3) array, eV/Å³, ASE's sign: positive under
         tension) from the stress head, or the strain derivative of the energy when the model
@@ -229,13 +263,14 @@ class Potential(nn.Module):
             out = self.compute(graph, stress=stress)
         finally:
             self.train(was_training)
-        energy, forces = out["energy"], out.get("forces")
         bounds = np.cumsum([0, *graph["natoms"].tolist()])
         results: list[dict[str, Any]] = []
-        for k in range(len(energy)):
-            result: dict[str, Any] = {"energy": float(energy[k])}
-            if forces is not None:
-                result["forces"] = forces[bounds[k] : bounds[k + 1]].copy()
+        per_structure = [n for n in ("energy", *self.property_names) if n in out]
+        per_atom = [n for n in ("forces", *self.vector_names) if n in out]
+        for k in range(len(bounds) - 1):
+            result: dict[str, Any] = {name: float(out[name][k]) for name in per_structure}
+            for name in per_atom:
+                result[name] = out[name][bounds[k] : bounds[k + 1]].copy()
             if "stress" in out:
                 result["stress"] = out["stress"][k]
             results.append(result)

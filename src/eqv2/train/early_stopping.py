@@ -35,9 +35,11 @@ class EarlyStopping:
     min_delta: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.metric not in VALIDATION_METRICS:
+        named = self.metric.startswith("val_") and self.metric.endswith("_mae")
+        if self.metric not in VALIDATION_METRICS and not named:
             raise ValueError(
-                f"early_stopping.metric={self.metric!r}: choose one of {VALIDATION_METRICS}."
+                f"early_stopping.metric={self.metric!r}: choose one of {VALIDATION_METRICS}, "
+                "or val_<target>_mae for a named target (e.g. val_gap_mae)."
             )
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(
@@ -68,11 +70,17 @@ class EarlyStopping:
 class BestTracker:
     """The best value so far of one validation metric, and evaluations since it improved."""
 
-    def __init__(self, rule: EarlyStopping | None, validated: bool = True) -> None:
-        """``validated``: whether the run has a validation set (early stopping needs one)."""
+    def __init__(
+        self,
+        rule: EarlyStopping | None,
+        validated: bool = True,
+        default_metric: str = "val_force_mae",
+    ) -> None:
+        """``validated``: whether the run has a validation set (early stopping needs one);
+        ``default_metric``: the metric that picks ``best.pt`` without a rule."""
         if rule is not None and not validated:
             raise ValueError("train.early_stopping needs a validation set: pass --val (data.val).")
-        self.rule = rule or EarlyStopping(patience=None)
+        self.rule = rule or EarlyStopping(metric=default_metric, patience=None)
         self.sign = -1.0 if self.rule.metric in HIGHER_IS_BETTER else 1.0
         self.best = math.inf  # of sign × value: smaller is better
         self.since_best = 0

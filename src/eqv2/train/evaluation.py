@@ -9,12 +9,15 @@ training statistics give the scale: zero forces with the training set's mean ene
 For a model with a stress head, stress-labelled structures add the stress metrics
 (`eqv2.train.metrics`) to the model's and the mean baseline's (which predicts the training
 set's mean stress for every structure).
+Named per-structure targets (a `TaskSpec`'s) add ``<name>_mae`` and ``<name>_rmse`` to the
+model's metrics and to the mean baseline's (which predicts the training mean of each target);
+a run on named targets only reads and reports nothing else.
 Parity plots get the predictions of at most `PARITY_SAMPLE` structures (the first ones).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +35,9 @@ from eqv2.train.loader import (
     iterate,
     make_loader,
 )
-from eqv2.train.metrics import MetricAccumulator, StressAccumulator
+from eqv2.train.metrics import MetricAccumulator, PropertyAccumulator, StressAccumulator
 from eqv2.train.sampler import evaluation_plans
+from eqv2.train.targets_spec import TaskSpec
 
 __all__ = ["PARITY_SAMPLE", "SplitResult", "evaluate_split", "score_split"]
 
@@ -67,22 +71,31 @@ def score_split(
     loader: LoaderConfig | None = None,
     batch_structures: int = 8,
     on_batch: Callable[[LabelledBatch, dict[str, torch.Tensor]], None] | None = None,
+    task: TaskSpec | None = None,
+    train_mean_targets: Mapping[str, float] | None = None,
 ) -> SplitResult:
     """Evaluate ``potential`` (in eval mode, its current weights) on ``data`` (a dataset or a
     list of structures), or on its structures ``indices``; every process must call it.
     ``train_mean_stress`` (3, 3) eV/Å³: the mean baseline's stress (None: no stress baseline).
     ``on_batch(batch, predictions)`` sees every batch this process evaluates, in order (e.g.
-    to write per-structure predictions)."""
+    to write per-structure predictions). ``task``: which outputs to score (default: energy
+    and forces); ``train_mean_targets``: the mean baseline's value of each named target."""
+    task = task or TaskSpec()
+    s2ef = task.s2ef is not None
     dataset = as_dataset(data, name)
     env = DistributedEnv.current()
     chosen = np.arange(len(dataset)) if indices is None else np.asarray(indices)
     plans = evaluation_plans(chosen, env.rank, env.world_size, batch_structures)
     has_refs = bool(potential.has_element_references)
     refs = potential.element_references.cpu().numpy() if has_refs else None
-    stress = potential.has_stress_head
+    stress = potential.has_stress_head and s2ef
     reader = StepReader(
-        dataset, GraphSettings.of(potential), refs, name, "read" if stress else "ignore"
-    )
+        dataset, GraphSettings.of(potential), refs, name, "read" if stress else "ignore",
+        task.targets, s2ef,
+    )  # fmt: skip
+    vectors = tuple(t.name for t in task.targets if t.per_atom)
+    named = tuple(PropertyAccumulator(task.target_names, vectors) for _ in range(2))
+    means = {n: float((train_mean_targets or {}).get(n, 0.0)) for n in task.target_names}
     device = potential.device
     model = MetricAccumulator(free_atoms_only=free_atoms_only)
     mean = MetricAccumulator(free_atoms_only=free_atoms_only)
@@ -100,6 +113,12 @@ def score_split(
             for step in iterate(batches):
                 batch = step.micro[0].to(device)
                 out = potential(batch.graph, stress=stress)
+                fixed = batch.graph["fixed"]
+                named[0].update(out, batch.targets, fixed)
+                named[1].update({n: torch.full_like(v, means[n]) for n, v in batch.targets.items()},
+                                batch.targets, fixed)  # fmt: skip
+                if not s2ef:
+                    continue
                 at = (batch.graph["batch"], batch.graph["fixed"])
                 if stress:
                     stress_acc[0].update(out["stress"], batch.stress)
@@ -122,12 +141,18 @@ def score_split(
                     kept += len(batch.energy)
     finally:
         potential.train(was_training)
+    for acc in named:
+        acc.set_totals(all_reduce_sum(acc.totals()))
+    if not s2ef:
+        return SplitResult(named[0].compute(), named[1].compute(), None)
     results = []
     for acc in (model, mean, composition):
         acc.set_totals(all_reduce_sum(acc.totals()))
         results.append(acc.compute())
     for acc, row in zip(stress_acc, results, strict=False):
         acc.set_totals(all_reduce_sum(acc.totals()))
+        row.update(acc.compute())
+    for acc, row in zip(named, results, strict=False):
         row.update(acc.compute())
     return SplitResult(results[0], results[1], results[2] if has_refs else None, parity)
 

@@ -20,15 +20,19 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
 from eqv2.data import ListDataset, Structure
 from eqv2.data.errors import DataError
+from eqv2.data.targets import read_displacement_target, read_scalar_target
 from eqv2.graph import batch_structures
 from eqv2.train.sampler import StepPlan
+
+if TYPE_CHECKING:
+    from eqv2.train.targets_spec import TargetSpec
 
 __all__ = [
     "GraphSettings",
@@ -125,15 +129,19 @@ class LabelledBatch:
     ``energy`` (B,) float64 eV; ``reference`` (B,) float64: the sum of the element references
     of each structure's atoms (0 without references), so ``energy - reference`` is what the
     model learns; ``forces`` (N, 3) float64 eV/Å; ``stress`` (B, 3, 3) float64 eV/Å³ (ASE's
-    sign) when the reader reads stress labels, NaN for a structure without one, else None.
+    sign) when the reader reads stress labels, NaN for a structure without one, else None;
+    ``targets``: each named target, (B,) float64 in its unit, or (N, 3) for a per-atom
+    displacement target. A reader that trains named
+    targets only leaves ``energy`` and ``forces`` None.
     """
 
     indices: list[int]
     graph: dict[str, torch.Tensor]
-    energy: torch.Tensor
+    energy: torch.Tensor | None
     reference: torch.Tensor
-    forces: torch.Tensor
+    forces: torch.Tensor | None
     stress: torch.Tensor | None = None
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def apply(self, fn: Any) -> LabelledBatch:
         """A copy with ``fn`` applied to every tensor."""
@@ -203,8 +211,10 @@ class StepReader:
     """Reads and batches the structures of a `StepPlan` (runs in DataLoader workers).
 
     ``references``: per-element reference energies (119,) or ``None``; ``name``: the dataset's
-    name in messages; ``stress``: one of `STRESS_LABELS`. Picklable when the dataset is
-    (datasets reopen files per process).
+    name in messages; ``stress``: one of `STRESS_LABELS`; ``targets``: named scalar targets
+    to read (`eqv2.train.targets_spec.TargetSpec`, each required in every record);
+    ``s2ef``: whether energy and forces are read (and required). Picklable when the dataset
+    is (datasets reopen files per process).
     """
 
     def __init__(
@@ -214,6 +224,8 @@ class StepReader:
         references: np.ndarray | None = None,
         name: str = "dataset",
         stress: str = "ignore",
+        targets: tuple[TargetSpec, ...] = (),
+        s2ef: bool = True,
     ) -> None:
         if stress not in STRESS_LABELS:
             raise ValueError(f"stress={stress!r}: choose one of {STRESS_LABELS}.")
@@ -221,8 +233,11 @@ class StepReader:
         self.graph = graph
         self.references = None if references is None else np.asarray(references, np.float64)
         self.name = name
-        self.stress = stress
-        self._required = ("energy", "forces") + (("stress",) if stress == "require" else ())
+        self.stress = stress if s2ef else "ignore"
+        self.targets = tuple(targets)
+        self.s2ef = s2ef
+        labels = ("energy", "forces") if s2ef else ()
+        self._required = labels + (("stress",) if self.stress == "require" else ())
 
     def _read(self, index: int) -> Structure:
         try:
@@ -252,14 +267,30 @@ class StepReader:
             stress = torch.from_numpy(
                 np.stack([nan if s.stress is None else s.stress for s in structures])
             )
+        targets = {}
+        for t in self.targets:
+            values = [self._target(s, i, t) for s, i in zip(structures, indices, strict=True)]
+            stacked = np.concatenate(values) if t.per_atom else np.asarray(values)
+            targets[t.name] = torch.from_numpy(stacked.astype(np.float64))
         return LabelledBatch(
             indices,
             graph,
-            torch.tensor([s.energy for s in structures], dtype=torch.float64),
+            torch.tensor([s.energy for s in structures], dtype=torch.float64)
+            if self.s2ef
+            else None,
             torch.tensor(reference, dtype=torch.float64),
-            torch.from_numpy(np.concatenate([s.forces for s in structures])),
+            torch.from_numpy(np.concatenate([s.forces for s in structures])) if self.s2ef else None,
             stress,
+            targets,
         )
+
+    def _target(self, structure: Structure, index: int, target: TargetSpec) -> Any:
+        try:
+            if target.per_atom:
+                return read_displacement_target(structure, target.read_key, target.name)
+            return read_scalar_target(structure, target.read_key, target.scale, target.name)
+        except DataError as exc:
+            raise DataError(f"{self.name} structure {index}: {exc}") from exc
 
     def __getitem__(self, plan: StepPlan) -> StepBatch | ReadFailure:
         try:

@@ -1,5 +1,6 @@
-"""S2EF training losses, as the EquiformerV2 paper trains OC20/OC22 models, and the stress
-terms of the OMat24 recipe.
+"""S2EF training losses, as the EquiformerV2 paper trains OC20/OC22 models, the stress
+terms of the OMat24 recipe, and the losses of named targets: per structure (`property_loss`)
+and per-atom vectors (`displacement_loss`).
 
 ``loss = λ_E · energy_loss + λ_F · force_loss`` on normalised targets, where the energy loss is
 the MAE over structures (or over per-atom energies) and the force loss is the L2MAE: the mean
@@ -20,6 +21,8 @@ from __future__ import annotations
 import torch
 
 ENERGY_LOSSES = ("mae", "per_atom_mae", "mse")
+#: Loss functions of a named per-structure target (normalised units).
+PROPERTY_LOSSES = ("mae", "mse")
 
 
 def _mean(values: torch.Tensor, denominator: float | None) -> torch.Tensor:
@@ -47,6 +50,36 @@ def energy_loss(
     else:
         raise ValueError(f"energy loss {kind!r}: choose one of {ENERGY_LOSSES}.")
     return _mean(per_structure, denominator)
+
+
+def property_loss(
+    pred: torch.Tensor, target: torch.Tensor, kind: str = "mae", denominator: float | None = None
+) -> torch.Tensor:
+    """Loss of a named per-structure target (B,): the mean absolute or squared error over
+    structures, or its sum over ``denominator``."""
+    if kind == "mae":
+        error = (pred - target).abs()
+    elif kind == "mse":
+        error = (pred - target).pow(2)
+    else:
+        raise ValueError(f"property loss {kind!r}: choose one of {PROPERTY_LOSSES}.")
+    return _mean(error, denominator)
+
+
+def displacement_loss(
+    pred: torch.Tensor, target: torch.Tensor, kind: str = "mae", mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Loss of a per-atom vector target (N, 3) over the (masked) atoms: the mean absolute
+    error over components (``mae``, as Equiformer's IS2RS auxiliary loss) or the mean of the
+    per-atom error norms (``l2mae``). An empty mask gives 0."""
+    error = pred - target
+    if mask is not None:
+        error = error[mask]
+    if kind == "l2mae":
+        return _mean(error.norm(dim=1), None)
+    if kind == "mae":
+        return _mean(error.abs(), None)
+    raise ValueError(f"displacement loss {kind!r}: choose 'mae' or 'l2mae'.")
 
 
 def force_l2mae(

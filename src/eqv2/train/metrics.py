@@ -17,6 +17,9 @@ Stress metrics (`StressAccumulator`), as fairchem's OMat24 configs report them, 
 * ``stress_isotropic_mae``: mean |Δ iso| over structures, with ``iso = tr σ/√3`` the l=0 part
   a stress head predicts (the pressure error is this divided by √3);
 * ``stress_anisotropic_mae``: mean |Δ a| over the 5 l=2 components of every structure.
+
+Named per-structure targets (`PropertyAccumulator`), in each target's unit: ``<name>_mae``
+and ``<name>_rmse`` over structures.
 """
 
 from __future__ import annotations
@@ -157,6 +160,59 @@ class StressAccumulator:
         }
 
 
+@dataclass
+class PropertyAccumulator:
+    """Running sums of |error| and error² of named targets over batches: per structure, or,
+    for the ``per_atom`` names (displacements), per component of the free atoms."""
+
+    names: tuple[str, ...] = ()
+    per_atom: tuple[str, ...] = ()
+    _sums: np.ndarray = field(init=False)  # per name: Σ|Δ|, ΣΔ², count
+
+    def __post_init__(self) -> None:
+        self.names = tuple(self.names)
+        self._sums = np.zeros(3 * len(self.names))
+
+    def update(
+        self,
+        pred: dict[str, torch.Tensor],
+        ref: dict[str, torch.Tensor],
+        fixed: torch.Tensor | None = None,
+    ) -> None:
+        """Add one batch: predicted and reference values of every name ((B,), or (N, 3) for
+        per-atom names, whose ``fixed`` (N,) atoms are left out)."""
+        for k, name in enumerate(self.names):
+            d = pred[name].detach().double().cpu() - ref[name].detach().double().cpu()
+            if name in self.per_atom and fixed is not None:
+                d = d[~fixed.detach().cpu().bool()]
+            d = d.reshape(-1)
+            self._sums[3 * k : 3 * k + 3] += [float(d.abs().sum()), float((d * d).sum()), d.numel()]
+
+    def totals(self) -> torch.Tensor:
+        """The running sums and counts as one float64 vector, to add up across processes."""
+        return torch.tensor(self._sums, dtype=torch.float64)
+
+    def set_totals(self, totals: torch.Tensor) -> None:
+        """Replace the running sums by ``totals`` (a vector laid out as `totals`)."""
+        values = totals.detach().double().cpu().numpy()
+        if values.shape != self._sums.shape:
+            raise ValueError(f"expected {self._sums.shape[0]} totals, got {values.shape}.")
+        self._sums = values.copy()
+
+    def compute(self) -> dict[str, float]:
+        """``<name>_mae`` and ``<name>_rmse`` per name, and ``n_structures`` (the count of the
+        first per-structure name); empty without names."""
+        out: dict[str, float] = {}
+        for k, name in enumerate(self.names):
+            total, squares, n = self._sums[3 * k : 3 * k + 3]
+            out[f"{name}_mae"] = float(total / n) if n else float("nan")
+            out[f"{name}_rmse"] = float(np.sqrt(squares / n)) if n else float("nan")
+        scalars = [k for k, name in enumerate(self.names) if name not in self.per_atom]
+        if scalars:
+            out["n_structures"] = round(self._sums[3 * scalars[0] + 2])
+        return out
+
+
 def s2ef_metrics(
     energy_pred: np.ndarray | torch.Tensor,
     energy_ref: np.ndarray | torch.Tensor,
@@ -183,6 +239,14 @@ def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
     if stress:
         header += f" {'stress MAE (GPa)':>17} {'iso MAE (eV/Å³)':>16} {'aniso MAE (eV/Å³)':>18}"
     lines = [header, "-" * len(header)]
+    if not any("energy_mae" in m for m in metrics.values()):  # named targets only
+        names = [k[:-4] for k in next(iter(metrics.values()), {}) if k.endswith("_mae")]
+        header = f"{'split':<10} {'n':>6} " + " ".join(f"{n + ' MAE':>14}" for n in names)
+        lines = [header, "-" * len(header)]
+        for split, m in metrics.items():
+            values = " ".join(f"{m.get(n + '_mae', float('nan')):>14.5g}" for n in names)
+            lines.append(f"{split:<10} {m.get('n_structures', 0):>6d} {values}")
+        return "\n".join(lines)
     for split, m in metrics.items():
         line = (
             f"{split:<10} {m['n_structures']:>6d} {m['energy_mae']:>16.4f} "

@@ -13,7 +13,14 @@ data:    # DataConfig keys
   linear_references: true
 finetune:  # FinetuneConfig keys (optional): start from a trained model
   init_from: runs/pretrained/final.pt
+outputs:   # optional: what the model predicts (eqv2.train.targets_spec)
+  gap: {extensive: false, unit: eV}
+loss:      # optional: one term per output
+  gap: {fn: mae, coefficient: 1}
 ```
+
+Without ``outputs``/``loss`` the ``train`` section's loss keys give energy + forces (+ stress),
+as always; ``data.target`` selects named targets to train (``--set data.target=gap``).
 
 Unknown keys anywhere are errors naming the file, the section and the closest valid key;
 ``overrides`` (``["train.lr=1e-3", "model.num_layers=4"]``, values parsed as YAML) are applied
@@ -32,9 +39,11 @@ from typing import Any
 import yaml
 
 from eqv2.model.config import EquiformerV2Config
+from eqv2.train.targets_spec import TaskSpec
+from eqv2.train.task_config import parse_task
 from eqv2.train.trainer_config import TrainerConfig
 
-SECTIONS = ("model", "train", "data", "finetune")
+SECTIONS = ("model", "train", "data", "finetune", "outputs", "loss")
 
 
 @dataclass
@@ -62,6 +71,9 @@ class DataConfig:
     #: the final evaluation of the training split reads at most this many structures (a
     #: seeded subsample; 0 skips it); validation and test splits are evaluated whole
     train_eval_structures: int = 10_000
+    #: train only these named targets (a name, "gap,homo" or a list), without energy and
+    #: forces; their declarations in ``outputs`` (key, readout, unit) are kept
+    target: str | list[str] | None = None
 
 
 FINETUNE_TARGETS = ("keep", "refit")
@@ -100,14 +112,24 @@ class RunConfig:
     #: the model keys the config set (the others are defaults); fine-tuning checks these against
     #: the checkpoint's config and takes the rest from it
     model_keys: tuple[str, ...] = ()
+    #: the ``outputs`` and ``loss`` sections as written (None: absent)
+    outputs: dict[str, Any] | None = None
+    loss: Any = None
+
+    @property
+    def task(self) -> TaskSpec:
+        """The outputs and loss terms this run trains (`eqv2.train.targets_spec`)."""
+        return parse_task(self.outputs, self.loss, self.train, self.data.target, self.source)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": self.model.to_dict(),
             "train": dataclasses.asdict(self.train),
             "data": dataclasses.asdict(self.data),
             "finetune": dataclasses.asdict(self.finetune),
         }
+        out.update({k: getattr(self, k) for k in ("outputs", "loss") if getattr(self, k)})
+        return out
 
 
 def _unknown(key: str, known: Sequence[str], where: str) -> ValueError:
@@ -127,7 +149,8 @@ def _check_keys(values: Mapping[str, Any], cls: type, where: str) -> None:
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Set ``section.key=value`` items (values parsed as YAML) in a raw config dict."""
-    out = {section: dict(raw.get(section) or {}) for section in SECTIONS}
+    out = {section: raw.get(section) for section in SECTIONS}
+    out.update({s: dict(raw.get(s) or {}) for s in SECTIONS if s != "loss"})
     for item in overrides:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ValueError(
@@ -136,8 +159,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
             )
         dotted, value = item.split("=", 1)
         section, key = dotted.split(".", 1)
-        if section not in SECTIONS:
-            raise _unknown(section, SECTIONS, f"--set {item!r}")
+        if section not in SECTIONS or section == "loss":
+            raise _unknown(section, [s for s in SECTIONS if s != "loss"], f"--set {item!r}")
         out[section][key] = yaml.safe_load(value)
     return out
 
@@ -179,9 +202,19 @@ def parse_run_config(raw: Mapping[str, Any], source: str = "<dict>") -> RunConfi
         finetune = FinetuneConfig(**finetune_raw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source} [finetune]: {exc}") from exc
-    return RunConfig(
-        model, train, DataConfig(**data_raw), source, finetune, tuple(sorted(model_raw))
-    )
+    run = RunConfig(
+        model, train, DataConfig(**data_raw), source, finetune, tuple(sorted(model_raw)),
+        dict(raw["outputs"]) if raw.get("outputs") else None, raw.get("loss") or None,
+    )  # fmt: skip
+    heads = run.task.model_heads(
+        model.heads, model.direct_forces
+    )  # validates outputs, loss and data.target
+    if heads != model.heads:  # one property head per named target
+        try:
+            run.model = EquiformerV2Config.from_dict({**model.to_dict(), "heads": heads})
+        except ValueError as exc:
+            raise ValueError(f"{source} [model]: {exc}") from exc
+    return run
 
 
 def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:

@@ -16,6 +16,10 @@ exactly 0). For the anisotropic part the sum runs over all five components of ea
 while the divisor counts structures, so its ``std`` is √5 times the per-component deviation;
 eqv2 keeps that definition so a refit gives the numbers a fairchem fit would.
 
+Named scalar targets (`eqv2.train.targets_spec.TargetSpec`) get a normaliser each, the mean
+and standard deviation over the training structures (in the target's unit, after its
+``scale``), as the energy's. A run without energy and forces reads only its targets.
+
 Which structures: all of them up to `FIT_SAMPLE` (100,000); beyond that a seeded uniform
 subsample of `FIT_SAMPLE` structures (without replacement, read in index order). The statistics
 of 10⁵ structures pin a mean and a standard deviation to well under 1 %, while reading a 10⁸
@@ -33,7 +37,7 @@ import torch
 from ase.data import atomic_numbers
 
 from eqv2.data.errors import DataError
-from eqv2.data.targets import NUM_ELEMENTS
+from eqv2.data.targets import NUM_ELEMENTS, read_displacement_target, read_scalar_target
 from eqv2.so3.rank2 import rank2_to_irreps
 from eqv2.train.loader import (
     ReadFailure,
@@ -45,6 +49,7 @@ from eqv2.train.loader import (
 
 if TYPE_CHECKING:
     from eqv2.train.run_config import DataConfig
+    from eqv2.train.targets_spec import TaskSpec
 
 __all__ = ["FIT_SAMPLE", "TargetStatistics", "fit_sample", "fit_targets", "stream_statistics"]
 
@@ -82,6 +87,22 @@ class TargetStatistics:
     isotropic_sq: float = 0.0
     anisotropic: float = 0.0
     anisotropic_sq: float = 0.0
+    #: per named target: [count, sum, sum of squares] of its values
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add_targets(self, values: dict[str, Sequence[float]], zero_mean: bool = False) -> None:
+        """Add named targets' values (one per structure, in the target's unit; or the
+        components of per-atom vectors, with ``zero_mean``: their normaliser is then the root
+        mean square with mean 0, as the forces')."""
+        for name, v in values.items():
+            v = np.asarray(v, dtype=np.float64)
+            sums = np.array([len(v), 0.0 if zero_mean else v.sum(), v @ v])
+            self.targets[name] = self.targets.get(name, np.zeros(3)) + sums
+
+    def target_mean(self, name: str) -> float:
+        """The mean of a named target over the structures added."""
+        n, total, _ = self.targets[name]
+        return float(total / n)
 
     def add(
         self,
@@ -133,6 +154,8 @@ class TargetStatistics:
         self.isotropic_sq += other.isotropic_sq
         self.anisotropic += other.anisotropic
         self.anisotropic_sq += other.anisotropic_sq
+        for name, sums in other.targets.items():
+            self.targets[name] = self.targets.get(name, np.zeros(3)) + sums
 
     def mean_stress(self) -> np.ndarray | None:
         """The mean stress label (3, 3) in eV/Å³, or None without stress labels."""
@@ -159,14 +182,18 @@ class TargetStatistics:
         """Mean and standard deviation of ``E − c·references`` over structures, and the force
         RMS over components (mean 0), as `eqv2.data.targets.fit_normalizers` defines them;
         with stress labels also ``stress_isotropic`` and ``stress_anisotropic`` (fairchem's
-        fit, see the module docstring)."""
+        fit, see the module docstring); and each named target's mean and standard deviation.
+        Without energies (a run on named targets only) just the targets'."""
+        out = {name: _mean_std(*sums) for name, sums in self.targets.items()}
         if self.n == 0:
+            if out:
+                return out
             raise ValueError("no structures to fit normalisers on.")
         r = np.zeros(NUM_ELEMENTS) if references is None else np.asarray(references, np.float64)
         mean = (self.energy - r @ self.counts) / self.n
         second = (self.energy_sq - 2 * r @ self.counts_energy + r @ self.gram @ r) / self.n
         std = float(np.sqrt(max(second - mean * mean, 0.0))) if self.n > 1 else 1.0
-        out = {"energy": {"mean": float(mean), "std": std if std > 1e-12 else 1.0}}
+        out["energy"] = {"mean": float(mean), "std": std if std > 1e-12 else 1.0}
         if self.force_components:
             rms = float(np.sqrt(self.force_sq / self.force_components))
             out["forces"] = {"mean": 0.0, "std": rms if rms > 1e-12 else 1.0}
@@ -178,18 +205,37 @@ class TargetStatistics:
         return out
 
 
-class _ChunkStatistics:
-    """Statistics of a chunk of structures (a DataLoader item, computed in a worker)."""
+def _mean_std(n: float, total: float, total_sq: float) -> dict[str, float]:
+    mean = total / n
+    std = float(np.sqrt(max(total_sq / n - mean * mean, 0.0))) if n > 1 else 1.0
+    return {"mean": float(mean), "std": std if std > 1e-12 else 1.0}
 
-    def __init__(self, dataset: TrainingDataset, name: str) -> None:
+
+class _ChunkStatistics:
+    """Statistics of a chunk of structures (a DataLoader item, computed in a worker):
+    energies, forces and stresses when ``s2ef``, and the named ``targets``."""
+
+    def __init__(
+        self, dataset: TrainingDataset, name: str, targets: tuple = (), s2ef: bool = True
+    ) -> None:
         self.dataset = dataset
         self.name = name
+        self.targets = targets
+        self.s2ef = s2ef
+        self._vectors = {t.name for t in targets if t.per_atom}
 
     def __getitem__(self, indices: Sequence[int]) -> TargetStatistics | ReadFailure:
         numbers, energies, forces, stresses = [], [], [], []
+        values: dict[str, list[float]] = {t.name: [] for t in self.targets}
         for i in indices:
             try:
-                s = self.dataset[int(i)].validate(("energy", "forces"))
+                s = self.dataset[int(i)].validate(("energy", "forces") if self.s2ef else ())
+                for t in self.targets:
+                    if t.per_atom:  # free atoms' components; mean 0 (`add_targets`)
+                        d = read_displacement_target(s, t.read_key, t.name)
+                        values[t.name].extend(d[~s.fixed].ravel())
+                    else:
+                        values[t.name].append(read_scalar_target(s, t.read_key, t.scale, t.name))
             except DataError as exc:
                 return ReadFailure(DataError(f"{self.name} structure {int(i)}: {exc}"))
             numbers.append(s.numbers)
@@ -197,20 +243,31 @@ class _ChunkStatistics:
             forces.append(s.forces)
             stresses.append(s.stress)
         stats = TargetStatistics()
-        stats.add(numbers, energies, forces, stresses)
+        if self.s2ef:
+            stats.add(numbers, energies, forces, stresses)
+        stats.add_targets({k: v for k, v in values.items() if k not in self._vectors})
+        stats.add_targets({k: values[k] for k in self._vectors}, zero_mean=True)
         return stats
 
 
 def stream_statistics(
-    data: Any, num_workers: int = 0, limit: int = FIT_SAMPLE, seed: int = 0, name: str = "train"
+    data: Any,
+    num_workers: int = 0,
+    limit: int = FIT_SAMPLE,
+    seed: int = 0,
+    name: str = "train",
+    task: TaskSpec | None = None,
 ) -> TargetStatistics:
     """One pass over ``data`` (a dataset or a list of structures), or over its `fit_sample`,
-    in ``num_workers`` processes; the sums are added in index order (deterministic)."""
+    in ``num_workers`` processes; the sums are added in index order (deterministic).
+    ``task``: which labels to read (default: energy and forces)."""
     dataset = as_dataset(data, name)
     sample = fit_sample(len(dataset), limit, seed)
     chunks = [sample[k : k + _CHUNK].tolist() for k in range(0, len(sample), _CHUNK)]
     loader = torch.utils.data.DataLoader(
-        _ChunkStatistics(dataset, name),  # type: ignore[arg-type]  # keyed by index chunks
+        _ChunkStatistics(
+            dataset, name, task.targets if task else (), task is None or task.s2ef is not None
+        ),  # type: ignore[arg-type]  # keyed by index chunks
         batch_size=None,
         sampler=chunks,  # type: ignore[arg-type]
         num_workers=min(num_workers, len(chunks)),
@@ -239,6 +296,6 @@ def fit_targets(
             if symbol not in atomic_numbers:
                 raise ValueError(f"data.e0s: unknown element {symbol!r}; use symbols like 'Cu'.")
             refs[atomic_numbers[symbol]] = float(value)
-    elif data.linear_references:
+    elif data.linear_references and stats.n:
         refs = stats.element_references()
     return stats.normalizers(refs), refs

@@ -54,11 +54,12 @@ from eqv2.train.loader import (
     iterate,
     make_loader,
 )
-from eqv2.train.metrics import MetricAccumulator, StressAccumulator
+from eqv2.train.metrics import MetricAccumulator, PropertyAccumulator, StressAccumulator
 from eqv2.train.objective import Objective
 from eqv2.train.optim import make_optimizer
 from eqv2.train.sampler import EpochPlan, StepPlan, StepSampler, evaluation_plans
-from eqv2.train.scalar_log import ScalarLog
+from eqv2.train.scalar_log import CSV_FIELDS, ScalarLog
+from eqv2.train.targets_spec import TaskSpec
 from eqv2.train.trainer_config import AMP_MODES, TrainerConfig
 from eqv2.train.training_state import TrainingState
 
@@ -88,6 +89,9 @@ class Trainer:
     in ``DistributedDataParallel``, validation is shared among the processes and its metrics
     summed, and only rank 0 writes files. Every process must call `fit`, `evaluate` and `save`
     (they communicate); ``on_step`` is called on every process.
+
+    ``task``: the outputs and loss terms (`eqv2.train.targets_spec.TaskSpec`, e.g. named
+    targets without forces); default: the config's energy and force (and stress) terms.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class Trainer:
         on_step: Callable[[dict[str, float]], None] | None = None,
         loader: LoaderConfig | None = None,
         clock: Callable[[], float] | None = None,
+        task: TaskSpec | None = None,
     ) -> None:
         self.potential = potential
         self.model = potential.model
@@ -133,7 +138,8 @@ class Trainer:
                 step, timer.last, c.warmup_factor, c.lr_min_factor),
         )  # fmt: skip
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay else None
-        self.objective = Objective(self.potential, c.loss_spec())
+        self.objective = Objective(self.potential, task or TaskSpec(c.loss_spec()))
+        self.task = self.objective.spec
         # training on −dE/dx needs second derivatives through the S2 activations
         self.model.differentiable_twice = self.potential.conservative
         self.model.memory_saving = bool(c.memory_saving)
@@ -151,7 +157,11 @@ class Trainer:
             # dropout masks must differ between processes (the weights start equal anyway)
             torch.manual_seed(self.process_seed())
         self.step = self.epoch = self.batch_in_epoch = 0
-        self.best = BestTracker(c.early_stopping, validated=self.val_set is not None)
+        self.best = BestTracker(
+            c.early_stopping,
+            validated=self.val_set is not None,
+            default_metric=f"val_{self.task.best_metric()}",
+        )
         self.stopped_early = False
         self._eval_loaders: dict[int, tuple[Any, Any, Any]] = {}
 
@@ -168,7 +178,8 @@ class Trainer:
             stress = "require" if self.objective.spec.stress else "ignore"
         else:
             stress = "read" if self.potential.has_stress_head else "ignore"
-        return StepReader(data, GraphSettings.of(self.potential), refs, name, stress)
+        return StepReader(data, GraphSettings.of(self.potential), refs, name, stress,
+                          self.task.targets, self.task.s2ef is not None)  # fmt: skip
 
     def _plan_of(self, indices: Sequence[int]) -> StepPlan:
         """This process's plan for the global batch ``indices``."""
@@ -239,6 +250,7 @@ class Trainer:
         gradients, clipping, AdamW, LR schedule, EMA. Returns the losses, and the gradient
         norm before clipping."""
         c = self.config
+        self.objective.progress = (self.step + 1) / self.max_steps  # decaying loss weights
         row = self.compute_gradients(step)
         grad_norm = float("nan")
         if c.grad_clip:
@@ -295,18 +307,25 @@ class Trainer:
         returns the metrics of the whole set."""
         acc = MetricAccumulator(free_atoms_only=self.config.free_atoms_only)
         stress = StressAccumulator()
+        vectors = tuple(t.name for t in self.task.targets if t.per_atom)
+        named = PropertyAccumulator(self.task.target_names, vectors)
         with self.evaluation_weights():
             self.potential.eval()
             for step in iterate(self._eval_loader(data, batch_structures)):
                 batch = step.micro[0].to(self.device)
                 out = self.potential(batch.graph, stress=batch.stress is not None)
-                acc.update(out["energy"], batch.energy, out["forces"], batch.forces,
-                           batch.graph["batch"], batch.graph["fixed"])  # fmt: skip
+                named.update(out, batch.targets, batch.graph["fixed"])
+                if batch.energy is not None:
+                    acc.update(out["energy"], batch.energy, out["forces"], batch.forces,
+                               batch.graph["batch"], batch.graph["fixed"])  # fmt: skip
                 if batch.stress is not None:
                     stress.update(out["stress"], batch.stress)
+        named.set_totals(all_reduce_sum(named.totals()))
+        if self.task.s2ef is None:
+            return named.compute()
         acc.set_totals(all_reduce_sum(acc.totals()))
         stress.set_totals(all_reduce_sum(stress.totals()))
-        return {**acc.compute(), **stress.compute()}
+        return {**acc.compute(), **stress.compute(), **named.compute()}
 
     evaluate = deprecated_alias(validate, "eqv2.train.Trainer.evaluate")
 
@@ -400,11 +419,13 @@ class Trainer:
         return last
 
     def _stress_columns(self) -> tuple[str, ...]:
-        """``log.csv`` columns for the stress loss parts and validation stress metrics."""
-        train = self.objective.spec.part_names()[2:]
+        """``log.csv`` columns for the stress and named-target loss parts and their
+        validation metrics."""
+        train = tuple(p for p in self.task.part_names() if p not in CSV_FIELDS)
         val = ("val_stress_mae", "val_stress_isotropic_mae", "val_stress_anisotropic_mae")
         has_val = self.val_set is not None and self.potential.has_stress_head
-        return train + (val if has_val else ())
+        named = tuple(f"val_{t}_mae" for t in self.task.target_names)
+        return train + (val if has_val else ()) + (named if self.val_set is not None else ())
 
     def _save_best(self) -> None:
         if not self.dist.is_main:

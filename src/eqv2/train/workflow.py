@@ -43,15 +43,19 @@ from eqv2.train.target_fit import (
     fit_targets,
     stream_statistics,
 )
+from eqv2.train.task_config import task_of
 from eqv2.train.trainer import CHECKPOINT_NAME, Trainer
 
 
-def read_labelled(path: str | Path, data: DataConfig, name: str) -> TrainingDataset:
+def read_labelled(
+    path: str | Path, data: DataConfig, name: str, s2ef: bool = True
+) -> TrainingDataset:
     """A random-access dataset over any supported file (`eqv2.data.open_dataset`: only its
-    index is loaded); records lacking energy or forces are reported when read."""
+    index is loaded); with ``s2ef``, records lacking energy or forces are reported when read
+    (named targets are checked when batches are read)."""
     return open_dataset(
         path, energy_key=data.energy_key, forces_key=data.forces_key, stress_key=data.stress_key,
-        require=("energy", "forces"),
+        require=("energy", "forces") if s2ef else (),
     )  # fmt: skip
 
 
@@ -104,9 +108,10 @@ def run_training(
     check_run_dir(out, resume, overwrite)
     if resume:
         check_resumable(run, out, init_from)
-    train = read_labelled(run.data.train, run.data, "train")
-    val = read_labelled(run.data.val, run.data, "val") if run.data.val else None
-    test = read_labelled(run.data.test, run.data, "test") if run.data.test else None
+    s2ef = run.task.s2ef is not None
+    train = read_labelled(run.data.train, run.data, "train", s2ef)
+    val = read_labelled(run.data.val, run.data, "val", s2ef) if run.data.val else None
+    test = read_labelled(run.data.test, run.data, "test", s2ef) if run.data.test else None
 
     device = resolve_device(run.train.device)
     splits = {"train": train, "val": val, "test": test}
@@ -126,7 +131,9 @@ def _evaluate(
 ) -> dict[str, Any]:
     """Every split with the final (EMA) weights, on every process; rank 0 writes the files."""
     potential, is_main = trainer.potential, trainer.dist.is_main
-    train_mean = stats.energy / stats.n
+    task = trainer.task
+    train_mean = stats.energy / stats.n if stats.n else 0.0
+    target_means = {name: stats.target_mean(name) for name in task.target_names}
     metrics: dict[str, Any] = {}
     with trainer.evaluation_weights():  # the final model holds the EMA weights
         if is_main:
@@ -139,14 +146,15 @@ def _evaluate(
             result = score_split(
                 potential, data, name=name, train_mean_energy=train_mean,
                 train_mean_stress=stats.mean_stress(), free_atoms_only=run.train.free_atoms_only,
-                indices=sample, loader=trainer.loader_config,
+                indices=sample, loader=trainer.loader_config, task=task,
+                train_mean_targets=target_means,
             )  # fmt: skip
             metrics[name] = result.metrics
             # model-free baselines with training statistics: mean energy; composition only
             metrics[f"{name}_baseline"] = result.baseline
             if result.element_refs is not None:
                 metrics[f"{name}_element_refs"] = result.element_refs
-            if name != "train" and is_main:
+            if name != "train" and is_main and task.s2ef is not None:
                 p = result.parity_arrays()
                 parity_plots(p["energy_ref"], p["energy_pred"], p["forces_ref"], p["forces_pred"],
                              out / f"parity_{name}.png", f"{name} set")  # fmt: skip
@@ -194,7 +202,8 @@ def _fit(
         run = replace(run, finetune=replace(run.finetune, init_from=str(init_from)))
     loader = loader_config(run.data)
     # one pass over the training set (or its subsample) serves targets and baselines
-    stats = stream_statistics(train, loader.num_workers, FIT_SAMPLE, run.train.seed)
+    task = run.task
+    stats = stream_statistics(train, loader.num_workers, FIT_SAMPLE, run.train.seed, task=task)
     torch.manual_seed(run.train.seed)  # the same initial weights on every process
     if run.finetune.init_from:  # checkpoint weights; fresh optimiser, schedule and step count
         potential, run = start_finetune(run, stats, out)
@@ -203,7 +212,7 @@ def _fit(
         potential = Potential(
             EquiformerV2(run.model), normalizers, None if refs is None else torch.as_tensor(refs)
         )
-    trainer = Trainer(potential, train, out, run.train, val=val, loader=loader)
+    trainer = Trainer(potential, train, out, run.train, val=val, loader=loader, task=task)
     if trainer.dist.is_main:
         with atomic_write_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
@@ -251,10 +260,14 @@ def evaluate_checkpoint_on(
     data = data or DataConfig()
     potential = load_model(checkpoint)
     name = Path(data_path).name
-    labelled = read_labelled(data_path, data, name)
+    task = task_of(potential)
+    s2ef = task.s2ef is not None
+    labelled = read_labelled(data_path, data, name, s2ef)
     loader = loader_config(data)
     stats, source = training_statistics(checkpoint), "training set"
-    if stats is None:  # the evaluated set's own means, by the training's streaming pass
+    if not s2ef:  # named targets only: their baselines come from the split itself
+        stats, source = stats or {"train_mean_energy": 0.0}, "none"
+    elif stats is None:  # the evaluated set's own means, by the training's streaming pass
         own = stream_statistics(labelled, loader.num_workers, FIT_SAMPLE, 0, name)
         stats, source = baseline_extra(0, own), "evaluated set"
     mean_stress = stats.get("train_mean_stress")
@@ -263,9 +276,9 @@ def evaluate_checkpoint_on(
         result = score_split(
             potential, labelled, name=name, train_mean_energy=stats["train_mean_energy"],
             train_mean_stress=None if mean_stress is None else np.asarray(mean_stress),
-            loader=loader, on_batch=on_batch,
+            loader=loader, on_batch=on_batch, task=task,
         )  # fmt: skip
-    if parity is not None:
+    if parity is not None and s2ef:
         p = result.parity_arrays()
         parity_plots(p["energy_ref"], p["energy_pred"], p["forces_ref"], p["forces_pred"],
                      parity, name)  # fmt: skip

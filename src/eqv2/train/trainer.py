@@ -250,7 +250,8 @@ class Trainer:
         gradients, clipping, AdamW, LR schedule, EMA. Returns the losses, and the gradient
         norm before clipping."""
         c = self.config
-        self.objective.progress = (self.step + 1) / self.max_steps  # decaying loss weights
+        # decaying loss weights follow whichever budget (steps or time) is further spent
+        self.objective.progress = self.budget.progress(self.step + 1, self.clock.last)
         row = self.compute_gradients(step)
         grad_norm = float("nan")
         if c.grad_clip:

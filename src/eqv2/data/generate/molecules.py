@@ -22,6 +22,7 @@ workflow (targets, heads, normalisers, the 15-minute acceptance run); they are n
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -189,11 +190,15 @@ def generate_molecules(
     kept: list[Structure] = []
     k = 0
     start = time.perf_counter()
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    # spawn, not fork: a forked child inherits OpenMP/torch thread state (tblite's and torch's
+    # pools) mid-lock and can deadlock on its first parallel region
+    spawn = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else None
     try:
         while len(kept) < n_molecules and k < limit:
             batch: list[tuple[str, int, int, XtbSettings]] = []
-            want = max(workers * 8, n_molecules - len(kept))
+            # independent of `workers`, so the candidates tried (and failures) are too
+            want = max(16, n_molecules - len(kept))
             while len(batch) < want and k < limit:
                 smiles = random_smiles(
                     rng, int(rng.choice(sizes, p=p_size)), config.element_weights

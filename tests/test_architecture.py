@@ -34,7 +34,7 @@ MAX_LINES = 400
 
 #: {path relative to src/: reason}: files allowed over MAX_LINES for now.
 LONG_FILES: dict[str, str] = {
-    "eqv2/train/trainer.py": "412 lines: the loop alone (state, config and targets moved out)",
+    "eqv2/train/trainer.py": "436 lines: the loop and its budget, denoising and named-target hooks",
 }
 
 #: {(importer, imported): reason}: import edges left out of the cycle check for now.

@@ -77,6 +77,13 @@ def to_fairchem_checkpoint(
             "the model has property heads (named targets such as a QM9 gap), which fairchem's "
             "checkpoint layout has no place for; keep it as an eqv2 checkpoint (save_model)."
         )
+    extensions = eqv2_only_options(cfg)
+    if extensions:
+        raise ValueError(
+            f"the model uses eqv2-only architecture options {extensions}, which fairchem's "
+            "EquiformerV2 does not implement: its file would load into a different function. "
+            "Keep the eqv2 checkpoint (save_model), or train without these options to export."
+        )
     has_forces = any(k.startswith("force_block.") for k in state_dict)
     resolved = resolve_heads(cfg) if cfg.heads is not None else None
     if resolved is not None and "denoising" in resolved:
@@ -130,6 +137,27 @@ def to_fairchem_checkpoint(
     if path is not None:
         atomic_save(checkpoint, path)
     return checkpoint
+
+
+#: norms fairchem knows by name (``merge_layer_norm`` computes ``rms_norm_sh``: rename it)
+_FAIRCHEM_NORMS = ("layer_norm", "layer_norm_sh", "rms_norm_sh")
+
+
+def eqv2_only_options(cfg: EquiformerV2Config) -> list[str]:
+    """The config's eqv2 extensions that change the model's function (smooth mode, the
+    EquiformerV3 options), as ``key=value`` strings; empty when fairchem computes the same."""
+    found = []
+    for key in ("envelope", "ffn_width_multiplier", "attn_grid_resolution", "ffn_grid_resolution"):
+        if getattr(cfg, key) is not None:
+            found.append(f"{key}={getattr(cfg, key)!r}")
+    if cfg.max_neighbors is None:
+        found.append("max_neighbors=None")
+    if cfg.norm_type not in _FAIRCHEM_NORMS:
+        found.append(f"norm_type={cfg.norm_type!r}")
+    for key in ("attn_activation", "ffn_activation"):
+        if getattr(cfg, key) not in ("silu", "scaled_silu"):
+            found.append(f"{key}={getattr(cfg, key)!r}")
+    return found
 
 
 def _model_section(

@@ -20,21 +20,37 @@ EXPECTED = {
 }
 
 
+#: presets without a fairchem count, and why (the counting script builds fairchem's
+#: energy + direct-force hydra model only)
+UNCOUNTED = {
+    "qm9.yaml": "named-target property heads: no fairchem counterpart",
+    "qm9_cpu.yaml": "named-target property heads: no fairchem counterpart",
+    "is2re_direct.yaml": "property and displacement heads: no fairchem counterpart",
+    "dens_noisy_nodes_emt.yaml": "Noisy Nodes position_denoising_head: no fairchem counterpart",
+    "dens_emt.yaml": "DeNS backbone and heads: not built by the counting script yet",
+}
+
+
 def test_expected_presets_exist():
     assert EXPECTED <= {p.name for p in PRESETS}
-    assert {p.name for p in PRESETS} <= set(FAIRCHEM["counts"]), (
+    assert {p.name for p in PRESETS} - set(UNCOUNTED) <= set(FAIRCHEM["counts"]), (
         "a new preset needs its fairchem count in tests/train/data/fairchem_param_counts.json"
     )
+    assert set(UNCOUNTED) <= {p.name for p in PRESETS}, "stale UNCOUNTED entries"
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
 def test_preset_loads_and_matches_fairchem_param_count(path):
     run = load_run_config(path)
-    assert run.train.warmup_steps < run.train.max_steps
-    assert run.train.eval_every <= run.train.max_steps
+    if run.train.max_epochs is None:  # an epoch schedule sizes its steps from the data
+        assert run.train.warmup_steps < run.train.max_steps
+        assert run.train.eval_every <= run.train.max_steps
     assert run.train.amp == "off" and run.train.device == "auto"  # YAML `off` is False
     model = EquiformerV2(run.model)
-    assert model.num_params == FAIRCHEM["counts"][path.name]
+    if path.name in UNCOUNTED:
+        assert path.name not in FAIRCHEM["counts"]
+    else:
+        assert model.num_params == FAIRCHEM["counts"][path.name]
 
 
 def test_paper_presets_follow_fairchem():

@@ -183,7 +183,8 @@ def baseline_extra(step: int, stats: TargetStatistics) -> dict[str, Any]:
     mean_stress = stats.mean_stress()
     return {
         "step": step,
-        "train_mean_energy": float(stats.energy / stats.n),
+        # 0 without energy labels (named targets only): no energy baseline to report
+        "train_mean_energy": float(stats.energy / stats.n) if stats.n else 0.0,
         "train_mean_stress": None if mean_stress is None else mean_stress.tolist(),
     }
 

@@ -85,3 +85,20 @@ def tiny_graph(model: torch.nn.Module, structures: list | None = None) -> dict[s
         max_neighbors=c.max_neighbors,
         dtype=dtype,
     )
+
+
+def fitted_potential(frames: list, model: dict[str, Any], seed: int | None = 0):
+    """A `Potential` of ``EquiformerV2Config(**model)`` whose element references and
+    normalisers are fitted on ``frames`` (labelled ``ase.Atoms``; forces without constraints),
+    weights drawn after ``torch.manual_seed(seed)`` (no seeding with ``seed=None``)."""
+    from eqv2.data.targets import fit_element_references, fit_normalizers
+    from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    numbers = [a.numbers for a in frames]
+    energies = [a.get_potential_energy() for a in frames]
+    refs = fit_element_references(numbers, energies)
+    forces = [a.get_forces(apply_constraint=False) for a in frames]
+    normalizers = fit_normalizers(energies, forces, numbers, refs)
+    return Potential(EquiformerV2(EquiformerV2Config(**model)), normalizers, torch.as_tensor(refs))

@@ -10,12 +10,11 @@ from ase.io import write
 import eqv2
 from eqv2.cli import main
 from eqv2.data.generate import generate_dataset
-from eqv2.data.targets import fit_element_references, fit_normalizers
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from eqv2.model import EquiformerV2Config
 from eqv2.model.loading import save_model
 from eqv2.train.finetune import merge_model_config, start_finetune
 from eqv2.train.run_config import parse_run_config
-from tests.tiny import TINY_MODEL
+from tests.tiny import TINY_MODEL, fitted_potential
 
 DIRECT = dict(**TINY_MODEL, max_radius=4.5, max_neighbors=12, alpha_drop=0.0, drop_path_rate=0.0)
 TRAIN = dict(lr=2e-3, warmup_steps=0, max_atoms_per_batch=100_000, ema_decay=None,
@@ -33,13 +32,7 @@ def frames():
 def direct(frames, tmp_path_factory):
     """A direct-force tiny model (random weights, fitted targets) saved as final.pt."""
     out = tmp_path_factory.mktemp("direct")
-    torch.manual_seed(0)
-    numbers = [a.numbers for a in frames]
-    energies = [a.get_potential_energy() for a in frames]
-    refs = fit_element_references(numbers, energies)
-    forces = [a.get_forces(apply_constraint=False) for a in frames]
-    normalizers = fit_normalizers(energies, forces, numbers, refs)
-    pot = Potential(EquiformerV2(EquiformerV2Config(**DIRECT)), normalizers, torch.as_tensor(refs))
+    pot = fitted_potential(frames, DIRECT)
     save_model(pot, out / "final.pt")
     write(out / "train.extxyz", frames)
     return out

@@ -17,10 +17,9 @@ import eqv2
 from eqv2.cli import main
 from eqv2.data import read_structures, to_atoms
 from eqv2.data.generate import generate_dataset
-from eqv2.data.targets import fit_element_references, fit_normalizers
 from eqv2.fairchem import from_fairchem_state_dict
 from eqv2.graph import fixed_mask
-from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
+from eqv2.model import EquiformerV2, EquiformerV2Config
 from eqv2.model.checkpoint import CheckpointError
 from eqv2.model.loading import save_model
 from eqv2.train.finetune import freeze_parameters, merge_model_config, start_finetune
@@ -29,7 +28,7 @@ from eqv2.train.target_fit import TargetStatistics
 from eqv2.train.trainer import Trainer, TrainerConfig
 from eqv2.train.workflow import fit_targets
 from tests.model.reference_cases import atoms_of
-from tests.tiny import TINY_MODEL
+from tests.tiny import TINY_MODEL, fitted_potential
 
 #: the shared tiny model with the grid MLP, the separable norm and no dropout
 SOURCE = dict(
@@ -78,13 +77,7 @@ def frames():
 def source(frames, tmp_path_factory):
     """A tiny model trained 3 steps: its training-state checkpoint.pt (with EMA) and final.pt."""
     out = tmp_path_factory.mktemp("source")
-    torch.manual_seed(0)
-    numbers = [a.numbers for a in frames]
-    energies = [a.get_potential_energy() for a in frames]
-    refs = fit_element_references(numbers, energies)
-    forces = [a.get_forces(apply_constraint=False) for a in frames]
-    normalizers = fit_normalizers(energies, forces, numbers, refs)
-    pot = Potential(EquiformerV2(EquiformerV2Config(**SOURCE)), normalizers, torch.as_tensor(refs))
+    pot = fitted_potential(frames, SOURCE)
     trainer = Trainer(pot, frames, out, TrainerConfig(max_steps=3, **{**TRAIN, "ema_decay": 0.5}))
     trainer.fit()
     with trainer.ema.applied(pot.model):

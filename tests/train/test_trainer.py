@@ -9,11 +9,10 @@ from ase.build import bulk
 
 from eqv2.data import DataError
 from eqv2.data.generate import generate_dataset
-from eqv2.data.targets import fit_element_references, fit_normalizers
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
 from eqv2.train.loader import LoaderConfig
 from eqv2.train.trainer import Trainer, TrainerConfig
-from tests.tiny import TINY_MODEL
+from tests.tiny import TINY_MODEL, fitted_potential
 from tests.train.tb_events import read_scalars
 
 #: the shared tiny model with the grid MLP and the separable norm
@@ -33,14 +32,7 @@ def frames():
 
 
 def _potential(frames, seed=0, **overrides) -> Potential:
-    torch.manual_seed(seed)
-    cfg = EquiformerV2Config(**{**TINY, **overrides})
-    numbers = [a.numbers for a in frames]
-    energies = [a.get_potential_energy() for a in frames]
-    refs = fit_element_references(numbers, energies)
-    forces = [a.get_forces(apply_constraint=False) for a in frames]
-    norm = fit_normalizers(energies, forces, numbers, refs)
-    return Potential(EquiformerV2(cfg), norm, torch.as_tensor(refs))
+    return fitted_potential(frames, {**TINY, **overrides}, seed)
 
 
 def test_training_lowers_the_loss(frames, tmp_path):

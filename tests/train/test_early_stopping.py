@@ -78,3 +78,10 @@ def test_early_stopping_ends_the_run_keeps_the_best_and_stays_stopped(frames, tm
     assert again.stopped_early and again.fit() == {} and again.step == 3
     with pytest.raises(ValueError, match="needs a validation set"):
         Trainer(_potential(frames), frames, tmp_path / "x", config)
+
+
+def test_a_rule_on_a_metric_the_run_does_not_log_is_refused() -> None:
+    rule = EarlyStopping(metric="val_gapp_mae", patience=2)
+    with pytest.raises(ValueError, match="not a validation metric of this run"):
+        BestTracker(rule, available=("val_gap_mae",))
+    assert BestTracker(EarlyStopping(metric="val_gap_mae"), available=("val_gap_mae",))

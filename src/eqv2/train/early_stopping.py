@@ -10,6 +10,7 @@ Validation metrics are summed over all processes, so every process takes the sam
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,11 +76,19 @@ class BestTracker:
         rule: EarlyStopping | None,
         validated: bool = True,
         default_metric: str = "val_force_mae",
+        available: Collection[str] | None = None,
     ) -> None:
         """``validated``: whether the run has a validation set (early stopping needs one);
-        ``default_metric``: the metric that picks ``best.pt`` without a rule."""
+        ``default_metric``: the metric that picks ``best.pt`` without a rule; ``available``:
+        the validation metrics the run logs (a rule naming another one is refused, since it
+        would never improve and stop the run after ``patience`` evaluations)."""
         if rule is not None and not validated:
             raise ValueError("train.early_stopping needs a validation set: pass --val (data.val).")
+        if rule is not None and available is not None and rule.metric not in available:
+            raise ValueError(
+                f"early_stopping.metric={rule.metric!r} is not a validation metric of this run; "
+                f"choose one of {sorted(available)}."
+            )
         self.rule = rule or EarlyStopping(metric=default_metric, patience=None)
         self.sign = -1.0 if self.rule.metric in HIGHER_IS_BETTER else 1.0
         self.best = math.inf  # of sign × value: smaller is better

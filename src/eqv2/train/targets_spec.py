@@ -40,6 +40,7 @@ from typing import Any
 
 from eqv2.model.heads import DEFAULT_HEADS, RESERVED_OUTPUTS, property_head_spec
 from eqv2.train.denoising import DenoisingConfig
+from eqv2.train.early_stopping import VALIDATION_METRICS
 from eqv2.train.losses import ENERGY_LOSSES, PROPERTY_LOSSES
 
 __all__ = [
@@ -218,6 +219,11 @@ class TaskSpec:
     @property
     def target_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.targets)
+
+    def validation_metrics(self) -> tuple[str, ...]:
+        """``log.csv`` validation columns an early-stopping rule may follow for this task."""
+        named = tuple(f"val_{n}_mae" for n in self.target_names)
+        return (VALIDATION_METRICS if self.s2ef is not None else ()) + named
 
     def part_names(self) -> tuple[str, ...]:
         """Names of the logged loss parts, in the order `Objective.loss` returns them."""

@@ -161,6 +161,7 @@ class Trainer:
             c.early_stopping,
             validated=self.val_set is not None,
             default_metric=f"val_{self.task.best_metric()}",
+            available=self.task.validation_metrics(),
         )
         self.stopped_early = False
         self._eval_loaders: dict[int, tuple[Any, Any, Any]] = {}

@@ -263,6 +263,12 @@ def evaluate_checkpoint_on(
     name = Path(data_path).name
     task = task_of(potential)
     s2ef = task.s2ef is not None
+    if predictions and not s2ef:
+        raise ValueError(
+            f"{checkpoint}: --predictions writes energy, forces and stress per structure, and "
+            f"this model predicts named targets only ({', '.join(task.target_names)}); drop "
+            "--predictions (the metrics and baselines are still reported)."
+        )
     labelled = read_labelled(data_path, data, name, s2ef)
     loader = loader_config(data)
     stats, source = training_statistics(checkpoint), "training set"

@@ -11,7 +11,7 @@ from ase.io import read, write
 
 from eqv2 import save_model
 from eqv2.cli.main import main
-from eqv2.data import from_atoms, write_store
+from eqv2.data import from_atoms, read_structures, write_store
 from tests.data.oc20_writer import oc20_fields, pickle_record, write_oc20_lmdb
 from tests.simulate.relax.tiny_relax import (  # noqa: F401 (one_thread: an autouse fixture)
     generated_systems,
@@ -124,3 +124,45 @@ def test_evaluate(fmt, files, checkpoint, tmp_path):
     out = tmp_path / "m.json"
     assert main(["evaluate", str(checkpoint), str(files[fmt]), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["n_structures"] == 2
+
+
+def test_one_structure_is_decoded_alone(structures, checkpoint, tmp_path, capsys):
+    """``md --index`` and ``adsorbml --slab-index`` decode only the structure they use: a
+    truncated record elsewhere in the LMDB does not stop them, and reading it names it."""
+    _, records = structures
+    good = pickle_record(oc20_fields(records[0]), layout=2)
+    bad = pickle_record(oc20_fields(records[1]), layout=2)
+    path = write_oc20_lmdb(tmp_path / "cut.lmdb", [good, bad[: len(bad) // 2]])
+    out = tmp_path / "md.extxyz"
+    argv = ["md", str(checkpoint), str(path), "-o", str(out), "--steps", "1", "--interval", "1"]
+    with pytest.warns(UserWarning, match="1 record"):  # the index notes the bad record
+        assert main([*argv, "--index", "0"]) == 0
+    assert len(read(out, ":")) == 2
+    assert main([*argv, "--index", "1", "--report", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}, structure 1" in err and "truncated" in err
+
+
+@pytest.mark.parametrize("fmt", FORMATS[1:])
+def test_evaluate_relax_reads_is2re_targets(fmt, structures, checkpoint, tmp_path, capsys):
+    """An OC20 IS2RE/IS2RS LMDB (``pos_relaxed``, ``y_relaxed``), and a store converted from
+    it, are scored without ``--reference``: the targets travel with the records."""
+    _, records = structures
+    fields = []
+    for k, s in enumerate(records):
+        f = oc20_fields(s)
+        f["pos_relaxed"] = f["pos"] + 0.1 * (k + 1)  # every atom 0.17 Å (k=0) / 0.35 Å away
+        f["y_relaxed"] = -3.0 - k
+        fields.append(f)
+    path = write_oc20_lmdb(tmp_path / "is2re.lmdb", [pickle_record(f, layout=2) for f in fields])
+    if fmt == "store":
+        path = write_store(read_structures(path), tmp_path / "is2re_store.lmdb")
+    metrics = tmp_path / "m.json"
+    argv = ["evaluate-relax", str(checkpoint), str(path), "--steps", "0", "--no-progress",
+            "--all-atoms", "--out", str(metrics)]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    result = json.loads(metrics.read_text())
+    assert result["n_structures"] == 2
+    # zero steps: the "relaxed" structures are the initial ones, np.sqrt(3) * 0.1 (k + 1) away
+    want = np.mean([np.sqrt(3) * 0.1, np.sqrt(3) * 0.2])
+    assert result["is2rs"]["mean_distance"] == pytest.approx(want, rel=1e-5)

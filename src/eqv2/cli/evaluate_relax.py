@@ -10,9 +10,9 @@ Two modes:
 DATA/REFERENCE may be the generator's ``is2re_*.extxyz`` (initial and relaxed frame per system),
 initial structures with ``pos_relaxed``/``energy_relaxed``, or plain files (a pair: initial
 structures as DATA, relaxed ones as ``--reference``). Every file may be in any format eqv2 reads
-(extxyz or another ASE format, ASE db/aselmdb, OC20 LMDB file or shard directory, eqv2 store);
-``pos_relaxed`` arrays are read from ASE formats only (eqv2's records have no place for them), so
-give an LMDB or store of initial structures a ``--reference``.
+(extxyz or another ASE format, ASE db/aselmdb, OC20 LMDB file or shard directory, eqv2 store). An
+OC20 IS2RE/IS2RS LMDB (or a store converted from one) is scored as it is: its ``pos_relaxed``
+travels as a per-atom target and its ``y_relaxed`` in the record's ``info``.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _read_task(path: str | Path) -> Any:
-    """A relaxation data file as a ``RelaxTask``, read with eqv2's readers (ASE formats keep
-    their ``pos_relaxed`` arrays)."""
+    """A relaxation data file as a ``RelaxTask``, read with eqv2's readers (``pos_relaxed``
+    arrives as ``arrays["pos_relaxed"]`` from every format)."""
     from eqv2.data import detect_format
     from eqv2.simulate.relax_evaluation import read_relax_file, split_relax_images
 

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMATS_HELP", "add_input_argument", "check_output", "read_atoms", "read_one"]
+__all__ = [
+    "FORMATS_HELP",
+    "InputStructures",
+    "add_input_argument",
+    "check_output",
+    "read_atoms",
+    "read_one",
+]
 
 
 #: What every command's input may be (for ``--help``).
@@ -45,16 +52,47 @@ def read_atoms(path: str | os.PathLike, *, what: str = "INPUT", index: Any = ":"
     return [to_atoms(s) for s in structures]
 
 
+class InputStructures(Sequence[Any]):
+    """The structures of an input file as ``ase.Atoms``, read one at a time when indexed.
+
+    Reads through ``eqv2.data.open_dataset`` (every supported format; extxyz, ASE db, OC20 LMDB
+    and stores from an index, without holding the file in memory).
+
+    Raises:
+        FileNotFoundError / ValueError (``eqv2.data.DataError``): a missing, unreadable or empty
+            input, or (when indexed) a bad record, named with the file and record.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, what: str = "INPUT") -> None:
+        from eqv2.data import open_dataset
+
+        self.dataset = open_dataset(path)
+        if len(self.dataset) == 0:
+            raise ValueError(f"{path} ({what}) holds no structures; give a file with at least one.")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: Any) -> Any:
+        from eqv2.data import to_atoms
+
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return to_atoms(self.dataset[int(index)])
+
+
 def read_one(path: str | os.PathLike, index: int, *, flag: str, what: str = "INPUT") -> Any:
     """Structure ``index`` of ``path`` (negative counts from the end); ``flag`` names the
-    option that chose it in messages."""
-    images = read_atoms(path, what=what)
+    option that chose it in messages. Only that structure is decoded (random access through
+    the dataset's index), so one frame of a large LMDB or store is cheap and a bad record
+    elsewhere in the file does not matter."""
+    images = InputStructures(path, what=what)
     if not -len(images) <= index < len(images):
         raise ValueError(
             f"{flag} {index}: {os.fspath(path)} holds {len(images)} structures "
             f"(0...{len(images) - 1})."
         )
-    return images[index]
+    return images[index % len(images)]
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -20,9 +20,10 @@ import contextlib
 import json
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from os import PathLike
 from pathlib import Path
 from typing import Any
+
+from eqv2.cli.io import InputStructures
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -58,35 +59,6 @@ def add_sharding_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: Options that may change between a run and its --resume (they do not change the results).
 _RESUMABLE = ("func", "resume", "device", "quiet", "no_progress")
-
-
-class InputStructures(Sequence[Any]):
-    """The structures of an input file as ``ase.Atoms``, read one at a time when indexed.
-
-    Reads through ``eqv2.data.open_dataset`` (every supported format; extxyz, ASE db, OC20 LMDB
-    and stores from an index, without holding the file in memory).
-
-    Raises:
-        FileNotFoundError / ValueError (``eqv2.data.DataError``): a missing, unreadable or empty
-            input, or (when indexed) a bad record, named with the file and record.
-    """
-
-    def __init__(self, path: str | PathLike[str], *, what: str = "INPUT") -> None:
-        from eqv2.data import open_dataset
-
-        self.dataset = open_dataset(path)
-        if len(self.dataset) == 0:
-            raise ValueError(f"{path} ({what}) holds no structures; give a file with at least one.")
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: Any) -> Any:
-        from eqv2.data import to_atoms
-
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        return to_atoms(self.dataset[int(index)])
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -150,7 +150,7 @@ def warn_unreadable(path: Path, problems: list[str]) -> None:
 
     warnings.warn(
         f"{path}: {len(problems)} record(s) cannot be read and are indexed with 0 atoms; "
-        f"reading one raises DataError (a loader with data.skip_invalid skips them). First: "
+        f"reading one raises DataError naming it (training stops at it). First: "
         f"{problems[0]}",
         stacklevel=3,
     )

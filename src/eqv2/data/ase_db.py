@@ -129,7 +129,7 @@ def _aselmdb_index(path: Path) -> dict[str, np.ndarray]:
                     raw = txn.get(str(row_id).encode("ascii"))
                     natoms[i] = len(_decode_row(raw, row_id, path, i).numbers)
                 except (DataError, lmdb_errors()) as exc:
-                    # Indexed with 0 atoms; reading it raises again (data.skip_invalid skips it).
+                    # Indexed with 0 atoms; reading it raises again, naming the row.
                     if not isinstance(exc, DataError):
                         exc = lmdb_error(path, i, exc)
                     unreadable.append(str(exc))

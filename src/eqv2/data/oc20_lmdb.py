@@ -335,8 +335,8 @@ def build_oc20_index(path: Path, files: list[Path]) -> dict[str, np.ndarray]:
                                 raise DataError(f"{label}: record is missing.")
                             natoms[i] = _record_natoms(raw, label)
                         except (DataError, lmdb_errors()) as exc:
-                            # Indexed with 0 atoms; reading it raises the error again, so a
-                            # loader with data.skip_invalid can skip it.
+                            # Indexed with 0 atoms (no real structure has none); reading it
+                            # raises the error again, naming the record.
                             if not isinstance(exc, DataError):
                                 exc = lmdb_error(file, i, exc)
                             unreadable.append(str(exc))

@@ -28,6 +28,7 @@ structure set would take longer than a useful fraction of training.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from eqv2.so3.rank2 import rank2_to_irreps
 from eqv2.train.loader import (
     ReadFailure,
     TrainingDataset,
+    WorkerInit,
     as_dataset,
     identity_collate,
     iterate,
@@ -273,6 +275,7 @@ def stream_statistics(
         num_workers=min(num_workers, len(chunks)),
         collate_fn=identity_collate,
         generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=WorkerInit(os.getpid(), seed=False),
     )
     total = TargetStatistics()
     for part in iterate(loader):

@@ -18,7 +18,6 @@ per batch: the training set is never labelled (or held) as a whole.
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,6 +30,7 @@ from eqv2.data.errors import DataError
 from eqv2.data.targets import read_displacement_target, read_scalar_target
 from eqv2.graph import batch_structures
 from eqv2.train.sampler import StepPlan
+from eqv2.train.worker_init import WorkerInit
 
 if TYPE_CHECKING:
     from eqv2.train.targets_spec import TargetSpec
@@ -44,9 +44,7 @@ __all__ = [
     "STRESS_LABELS",
     "StepReader",
     "TrainingDataset",
-    "WorkerInit",
     "as_dataset",
-    "die_with_parent",
     "identity_collate",
     "iterate",
     "make_loader",
@@ -322,47 +320,6 @@ def iterate(loader: Iterable[Any]) -> Iterator[Any]:
 def identity_collate(item: Any) -> Any:
     """The DataLoader's collate step when the dataset's items are already batches."""
     return item
-
-
-#: Linux's ``prctl`` option that sends the calling process a signal when its parent dies.
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent: int) -> None:
-    """Make this (worker) process die with its ``parent`` process, also after ``kill -9``.
-
-    A forked DataLoader worker inherits the training process's open files, among them the run
-    directory's lock (`eqv2.train.run_dir.run_lock`); orphaned by a ``kill -9`` it can block
-    forever flushing a batch nobody reads, holding the lock, so ``--resume`` would be refused.
-    Linux only (elsewhere torch's own watchdog is all there is).
-    """
-    import ctypes
-    import signal
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (AttributeError, OSError):  # not Linux
-        return
-    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
-
-
-@dataclass(frozen=True)
-class WorkerInit:
-    """A DataLoader ``worker_init_fn``: die with the process that started the loader, and (for
-    training) seed numpy and ``random`` from the worker's torch seed."""
-
-    parent: int
-    seed: bool = True
-
-    def __call__(self, worker_id: int) -> None:
-        die_with_parent(self.parent)
-        if self.seed:
-            # torch seeds each worker from the loader's generator; numpy and random follow it
-            seed = torch.initial_seed() % 2**32
-            np.random.seed(seed)  # noqa: NPY002 - the legacy global stream, for code using it
-            random.seed(seed)
 
 
 def make_loader(

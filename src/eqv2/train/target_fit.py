@@ -43,11 +43,11 @@ from eqv2.so3.rank2 import rank2_to_irreps
 from eqv2.train.loader import (
     ReadFailure,
     TrainingDataset,
-    WorkerInit,
     as_dataset,
     identity_collate,
     iterate,
 )
+from eqv2.train.worker_init import WorkerInit
 
 if TYPE_CHECKING:
     from eqv2.train.run_config import DataConfig

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from eqv2.allocator import tune_allocator
 from eqv2.cli import adsorbml, data, demo, evaluate_relax, md, predict, relax, train
 from eqv2.cli.messages import cli_message
+
+#: Commands that split their work across torchrun's processes (the others would each do all of
+#: it and write the same files).
+TORCHRUN_COMMANDS = ("train", "predict", "relax")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     tune_allocator()  # CPU runs churn through large temporaries: reuse freed memory
+    world = os.environ.get("WORLD_SIZE", "1")
+    if args.command not in TORCHRUN_COMMANDS and world.isdigit() and int(world) > 1:
+        print(
+            f"eqv2 {args.command}: error: started as one of {world} torchrun processes, but "
+            f"'eqv2 {args.command}' does not split its work across processes (each would do "
+            f"all of it and write the same files). Run it as one process, without torchrun; "
+            f"under torchrun: eqv2 {', '.join(TORCHRUN_COMMANDS)}.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:

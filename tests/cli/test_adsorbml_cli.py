@@ -76,3 +76,48 @@ def test_cli_bad_inputs_fail_clearly(inputs, tmp_path, capsys):
     assert main(args) == 2
     assert "unknown adsorbate '*XYZ'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.slow  # two processes that import torch and eqv2
+def test_torchrun_splits_the_relaxations_and_writes_what_one_process_writes(inputs, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import eqv2
+
+    root, checkpoint = inputs
+    one, two = tmp_path / "one", tmp_path / "two"
+    extra = ("--placements", "3", "--chunk-size", "1")
+    assert main(_args(root, checkpoint, one, *extra)) == 0
+    src = str(Path(eqv2.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", "-m", "eqv2", *_args(root, checkpoint, two, *extra)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote ") == 1  # process 0 alone writes and prints
+    # the same numbers, up to the last bits of EMT's sums (numpy's summation order follows an
+    # array's memory layout, which a pickled copy from another process need not share)
+    for name in ("placements.extxyz", "ml_relaxed.extxyz", "reference_relaxed.extxyz"):
+        a, b = (read(d / name, ":") for d in (one, two))
+        assert [x.positions.tolist() for x in a] == [x.positions.tolist() for x in b], name
+        assert _rounded([x.info for x in a]) == _rounded([x.info for x in b]), name
+    reports = [json.loads((d / "report.json").read_text()) for d in (one, two)]
+    for r in reports:
+        r.pop("timings_s")
+    assert _rounded(reports[0]) == _rounded(reports[1])
+
+
+def _rounded(value):
+    """``value`` with every float rounded to 12 significant digits (nested dicts/lists)."""
+    if hasattr(value, "tolist"):  # numpy arrays and scalars in Atoms.info
+        value = value.tolist()
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value

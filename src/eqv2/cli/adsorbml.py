@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from eqv2.cli.model_args import add_model_arguments, load_potential
+from eqv2.cli.sharded import DEFAULT_CHUNK_SIZE, session
 
 REFERENCES = ("emt", "none")
 
@@ -64,16 +66,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--initial-slab", action="store_true",
         help="check surface changes against the initial slab instead of the relaxed clean slab",
     )  # fmt: skip
+    p.add_argument(
+        "--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
+        help="placements per unit of work of a torchrun process (the ML and reference "
+        f"relaxations are split across processes; default {DEFAULT_CHUNK_SIZE})",
+    )  # fmt: skip
     add_model_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Screen one adsorbate; under torchrun the relaxations are split across the processes,
+    every process ranks the same results and process 0 alone writes and prints."""
+    with session(args) as env:
+        return _screen(args, env)
+
+
+def _screen(args: argparse.Namespace, env: Any) -> int:
     from eqv2.cli.io import read_one
-    from eqv2.simulate.adsorbml import model_relaxer, resolve_adsorbate, run_adsorbml
+    from eqv2.simulate.adsorbml import (
+        ase_relaxer,
+        model_relaxer,
+        resolve_adsorbate,
+        run_adsorbml,
+    )
     from eqv2.simulate.adsorbml.outputs import write_outputs
+    from eqv2.simulate.adsorbml.split import split_relaxer
     from eqv2.simulate.relax import DEFAULT_MAX_ATOMS
+    from eqv2.train.distributed import all_gather_objects
 
     slab = read_one(args.slab, args.slab_index, flag="--slab-index", what="--slab")
     adsorbate = args.adsorbate
@@ -89,19 +110,37 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--reference-energy needs a reference calculator (--reference emt)")
     if args.reference_calls is not None and args.reference_energy is None:
         raise ValueError("--reference-calls is the cost of --reference-energy; give both")
+    if args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be at least 1, got {args.chunk_size}")
+
+    def split(relax):
+        return split_relaxer(
+            relax, chunk_size=args.chunk_size, rank=env.rank, world_size=env.world_size,
+            gather=all_gather_objects,
+        )  # fmt: skip
+
     potential = load_potential(args)
     relax = model_relaxer(
         potential, optimizer=args.optimizer, fmax=args.fmax, steps=args.steps,
         max_atoms=args.max_atoms if args.max_atoms is not None else DEFAULT_MAX_ATOMS,
     )  # fmt: skip
+    reference_relax = None
+    if reference is not None:
+        reference_relax = split(
+            ase_relaxer(reference, fmax=args.reference_fmax, steps=args.reference_steps)
+        )
+    say = (lambda msg: print(msg, flush=True)) if env.is_main else None
     result = run_adsorbml(
-        slab, adsorbate, relax, reference,
+        slab, adsorbate, split(relax), reference,
         n_placements=args.placements, seed=args.seed, top_k=args.top_k,
         strategies=tuple(args.strategies) if reference is not None else (),
         reference_energy=args.reference_energy, reference_calls=args.reference_calls,
+        reference_relax=reference_relax,
         reference_fmax=args.reference_fmax, reference_steps=args.reference_steps,
-        relax_clean_slab=not args.initial_slab, log=lambda msg: print(msg, flush=True),
+        relax_clean_slab=not args.initial_slab, log=say,
     )  # fmt: skip
+    if not env.is_main:
+        return 0
     written = write_outputs(result, args.out)
     print()
     print(result.table())

@@ -13,7 +13,7 @@ from eqv2.cli.messages import cli_message
 
 #: Commands that split their work across torchrun's processes (the others would each do all of
 #: it and write the same files).
-TORCHRUN_COMMANDS = ("train", "predict", "relax")
+TORCHRUN_COMMANDS = ("train", "predict", "relax", "adsorbml")
 
 
 def build_parser() -> argparse.ArgumentParser:

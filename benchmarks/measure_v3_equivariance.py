@@ -137,7 +137,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
-    ap.add_argument("--only", help="rows whose name contains this text")
+    ap.add_argument("--only", nargs="+", help="rows whose name contains one of these texts")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--activations-only", action="store_true")
     args = ap.parse_args()
@@ -153,7 +153,7 @@ def main() -> None:
     rows = {name: {**base, **overrides} for name, overrides in VARIANTS.items()}
     rows |= V3_SMALL_ROWS
     if args.only:
-        rows = {k: v for k, v in rows.items() if args.only in k}
+        rows = {k: v for k, v in rows.items() if any(text in k for text in args.only)}
     rots = random_rotations(args.rotations, args.seed + 1)
     report = {}
     start = time.process_time()

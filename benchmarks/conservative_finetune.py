@@ -17,8 +17,11 @@ Usage (from the repository root, with the project's virtual environment):
    ``OUT/summary.json`` keeps every number.
 4. **Conservation checks**: how far (a)'s direct head is from a gradient, mean and max
    |F_head + dE/dx| on the validation frames (0 by construction for (b) and (c)); and NVE
-   (velocity Verlet, ``--nve-steps`` of 1 fs from 300 K, float64) of the first validation
-   structure with (a), (b) and (c): energy drift (meV/atom/ps) and max |E(t) − E(0)|.
+   (velocity Verlet, ``--nve-fs`` femtoseconds from 300 K at each of ``--nve-timesteps``,
+   float64) of the first validation structure with (a), (b) and (c): energy drift
+   (meV/atom/ps) and max |E(t) − E(0)|. A conservative model's max |E(t) − E(0)| falls as
+   dt² (integration error); a direct model's does not. ``--checks-only`` reruns the checks on
+   the models a previous run saved in ``OUT`` (``OUT/{direct,finetune,scratch}/checkpoint.pt``).
 
 The model is tiny (2 blocks, 16 channels, lmax 2) and in the smooth mode (polynomial
 envelope, every neighbour within 5 Å: ``docs/smooth.md``), so that a conservative model's NVE
@@ -37,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import eqv2
 from eqv2.data.generate import generate_dataset
 from eqv2.data.targets import fit_element_references, fit_normalizers
 from eqv2.model import EquiformerV2, EquiformerV2Config, Potential
@@ -86,12 +90,33 @@ def _head_vs_gradient(direct: Potential, gradient: Potential, frames) -> dict:
     return {"mean_abs_F_plus_dEdx": float(d.mean()), "max_abs_F_plus_dEdx": float(d.max())}
 
 
-def _nve(potential: Potential, atoms, steps: int) -> dict:
-    """Drift of a float64 NVE run (1 fs, 300 K) with ``potential``."""
+def _nve(potential: Potential, atoms, time_fs: float, timesteps: list[float]) -> dict:
+    """Drift of float64 NVE runs (300 K, ``time_fs`` long) per time step with ``potential``."""
     calc = EqV2Calculator(copy.deepcopy(potential).to(torch.float64).eval())
-    result = run_md(atoms, calc, ensemble="nve", timestep_fs=1.0, steps=steps,
-                    temperature_K=300.0, interval=steps, seed=0)  # fmt: skip
-    return {k: result.drift[k] for k in ("drift_meV_per_atom_per_ps", "max_abs_dE_meV_per_atom")}
+    out = {}
+    for dt in timesteps:
+        steps = round(time_fs / dt)
+        result = run_md(atoms, calc, ensemble="nve", timestep_fs=dt, steps=steps,
+                        temperature_K=300.0, interval=steps, seed=0)  # fmt: skip
+        keys = ("drift_meV_per_atom_per_ps", "max_abs_dE_meV_per_atom")
+        out[f"dt={dt:g}fs"] = {
+            **{k: result.drift[k] for k in keys},
+            "max_temperature_K": float(result.temperature_K.max()),
+        }
+    return out
+
+
+def _checks(direct, finetuned, scratch, conservative_config, potential, val, args) -> dict:
+    """|F_head + dE/dx| of the direct model and the NVE runs of the three models."""
+    gradient_of_a = potential(conservative_config)
+    transfer_weights(direct.model, gradient_of_a.model)
+    report = {"a_head_vs_gradient": _head_vs_gradient(direct, gradient_of_a, val)}
+    if args.nve_fs:
+        nve = {"structure": val[0].get_chemical_formula(), "time_fs": args.nve_fs}
+        for key, model in (("a", direct), ("b", finetuned), ("c", scratch)):
+            nve[key] = _nve(model, val[0], args.nve_fs, args.nve_timesteps)
+        report["nve"] = nve
+    return report
 
 
 def main() -> None:
@@ -104,7 +129,9 @@ def main() -> None:
     ap.add_argument("--ft-lr-ratio", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--nve-steps", type=int, default=500, help="0: no NVE check")
+    ap.add_argument("--nve-fs", type=float, default=300.0, help="NVE length; 0: no NVE")
+    ap.add_argument("--nve-timesteps", type=float, nargs="+", default=[1.0])
+    ap.add_argument("--checks-only", action="store_true", help="reuse the models in OUT")
     ap.add_argument("--cap", type=int, help="max_neighbors, no envelope (default: smooth mode)")
     args = ap.parse_args()
     if args.cap is not None:
@@ -135,6 +162,17 @@ def main() -> None:
         "steps": {"direct": direct_steps, "conservative_finetune": ft_steps},
     }
 
+    if args.checks_only:
+        direct, finetuned, scratch = (
+            eqv2.load_model(args.out / phase / "checkpoint.pt")
+            for phase in ("direct", "finetune", "scratch")
+        )
+        report = {"args": report["args"], **_checks(direct, finetuned, scratch,
+                  conservative_config, potential, val, args)}  # fmt: skip
+        (args.out / "checks.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+        return
+
     direct = potential(direct_config)
     metrics, cpu = _train(direct, train, val, args.out / "direct", direct_steps, args.lr, 0)
     report["a_direct_head"] = _metrics(metrics, cpu)
@@ -150,14 +188,7 @@ def main() -> None:
     scratch = potential(conservative_config)
     metrics, cpu = _train(scratch, train, val, args.out / "scratch", args.steps, args.lr, 0)
     report["c_conservative_scratch"] = _metrics(metrics, cpu)
-
-    gradient_of_a = potential(conservative_config)
-    transfer_weights(direct.model, gradient_of_a.model)
-    report["a_head_vs_gradient"] = _head_vs_gradient(direct, gradient_of_a, val)
-    if args.nve_steps:
-        report["nve"] = {"structure": val[0].get_chemical_formula(), "steps": args.nve_steps}
-        for key, model in (("a", direct), ("b", finetuned), ("c", scratch)):
-            report["nve"][key] = _nve(model, val[0], args.nve_steps)
+    report |= _checks(direct, finetuned, scratch, conservative_config, potential, val, args)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(report, indent=2))

@@ -1,7 +1,8 @@
 """``eqv2 md CHECKPOINT INPUT -o TRAJ.extxyz``: NVE, Langevin or (torch-sim) NPT dynamics.
 
 ``--engine ase`` (default) drives ASE's integrators; ``--engine torchsim`` torch-sim's (extra
-``eqv2[torchsim]``), with the same outputs.
+``eqv2[torchsim]``), with the same outputs. ``--indices`` runs many structures of INPUT as one
+torch-sim batch, one trajectory each (`eqv2.cli.md_batch`).
 
 Ctrl-C (SIGINT), SIGTERM and a diverging run keep every frame written so far; the report says
 where the run ended. Exit status: 0 completed, 1 diverged, 130 SIGINT, 143 SIGTERM, 2 bad input.
@@ -27,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="molecular dynamics (NVE velocity Verlet, Langevin, NPT) with a checkpoint",
         description=(
             "Run MD of one structure with an eqv2 or fairchem checkpoint through ASE (default) "
-            "or torch-sim (--engine torchsim, which also offers --ensemble npt). Writes "
+            "or torch-sim (--engine torchsim, which also offers --ensemble npt), or of many "
+            "structures as one torch-sim batch (--indices with --engine torchsim). Writes "
             "every --interval-th frame (energy, forces, momenta, temperature) to OUTPUT and a "
             "JSON report (temperatures; for NVE the energy drift in meV/atom/ps and the largest "
             "|E(t) - E(0)|). Energy is conserved only by a model with forces = -dE/dx "
@@ -38,8 +40,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", type=Path, help="eqv2 or fairchem checkpoint (.pt)")
     add_input_argument(p)
-    p.add_argument("-o", "--output", required=True, help="trajectory .extxyz")
-    p.add_argument("--index", type=int, default=0, help="which structure of INPUT (default 0)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="trajectory .extxyz (with --indices: structure i writes OUTPUT's name with .i "
+        "before the suffix, e.g. traj.7.extxyz)",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--index", type=int, default=0, help="which structure of INPUT (default 0)")
+    which.add_argument(
+        "--indices",
+        metavar="SEL",
+        help="run these structures of INPUT as one torch-sim batch (needs --engine torchsim): "
+        "integers and slices separated by commas, e.g. ':' (all), '0:16', '0,3,-1'; "
+        "structure i starts as --index i --seed SEED+i would",
+    )
     p.add_argument(
         "--engine",
         choices=("ase", "torchsim"),
@@ -113,6 +129,30 @@ def _md_function(args: argparse.Namespace, potential: Any) -> tuple[Callable, An
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.indices is not None:
+        from eqv2.cli.md_batch import run_batch
+
+        received: list[str] = []
+        with _sigterm_interrupts(received):
+            return run_batch(args, received, _run_options(args))
+    return _run_one(args)
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The MD keyword arguments both engines and both paths take from the command line."""
+    return dict(
+        ensemble=args.ensemble,
+        timestep_fs=args.timestep_fs,
+        steps=args.steps,
+        temperature_K=args.temperature_K,
+        initial_temperature_K=args.initial_temperature_K,
+        friction_per_fs=args.friction,
+        interval=args.interval,
+        seed=args.seed,
+    )
+
+
+def _run_one(args: argparse.Namespace) -> int:
     from eqv2.cli.io import check_output, read_one
     from eqv2.simulate.md import MDDiverged, MDInterrupted
 
@@ -126,20 +166,7 @@ def run(args: argparse.Namespace) -> int:
     code = 0
     try:
         with _sigterm_interrupts(received):
-            result = md(
-                atoms,
-                model,
-                ensemble=args.ensemble,
-                timestep_fs=args.timestep_fs,
-                steps=args.steps,
-                temperature_K=args.temperature_K,
-                initial_temperature_K=args.initial_temperature_K,
-                friction_per_fs=args.friction,
-                interval=args.interval,
-                seed=args.seed,
-                trajectory=args.output,
-                **extra,
-            )
+            result = md(atoms, model, trajectory=args.output, **_run_options(args), **extra)
     except MDInterrupted as exc:
         result = exc.result
         name = received[0] if received else "SIGINT"

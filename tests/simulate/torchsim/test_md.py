@@ -38,6 +38,10 @@ def test_batched_nve_of_16_equals_single_runs_and_the_ase_engine(model64, potent
     assert batch[11].drift["max_abs_dE_eV"] == pytest.approx(ase.drift["max_abs_dE_eV"], abs=1e-10)
     # different structures really moved differently
     assert not np.allclose(batch[0].potential_energy, batch[2].potential_energy)
+    # explicit per-structure seeds: structure 11 second in a batch, seeded as it was above
+    pair = run_md_batch([cells[0], cells[11]], model64, **RUN, seeds=[7, RUN["seed"] + 11])
+    np.testing.assert_allclose(pair[1].total_energy, batch[11].total_energy, atol=1e-12)
+    assert [r.settings["seed"] for r in pair] == [7, RUN["seed"] + 11]
 
 
 def test_autobatcher_bins_give_the_same_results(model64):
@@ -146,6 +150,7 @@ def test_bad_input_is_refused_before_any_work(model64, tmp_path):
         ([molecule("H2O")], {"ensemble": "npt"}, "needs a model with stress"),
         (small_cells(2), {"trajectories": [path]}, "1 trajectory paths for 2 structures"),
         (small_cells(1), {"ensemble": "nvt"}, "choose one of nve, langevin, npt"),
+        (small_cells(2), {"seeds": [1]}, "1 seeds for 2 structures"),
     ]
     for structures, kwargs, message in cases:
         with pytest.raises(ValueError, match=message):

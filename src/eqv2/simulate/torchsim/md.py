@@ -185,6 +185,7 @@ def run_md_batch(
     seed: int = 0,
     trajectories: Sequence[str | os.PathLike] | None = None,
     max_memory_scaler: float | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[MDResult]:
     """MD of many structures at once through torch-sim; the inputs are left unchanged.
 
@@ -198,12 +199,15 @@ def run_md_batch(
         timestep_fs, steps, temperature_K, initial_temperature_K, friction_per_fs, interval:
             as in `eqv2.simulate.md.run_md` (the friction also damps the NPT particles).
         pressure_GPa: NPT target pressure.
-        seed: structure ``k`` starts from ``run_md``'s velocities for ``seed + k``; seeds the
-            Langevin noise.
+        seed: structure ``k`` starts from ``run_md``'s velocities for ``seed + k`` (unless
+            ``seeds`` is given); seeds the Langevin noise.
         trajectories: one extxyz path per structure, or None.
         max_memory_scaler: the autobatcher's budget (sum of per-structure ``n_atoms`` or
             ``n_atoms_x_density`` in a bin); default: measured on a GPU, everything in one
             bin on a CPU.
+        seeds: one velocity seed per structure in place of ``seed + k`` (``eqv2 md
+            --indices`` gives structure ``i`` of its input ``seed + i``, so a selection starts
+            each structure as ``--index i`` does).
 
     Returns:
         One `MDResult` per structure in input order. A bin in which a structure's energy or
@@ -235,8 +239,16 @@ def run_md_batch(
             )
         if not math.isfinite(pressure_GPa):
             raise ValueError(f"pressure_GPa={pressure_GPa}: must be a finite number.")
+    if seeds is None:
+        seeds = [seed + k for k in range(len(structures))]
+    elif len(seeds) != len(structures):
+        raise ValueError(
+            f"{len(seeds)} seeds for {len(structures)} structures; give one per structure "
+            "(or None for seed + k)."
+        )
+    seeds = [int(s) for s in seeds]
     t0 = initial_temperature(temperature_K, initial_temperature_K)
-    momenta = [initial_momenta(a, t0, seed + k) for k, a in enumerate(structures)]
+    momenta = [initial_momenta(a, t0, seeds[k]) for k, a in enumerate(structures)]
     states = [state_from_atoms(a, model.device, model.dtype) for a in structures]
     batcher = _batcher(model, states, periodic, max_memory_scaler)
     init, update = _integrator(
@@ -259,7 +271,7 @@ def run_md_batch(
                               friction_per_fs=None if ensemble == "nve" else friction_per_fs,
                               pressure_GPa=pressure_GPa if ensemble == "npt" else None,
                               interval=interval, engine="torchsim"),
-                seed=seed,
+                seeds=seeds,
             )  # fmt: skip
             if isinstance(stop, KeyboardInterrupt):
                 done = [r for r in results if r is not None]
@@ -278,7 +290,7 @@ def _run_bin(
     trajectories: Sequence[str | os.PathLike] | None,
     *,
     settings: dict[str, Any],
-    seed: int,
+    seeds: list[int],
 ) -> BaseException | None:
     """Run one bin, fill ``results[i]`` for its structures; return a KeyboardInterrupt that
     stopped it (other errors are raised once the complete frames are kept)."""
@@ -327,7 +339,7 @@ def _run_bin(
             frames=0 if writers[k] is None else writers[k].frames,
             settings={
                 **settings,
-                "seed": seed + i,
+                "seed": seeds[i],
                 "n_atoms": len(atoms),
                 "n_fixed": 0,
                 "formula": atoms.get_chemical_formula(),

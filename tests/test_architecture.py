@@ -38,11 +38,7 @@ LONG_FILES: dict[str, str] = {
 }
 
 #: {(importer, imported): reason}: import edges left out of the cycle check for now.
-CYCLE_EDGES: dict[tuple[str, str], str] = {
-    ("eqv2.graph.structure", "eqv2.graph.ase_convert"): (
-        "Structure.to_atoms/from_atoms defer, at call time, to the ASE boundary module"
-    ),
-}
+CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 #: {(importer, private name): reason}: private names used across packages for now.
 PRIVATE_USES: dict[tuple[str, str], str] = {}

@@ -3,7 +3,7 @@
 Run it with the separate MACE environment that `benchmarks/mace/setup.sh` creates (MACE is
 not a dependency of eqv2):
 
-    /work/macevenv/bin/python benchmarks/mace/train_mace.py --train train.extxyz \
+    VENV_DIR/bin/python benchmarks/mace/train_mace.py --train train.extxyz \
         --val val.extxyz --test test.extxyz --out runs/mace_3bpa --budget-cpu-s 1800
 
 Why an own loop: MACE's `run_train` stops after a number of epochs, not after a time. This

@@ -1,6 +1,6 @@
 """Deprecated aliases: old names that keep working for one release and warn when used.
 
-A renamed function keeps its old name as ``old = deprecated_alias(new, "old", "module.old")``;
+A renamed function keeps its old name as ``old = deprecated_alias(new, "module.old")``;
 a moved module keeps its old file with ``__getattr__ = deprecated_module_getattr(...)``. Both
 raise a :class:`DeprecationWarning` that names the replacement at the caller's line.
 """

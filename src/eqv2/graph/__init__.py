@@ -4,13 +4,12 @@ Layer 2 of eqv2 (imports only numpy, torch, ase and vesin). Edges are ``(source 
 with messages flowing j → i and ``edge_vec = pos[j] - pos[i] + cell_offsets @ cell``.
 """
 
-from eqv2.graph.ase_convert import from_atoms, to_atoms
 from eqv2.graph.batch import as_structure, batch_structures, fixed_mask, merge_graphs
 from eqv2.graph.cells import check_cell
 from eqv2.graph.edges import edge_vectors
 from eqv2.graph.errors import DataError
 from eqv2.graph.neighbors import NeighborList, radius_graph
-from eqv2.graph.structure import Structure
+from eqv2.graph.structure import Structure, from_atoms, to_atoms
 from eqv2.graph.validate import MIN_ATOM_DISTANCE, structure_label, validate_structure
 
 __all__ = [

@@ -1,29 +1,33 @@
-"""Conversions between :class:`~eqv2.graph.structure.Structure` and ``ase.Atoms`` (the boundary).
+"""The ASE boundary of :class:`~eqv2.graph.structure.Structure`: ``ase.Atoms`` to a record's
+fields and a record to ``ase.Atoms``.
 
-``from_atoms`` finds the labels under their keys and aliases, keeps scalar ``info`` entries as
-metadata and other numeric entries as ``targets``; ``to_atoms`` inverts it. Both are also
-importable from :mod:`eqv2.graph.structure`.
+``atoms_fields`` finds the labels under their keys and aliases, keeps scalar ``info`` entries
+as metadata and other numeric entries as ``targets``; ``to_atoms`` inverts it. Users call
+:func:`eqv2.graph.from_atoms` / :func:`eqv2.graph.to_atoms` (or the ``Structure`` methods):
+this module builds no record itself, so the record can import it without an import cycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from eqv2.graph.errors import DataError, where
-from eqv2.graph.structure import (
+from eqv2.graph.labels import (
     ENERGY_ALIASES,
     FORCES_ALIASES,
     LABELS,
     STRESS_ALIASES,
-    Structure,
     as_stress,
     formula_of,
 )
 
-__all__ = ["from_atoms", "numeric_target", "to_atoms"]
+if TYPE_CHECKING:
+    from eqv2.graph.structure import Structure
+
+__all__ = ["atoms_fields", "numeric_target", "to_atoms"]
 
 #: Arrays ASE itself keeps on an ``Atoms`` (inputs, not labels), and extxyz's fixed-atom mask.
 _ATOMS_ARRAYS = frozenset(
@@ -66,7 +70,7 @@ def _lookup(
     return None
 
 
-def from_atoms(
+def atoms_fields(
     atoms: Any,
     *,
     energy_key: str = "energy",
@@ -76,8 +80,9 @@ def from_atoms(
     index: int | None = None,
     info: Mapping[str, Any] | None = None,
     targets: Mapping[str, str] | None = None,
-) -> Structure:
-    """Convert an ``ase.Atoms`` to a :class:`Structure`.
+) -> dict[str, Any]:
+    """The :class:`~eqv2.graph.structure.Structure` fields of an ``ase.Atoms``: its constructor
+    keyword arguments (``Structure(**atoms_fields(atoms))`` is ``from_atoms(atoms)``).
 
     ``targets`` maps extra target names to the key they are stored under (looked up in
     ``atoms.info``, then ``atoms.arrays``, then calculator results); absent ones are skipped, so
@@ -154,7 +159,7 @@ def from_atoms(
             arr = None if key in reserved or key in meta else numeric_target(value)
             if arr is not None:
                 found.setdefault(key, arr)
-    return Structure(
+    return dict(
         targets=found,
         numbers=atoms.numbers.copy(),
         positions=atoms.positions.copy(),
@@ -174,7 +179,7 @@ def to_atoms(s: Structure) -> Any:
 
     Labels go to a ``SinglePointCalculator`` (stress as 6 Voigt values when symmetric, as ASE
     expects, else the full 3x3), fixed atoms to one ``FixAtoms``, tags via ``set_tags`` and
-    ``info`` to ``atoms.info``. :func:`from_atoms` inverts it exactly.
+    ``info`` to ``atoms.info``. :func:`~eqv2.graph.structure.from_atoms` inverts it exactly.
     """
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator

@@ -1,4 +1,4 @@
-"""The one record type for a labelled structure, :class:`Structure` (to ASE: ``ase_convert``).
+"""The one record type for a labelled structure, :class:`Structure`, and its ASE conversions.
 
 It lives in the graph layer so that ``eqv2.graph.batch_structures`` consumes it directly, and
 every reader in ``eqv2.data`` produces it (``eqv2.data.records`` re-exports it).
@@ -32,7 +32,18 @@ from typing import Any
 
 import numpy as np
 
+from eqv2.graph.ase_convert import atoms_fields, to_atoms
 from eqv2.graph.errors import DataError, where
+from eqv2.graph.labels import (
+    ENERGY_ALIASES,
+    FORCES_ALIASES,
+    LABELS,
+    MAX_Z,
+    STRESS_ALIASES,
+    as_stress,
+    as_target,
+    formula_of,
+)
 
 __all__ = [
     "ENERGY_ALIASES",
@@ -43,37 +54,9 @@ __all__ = [
     "as_stress",
     "as_target",
     "formula_of",
+    "from_atoms",
+    "to_atoms",
 ]
-
-#: Labels a reader may be asked to ``require``.
-LABELS = ("energy", "forces", "stress")
-#: Keys tried after the default key, in this order (only when the caller kept the default key:
-#: an explicit key that is absent is an absence, never silently replaced by another quantity).
-ENERGY_ALIASES = ("REF_energy",)
-FORCES_ALIASES = ("REF_forces", "force")
-STRESS_ALIASES = ("REF_stress",)
-
-MAX_Z = 118
-
-
-def _voigt_to_full(v: np.ndarray) -> np.ndarray:
-    xx, yy, zz, yz, xz, xy = v
-    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]], dtype=np.float64)
-
-
-def as_stress(value: Any, label: str) -> np.ndarray:
-    """A stress given as (3, 3), 9 values or 6 Voigt values, as the full (3, 3) tensor."""
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.shape == (6,):
-        return _voigt_to_full(arr)
-    if arr.shape == (9,):
-        return arr.reshape(3, 3).copy()
-    if arr.shape == (3, 3):
-        return arr.copy()
-    raise DataError(
-        f"{label}: field 'stress' has shape {arr.shape}; expected (3, 3), 9 values or 6 Voigt "
-        "values (xx yy zz yz xz xy). Fix: store the stress tensor in one of these layouts."
-    )
 
 
 @dataclass(eq=False)
@@ -243,22 +226,22 @@ class Structure:
 
     def to_atoms(self) -> Any:
         """This structure as an ``ase.Atoms`` (see :func:`to_atoms`)."""
-        from eqv2.graph.ase_convert import to_atoms
-
         return to_atoms(self)
 
     @classmethod
-    def from_atoms(cls, atoms: Any, **kwargs: Any) -> Structure:
+    def from_atoms(cls, atoms: Any, **options: Any) -> Structure:
         """See :func:`from_atoms`."""
-        from eqv2.graph.ase_convert import from_atoms
-
-        return from_atoms(atoms, **kwargs)
+        return cls(**atoms_fields(atoms, **options))
 
 
-def as_target(value: Any) -> float | np.ndarray:
-    """A scalar target as a float, anything else as a float64 array."""
-    arr = np.asarray(value, dtype=np.float64)
-    return float(arr) if arr.ndim == 0 else arr
+def from_atoms(atoms: Any, **options: Any) -> Structure:
+    """Convert an ``ase.Atoms`` to a :class:`Structure`; :func:`to_atoms` inverts it exactly.
+
+    ``options`` are those of :func:`eqv2.graph.ase_convert.atoms_fields` (label keys
+    ``energy_key``/``forces_key``/``stress_key``, ``source``, ``index``, ``info``, ``targets``),
+    which also says where each label is looked up and what becomes metadata or targets.
+    """
+    return Structure(**atoms_fields(atoms, **options))
 
 
 def _check(lab: str, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -274,25 +257,3 @@ def _check(lab: str, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> None
             f"{lab}: field '{name}' contains NaN or inf (row {row}). Fix: drop or recompute "
             "this structure."
         )
-
-
-def formula_of(numbers: np.ndarray) -> str:
-    """ASE's chemical formula, or a plain list of Z when some Z is not a known element."""
-    from ase.symbols import Symbols
-
-    numbers = np.asarray(numbers)
-    if numbers.size and (numbers.min() < 0 or numbers.max() > MAX_Z):
-        return (
-            "Z=" + ",".join(str(int(z)) for z in numbers[:8]) + ("..." if len(numbers) > 8 else "")
-        )
-    return Symbols(numbers).get_chemical_formula()
-
-
-def __getattr__(name: str) -> Any:
-    # from_atoms / to_atoms live in eqv2.graph.ase_convert (which imports this module); they
-    # stay importable from here, resolved on first use.
-    if name in ("from_atoms", "to_atoms"):
-        from eqv2.graph import ase_convert
-
-        return getattr(ase_convert, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

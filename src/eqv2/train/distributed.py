@@ -14,6 +14,7 @@ process group is initialised.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -186,3 +187,18 @@ def barrier() -> None:
     """Wait for all processes (nothing to wait for with one)."""
     if _active():
         dist.barrier()
+
+
+def data_parallel(
+    model: torch.nn.Module, device: torch.device
+) -> torch.nn.parallel.DistributedDataParallel:
+    """``model`` wrapped in ``DistributedDataParallel`` for eqv2's training step.
+
+    No buffer holds state (no batch norm), so nothing is broadcast before each forward; every
+    parameter gets a gradient in every configuration, so there is no unused-parameter scan.
+    """
+    ddp = torch.nn.parallel.DistributedDataParallel
+    new_name = "forward_sync_buffers"  # the option's name since torch 2.13
+    no_sync = new_name if new_name in inspect.signature(ddp).parameters else "broadcast_buffers"
+    ids = [device.index] if device.type == "cuda" else None
+    return ddp(model, device_ids=ids, **{no_sync: False})

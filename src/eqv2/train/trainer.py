@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from eqv2.train.budget import CLOCKS, Budget, TrainingClock, schedule_steps
 from eqv2.train.distributed import (
     all_gather_objects,
     all_reduce_sum,
+    data_parallel,
     process_group_env,
     resolve_device,
 )
@@ -54,14 +54,14 @@ from eqv2.train.loader import (
     iterate,
     make_loader,
 )
-from eqv2.train.metrics import MetricAccumulator, PropertyAccumulator, StressAccumulator
 from eqv2.train.objective import Objective
 from eqv2.train.optim import make_optimizer
-from eqv2.train.sampler import EpochPlan, StepPlan, StepSampler, evaluation_plans
+from eqv2.train.sampler import EpochPlan, StepPlan, StepSampler
 from eqv2.train.scalar_log import CSV_FIELDS, ScalarLog
 from eqv2.train.targets_spec import TaskSpec
 from eqv2.train.trainer_config import AMP_MODES, TrainerConfig
 from eqv2.train.training_state import TrainingState
+from eqv2.train.validation import Validation
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
@@ -87,7 +87,7 @@ class Trainer:
     from the epoch's order by the config's limits, with at least N structures — is split
     among the N processes by atoms, each process reads only its share, the model runs wrapped
     in ``DistributedDataParallel``, validation is shared among the processes and its metrics
-    summed, and only rank 0 writes files. Every process must call `fit`, `evaluate` and `save`
+    summed, and only rank 0 writes files. Every process must call `fit`, `validate` and `save`
     (they communicate); ``on_step`` is called on every process.
 
     ``task``: the outputs and loss terms (`eqv2.train.targets_spec.TaskSpec`, e.g. named
@@ -145,15 +145,7 @@ class Trainer:
         self.model.memory_saving = bool(c.memory_saving)
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         if self.dist.world_size > 1:
-            # no buffer holds state (no batch norm): nothing to broadcast before each forward;
-            # every parameter gets a gradient in every configuration, so no unused-parameter scan
-            ddp = torch.nn.parallel.DistributedDataParallel
-            new_name = "forward_sync_buffers"  # the option's name since torch 2.13
-            no_sync = (
-                new_name if new_name in inspect.signature(ddp).parameters else "broadcast_buffers"
-            )
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = ddp(self.model, device_ids=ids, **{no_sync: False})
+            self.ddp = data_parallel(self.model, self.device)
             # dropout masks must differ between processes (the weights start equal anyway)
             torch.manual_seed(self.process_seed())
         self.step = self.epoch = self.batch_in_epoch = 0
@@ -164,7 +156,10 @@ class Trainer:
             available=self.task.validation_metrics(),
         )
         self.stopped_early = False
-        self._eval_loaders: dict[int, tuple[Any, Any, Any]] = {}
+        self.validation = Validation(
+            lambda data: self.reader(data, "val"), self.task, self.loader_config, self.device,
+            self.dist, self.process_seed(), c.free_atoms_only,
+        )  # fmt: skip
 
     # -- data -------------------------------------------------------------------------------
     def reader(self, data: TrainingDataset, name: str = "train") -> StepReader:
@@ -284,22 +279,6 @@ class Trainer:
         weights when training keeps an EMA, else the trained ones."""
         return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
 
-    def _eval_loader(self, data: Any, batch_structures: int) -> Any:
-        """A loader over this process's evaluation batches of ``data`` (kept, with its
-        workers, for the next evaluation of the same dataset)."""
-        key = id(data)
-        if key in self._eval_loaders and self._eval_loaders[key][1] == batch_structures:
-            return self._eval_loaders[key][2]
-        dataset = as_dataset(data, "val")
-        world = self.dist.world_size
-        plans = evaluation_plans(range(len(dataset)), self.dist.rank, world, batch_structures)
-        loader = make_loader(
-            self.reader(dataset, "val"), plans, self.loader_config, self.device,
-            self.process_seed(),
-        )  # fmt: skip
-        self._eval_loaders[key] = (data, batch_structures, loader)  # keeps ``data`` alive
-        return loader
-
     @torch.no_grad()
     def validate(self, data: Any, batch_structures: int = 8) -> dict[str, float]:
         """S2EF metrics in eV and eV/Å (EMA weights when training keeps an EMA), in full
@@ -307,27 +286,8 @@ class Trainer:
         model with a stress head on stress-labelled structures. Distributed: each process
         evaluates every N-th structure; the metric sums are added up, so every process
         returns the metrics of the whole set."""
-        acc = MetricAccumulator(free_atoms_only=self.config.free_atoms_only)
-        stress = StressAccumulator()
-        vectors = tuple(t.name for t in self.task.targets if t.per_atom)
-        named = PropertyAccumulator(self.task.target_names, vectors)
         with self.evaluation_weights():
-            self.potential.eval()
-            for step in iterate(self._eval_loader(data, batch_structures)):
-                batch = step.micro[0].to(self.device)
-                out = self.potential(batch.graph, stress=batch.stress is not None)
-                named.update(out, batch.targets, batch.graph["fixed"])
-                if batch.energy is not None:
-                    acc.update(out["energy"], batch.energy, out["forces"], batch.forces,
-                               batch.graph["batch"], batch.graph["fixed"])  # fmt: skip
-                if batch.stress is not None:
-                    stress.update(out["stress"], batch.stress)
-        named.set_totals(all_reduce_sum(named.totals()))
-        if self.task.s2ef is None:
-            return named.compute()
-        acc.set_totals(all_reduce_sum(acc.totals()))
-        stress.set_totals(all_reduce_sum(stress.totals()))
-        return {**acc.compute(), **stress.compute(), **named.compute()}
+            return self.validation.metrics(self.potential, data, batch_structures)
 
     evaluate = deprecated_alias(validate, "eqv2.train.Trainer.evaluate")
 
@@ -415,7 +375,7 @@ class Trainer:
         finally:
             del batches, loader  # persistent workers stop with their last reference
             self.clock.stop()
-            self._eval_loaders.clear()
+            self.validation.close()
             if log is not None:
                 log.close()
         return last

@@ -1,9 +1,10 @@
 """Regenerate ``fairchem_graphs.npz``: the reference's graphs of the 4 fixture structures at
 several neighbour caps, strict and non-strict (the shared fixtures only hold cap 20, strict).
 
-Run with the reference environment (fairchem-core 1.10), never from the test suite::
+Run with the reference environment (fairchem-core 1.10: ``EQV2_REFERENCE_PYTHON``, see
+docs/benchmarks.md), never from the test suite::
 
-    /work/refvenv/bin/python tests/graph/data/make_fairchem_graphs.py
+    $EQV2_REFERENCE_PYTHON tests/graph/data/make_fairchem_graphs.py
 """
 
 from pathlib import Path

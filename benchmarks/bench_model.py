@@ -238,7 +238,73 @@ def _loadavg() -> list[str]:
         return []
 
 
-def run_case(config_name: str, mode: str, threads: int, warmup: int, runs: int, device: str):
+#: Side of the square fp32 matmul whose best rate is the GEMM peak (2·n³ FLOP: 17 GFLOP for
+#: 2048, ~0.1 s on 2 quiet cores; large enough that its rate is within a few % of larger ones).
+GEMM_PEAK_SIZE = 2048
+GEMM_PEAK_REPEATS = 3
+
+
+def gemm_peak_gflops(
+    device: str = "cpu", size: int = GEMM_PEAK_SIZE, repeats: int = GEMM_PEAK_REPEATS
+) -> float:
+    """The best rate (GFLOP/s) of ``repeats`` ``size``×``size`` fp32 matmuls on the current torch
+    threads: the machine's attainable GEMM peak *now*, measured beside each case so that the
+    fraction of it a case reaches is comparable across loads."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen).to(device)
+    b = torch.randn(size, size, generator=gen).to(device)
+    out = torch.empty(size, size, device=device)
+    cuda = device.startswith("cuda")
+    torch.matmul(a, b, out=out)  # warm-up: thread pool, BLAS kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        torch.matmul(a, b, out=out)
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best / 1e9
+
+
+def count_flops(fn) -> int:
+    """FLOP of ``fn()`` as ``torch.utils.flop_counter`` counts them: matrix products
+    (mm/bmm/addmm/convolutions/attention), forward and any backward run inside ``fn``;
+    element-wise work is not counted, so the fraction of the GEMM peak is a lower bound."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def roofline(flop: int, model_ms: float, peak_before: float, peak_after: float) -> dict:
+    """Achieved rate of a case and its fraction of the GEMM peak (the higher of the two peaks
+    measured just before and after it: the conservative choice under a changing load)."""
+    peak = max(peak_before, peak_after)
+    achieved = flop / (model_ms / 1e3) / 1e9
+    return {
+        "gflop": flop / 1e9,
+        "gflops": achieved,
+        "gemm_peak_gflops": peak,
+        "gemm_peak_before_gflops": peak_before,
+        "gemm_peak_after_gflops": peak_after,
+        "peak_fraction": achieved / peak,
+    }
+
+
+def run_case(
+    config_name: str,
+    mode: str,
+    threads: int,
+    warmup: int,
+    runs: int,
+    device: str,
+    gemm_size: int = GEMM_PEAK_SIZE,
+):
     """Time one (config, mode) of eqv2 in this process; returns a JSON-able dict."""
     import torch
 
@@ -312,6 +378,7 @@ def run_case(config_name: str, mode: str, threads: int, warmup: int, runs: int, 
     torch.manual_seed(0)
     for _ in range(warmup):
         step()
+    peak_before = gemm_peak_gflops(device, gemm_size)
     times, gtimes, cpu_ratio = [], [], []
     load_start = _loadavg()
     for _ in range(runs):
@@ -321,6 +388,11 @@ def run_case(config_name: str, mode: str, threads: int, warmup: int, runs: int, 
         times.append(t1 - t0)
         gtimes.append(gt)
         cpu_ratio.append((c1 - c0) / (t1 - t0))
+    peak_after = gemm_peak_gflops(device, gemm_size)
+    model_ms = 1000 * statistics.median(t - g for t, g in zip(times, gtimes, strict=True))
+    # counted on one more step, untimed (the counter's dispatch hooks cost time); the graph
+    # construction inside the step does no matrix products
+    flop = count_flops(step)
     res = {
         "impl": "eqv2",
         "config": config_name,
@@ -338,7 +410,8 @@ def run_case(config_name: str, mode: str, threads: int, warmup: int, runs: int, 
         "max_ms": 1000 * max(times),
         "all_ms": [round(1000 * t, 1) for t in times],
         "graph_ms": 1000 * statistics.median(gtimes),
-        "model_ms": 1000 * statistics.median(t - g for t, g in zip(times, gtimes, strict=True)),
+        "model_ms": model_ms,
+        **roofline(flop, model_ms, peak_before, peak_after),
         "cpu_per_wall_median": statistics.median(cpu_ratio),
         "loadavg_start": load_start,
         "loadavg_end": _loadavg(),
@@ -436,6 +509,8 @@ def run_eqv2_subprocess(args, config_name: str, mode: str) -> dict | None:
         str(runs),
         "--device",
         args.device,
+        "--gemm-size",
+        str(args.gemm_size),
     ]
     env = dict(os.environ)
     src = str(REPO / "src")
@@ -614,6 +689,38 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _ratios(r: dict, refs: dict, impl: str) -> str:
+    """Median speed-ups reference / eqv2 of ``r`` against each reference mode run as ``impl``."""
+    found = [
+        f"{refs[key]['median_ms'] / r['median_ms']:.2f}× ({m})"
+        for m in REFERENCE_MODES.get(r["mode"], ())
+        if (key := (r["config"], m, impl)) in refs
+    ]
+    return ", ".join(found) or "–"
+
+
+def roofline_table(results: list[dict]) -> str:
+    """Per eqv2 case: its FLOP count, achieved rate, the GEMM peak measured in the same process
+    just before and after it, the fraction, and the speed-ups over the reference beside it."""
+    refs = {(r["config"], r["mode"], r["impl"]): r for r in results if r["impl"] != "eqv2"}
+    rows = [
+        "| config | mode | eqv2 GFLOP | model s | GFLOP/s | GEMM peak GFLOP/s (before, after) "
+        "| fraction of peak | speed-up vs ref as shipped | speed-up vs ref, tuned malloc |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        if r["impl"] != "eqv2" or "peak_fraction" not in r:
+            continue  # results saved before the roofline columns existed
+        rows.append(
+            f"| {r['config']} | {r['mode']} | {r['gflop']:.2f} | {r['model_ms'] / 1e3:.3f} "
+            f"| {r['gflops']:.1f} | {r['gemm_peak_gflops']:.1f} "
+            f"({r['gemm_peak_before_gflops']:.1f}, {r['gemm_peak_after_gflops']:.1f}) "
+            f"| {100 * r['peak_fraction']:.1f} % | {_ratios(r, refs, 'reference')} "
+            f"| {_ratios(r, refs, 'reference+malloc')} |"
+        )
+    return "\n".join(rows)
+
+
 def details_table(results: list[dict]) -> str:
     """Every case with its repeats, CPU use and load (to judge how quiet the machine was)."""
     hdr = (
@@ -658,6 +765,13 @@ def markdown_report(env: dict, results: list[dict]) -> str:
     lines = [
         *report_header(env),
         markdown_table(results),
+        "",
+        "Roofline: FLOP counted by `torch.utils.flop_counter` (matrix products, forward and "
+        "backward; the graph construction has none), achieved rate = FLOP / median model time "
+        "(graph excluded), peak = the best of a few large fp32 matmuls on the same threads in "
+        "the same process just before and after the timed runs (the higher of the two).",
+        "",
+        roofline_table(results),
         "",
         "<details><summary>All cases (medians, repeats, CPU/wall, load)</summary>",
         "",
@@ -818,6 +932,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "settings eqv2.allocator applies to eqv2 (tuned: the code-only comparison), or both",
     )
     ap.add_argument(
+        "--gemm-size",
+        type=int,
+        default=GEMM_PEAK_SIZE,
+        metavar="N",
+        help=f"side of the fp32 matmul timed before and after each eqv2 case as the GEMM peak "
+        f"(default {GEMM_PEAK_SIZE})",
+    )
+    ap.add_argument(
         "--check-structures",
         action="store_true",
         help="only check that structures and configs equal the reference's, then exit",
@@ -830,7 +952,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.case:
         cname, mode = args.case.split(":")
-        res = run_case(cname, mode, args.threads, args.warmup, args.runs, args.device)
+        res = run_case(
+            cname, mode, args.threads, args.warmup, args.runs, args.device, args.gemm_size
+        )
         print("RESULT " + json.dumps(res), flush=True)
         return 0
 

@@ -22,11 +22,12 @@ Reported per case: atoms, edges and edges per atom, graph-construction time, the
 and CPU time (`time.process_time`, all threads; the median of repeated calls lasting at least
 ``--min-time`` s) per atom, eqv2's FLOP per atom (`torch.utils.flop_counter`, counted on one
 untimed call), the achieved GFLOP/s and its fraction of a GEMM peak measured in the same
-process just before and after the timed calls (`bench_model.gemm_peak_gflops`), peak RSS
-(``ru_maxrss``, including the ~0.3 GB of the interpreter and torch) and RSS before the model
-call. Sizes run in increasing order; a case whose peak RSS, extrapolated from the previous one,
-would exceed ``--max-rss-mb`` is skipped with a message. On a loaded machine wall times measure
-the load; the fraction of the peak measured beside them, and CPU time, are the comparable ones.
+process just before and after the timed calls (`bench_model.gemm_peak`; per wall and per CPU
+second), peak RSS (``ru_maxrss``, including the ~0.3 GB of the interpreter and torch) and RSS
+before the model call. Sizes run in increasing order; a case whose peak RSS, extrapolated from
+the previous one, would exceed ``--max-rss-mb`` is skipped with a message. On a loaded machine
+wall times measure the load; CPU time and the fraction of the peak per CPU second (measured
+beside the case) are the comparable ones.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def run_case(
     graph_wall, graph_cpu = time.perf_counter() - wall, time.process_time() - cpu
     rss_before = bm._rss_mb()
     flop = bm.count_flops(lambda: pot.compute(graph, stress=stress))
-    peak_before = bm.gemm_peak_gflops(size=gemm_size)
+    peak_before = bm.gemm_peak(size=gemm_size)
     walls, cpus = [], []
     started = time.perf_counter()
     while not walls or time.perf_counter() - started < min_time:
@@ -125,7 +126,7 @@ def run_case(
         out = pot.compute(graph, stress=stress)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-    peak_after = bm.gemm_peak_gflops(size=gemm_size)
+    peak_after = bm.gemm_peak(size=gemm_size)
     model_wall, model_cpu = statistics.median(walls), statistics.median(cpus)
     num_atoms, num_edges = len(structure), int(graph["edge_index"].shape[1])
     return {
@@ -146,7 +147,7 @@ def run_case(
         "ms_per_atom": 1e3 * model_wall / num_atoms,
         "cpu_ms_per_atom": 1e3 * model_cpu / num_atoms,
         "mflop_per_atom": flop / 1e6 / num_atoms,
-        **bm.roofline(flop, 1e3 * model_wall, peak_before, peak_after),
+        **bm.roofline(flop, 1e3 * model_wall, 1e3 * model_cpu, peak_before, peak_after),
         "rss_before_model_mb": rss_before,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "loadavg": bm._loadavg(),
@@ -170,9 +171,9 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     first = results[0] if results else None
     rows = [
         "| config | atoms | edges | edges/atom | outputs | chunking | calls | model wall s "
-        "| ms/atom | vs first | CPU ms/atom | MFLOP/atom | GFLOP/s | GEMM peak GFLOP/s "
-        "| fraction of peak | peak RSS MB | load (1 min) |",
-        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ms/atom | vs first | CPU ms/atom | vs first | MFLOP/atom | GFLOP/s | GEMM peak GFLOP/s "
+        "| fraction of peak | per CPU s | peak RSS MB | load (1 min) |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         rows.append(
@@ -180,8 +181,10 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
             f"| {', '.join(r['outputs'])} | {r['chunking']} | {r['calls']} "
             f"| {r['model_wall_s']:.2f} | {r['ms_per_atom']:.2f} "
             f"| {r['ms_per_atom'] / first['ms_per_atom']:.2f} | {r['cpu_ms_per_atom']:.2f} "
+            f"| {r['cpu_ms_per_atom'] / first['cpu_ms_per_atom']:.2f} "
             f"| {r['mflop_per_atom']:.1f} | {r['gflops']:.1f} | {r['gemm_peak_gflops']:.1f} "
-            f"| {100 * r['peak_fraction']:.1f} % | {r['peak_rss_mb']:,.0f} "
+            f"| {100 * r['peak_fraction']:.1f} % | {100 * r['cpu_peak_fraction']:.1f} % "
+            f"| {r['peak_rss_mb']:,.0f} "
             f"| {r['loadavg'][0] if r['loadavg'] else '?'} |"
         )
     return "\n".join(rows)
@@ -260,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
                     f.write(json.dumps(result) + "\n")
     print(markdown_table(results))
     if len(results) > 1:
-        print(f"\nms/atom, largest / smallest case: {flatness(results):.2f}")
+        print(
+            f"\nlargest / smallest case: ms/atom {flatness(results):.2f}, CPU ms/atom "
+            f"{flatness(results, 'cpu_ms_per_atom'):.2f}"
+        )
     return 0 if results else 1
 
 

@@ -25,6 +25,7 @@ def test_tiny_case_with_chunks_and_stress():
     assert result["edges"] > 0 and result["peak_rss_mb"] > 0 and result["model_cpu_s"] > 0
     assert result["calls"] == 1 and result["edges_per_atom"] == result["edges"] / result["atoms"]
     assert result["mflop_per_atom"] > 0 and 0 < result["peak_fraction"] < 1.5
+    assert 0 < result["cpu_peak_fraction"] < 1.5
     table = bench.markdown_table([result])
     assert "| tiny |" in table and "| fraction of peak |" in table
 

@@ -18,16 +18,17 @@ slab) as `Potential.predict` does: energy and forces (direct head, or −dE/dx),
 head). ``--chunking`` picks the edge chunking policy (`eqv2.nn.chunking`): ``auto`` (the
 default budget), ``off``, or a budget in MB.
 
-Reported per case: atoms, edges and edges per atom, graph-construction time, the model's wall
-and CPU time (`time.process_time`, all threads; the median of repeated calls lasting at least
-``--min-time`` s) per atom, eqv2's FLOP per atom (`torch.utils.flop_counter`, counted on one
-untimed call), the achieved GFLOP/s and its fraction of a GEMM peak measured in the same
-process just before and after the timed calls (`bench_model.gemm_peak`; per wall and per CPU
-second), peak RSS (``ru_maxrss``, including the ~0.3 GB of the interpreter and torch) and RSS
-before the model call. Sizes run in increasing order; a case whose peak RSS, extrapolated from
-the previous one, would exceed ``--max-rss-mb`` is skipped with a message. On a loaded machine
-wall times measure the load; CPU time and the fraction of the peak per CPU second (measured
-beside the case) are the comparable ones.
+Reported per case: atoms, edges and edges per atom, graph-construction time, the model's
+wall and CPU time per atom (`time.process_time`, all threads; the median of at least
+``--min-calls`` repeated calls lasting at least ``--min-time`` s), eqv2's FLOP per atom
+(`torch.utils.flop_counter`, counted on one untimed call), the achieved GFLOP/s and its
+fraction of a GEMM peak measured in the same process just before and after the timed calls
+(`bench_model.gemm_peak`; per wall and per CPU second), peak RSS (``ru_maxrss``, including the
+~0.3 GB of the interpreter and torch) and RSS before the model call. Sizes run in increasing
+order; a case whose peak RSS, extrapolated from the previous one, would exceed
+``--max-rss-mb`` is skipped with a message. On a loaded machine wall times measure the load;
+CPU time and the fraction of the peak per CPU second (measured beside the case) are the
+comparable ones.
 """
 
 from __future__ import annotations
@@ -93,12 +94,14 @@ def run_case(
     threads: int,
     min_time: float = 2.0,
     gemm_size: int = bm.GEMM_PEAK_SIZE,
+    min_calls: int = 3,
 ) -> dict:
     """One measurement in this process (called in a fresh subprocess by `main`).
 
     Calls on the structure: one counted by the FLOP counter (untimed; it also warms up the
-    sizes of this structure), then timed calls until ``min_time`` seconds have passed (at least
-    one; the median is reported), with a GEMM peak measured just before and after them.
+    sizes of this structure), then timed calls until ``min_time`` seconds have passed and at
+    least ``min_calls`` were made (the median is reported), with a GEMM peak measured just
+    before and after them.
     """
     import torch
 
@@ -121,7 +124,7 @@ def run_case(
     peak_before = bm.gemm_peak(size=gemm_size)
     walls, cpus = [], []
     started = time.perf_counter()
-    while not walls or time.perf_counter() - started < min_time:
+    while len(walls) < max(1, min_calls) or time.perf_counter() - started < min_time:
         wall, cpu = time.perf_counter(), time.process_time()
         out = pot.compute(graph, stress=stress)
         walls.append(time.perf_counter() - wall)
@@ -207,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         help="repeat the timed call until S seconds have passed (at least once; default 2)",
     )
     parser.add_argument(
+        "--min-calls",
+        type=int,
+        default=3,
+        metavar="N",
+        help="and at least N timed calls (default 3; one call of a small structure on a loaded "
+        "machine is noisy)",
+    )
+    parser.add_argument(
         "--max-rss-mb",
         type=float,
         default=6000.0,
@@ -227,7 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         tune_allocator()  # as eqv2's entry points do (eqv2.allocator)
         config, atoms, stress, chunking = json.loads(args.case)
         result = run_case(
-            config, atoms, stress, chunking, args.threads, args.min_time, args.gemm_size
+            config,
+            atoms,
+            stress,
+            chunking,
+            args.threads,
+            args.min_time,
+            args.gemm_size,
+            args.min_calls,
         )
         print("RESULT " + json.dumps(result))
         return 0
@@ -249,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             case = json.dumps([args.config, atoms, args.stress, chunking])
             cmd = [sys.executable, __file__, "--case", case, "--threads", str(args.threads)]
             cmd += ["--min-time", str(args.min_time), "--gemm-size", str(args.gemm_size)]
+            cmd += ["--min-calls", str(args.min_calls)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:

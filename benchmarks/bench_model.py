@@ -238,7 +238,89 @@ def _loadavg() -> list[str]:
         return []
 
 
-def run_case(config_name: str, mode: str, threads: int, warmup: int, runs: int, device: str):
+#: Side of the square fp32 matmul whose best rate is the GEMM peak (2·n³ FLOP: 17 GFLOP for
+#: 2048, ~0.1 s on 2 quiet cores; large enough that its rate is within a few % of larger ones).
+GEMM_PEAK_SIZE = 2048
+GEMM_PEAK_REPEATS = 3
+
+
+def gemm_peak(
+    device: str = "cpu", size: int = GEMM_PEAK_SIZE, repeats: int = GEMM_PEAK_REPEATS
+) -> tuple[float, float]:
+    """The machine's attainable GEMM rate *now*, on the current torch threads: the best of
+    ``repeats`` ``size``×``size`` fp32 matmuls, as (GFLOP per wall second, GFLOP per CPU second
+    of this process). Measured beside each case, so the fraction of it a case reaches is
+    comparable across loads; the per-CPU-second rate is the steadier of the two on a shared
+    machine (time the process waits for a core is not CPU time; on a GPU it means nothing)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen).to(device)
+    b = torch.randn(size, size, generator=gen).to(device)
+    out = torch.empty(size, size, device=device)
+    cuda = device.startswith("cuda")
+    torch.matmul(a, b, out=out)  # warm-up: thread pool, BLAS kernel selection
+    wall, cpu = float("inf"), float("inf")
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        torch.matmul(a, b, out=out)
+        if cuda:
+            torch.cuda.synchronize()
+        wall = min(wall, time.perf_counter() - t0)
+        cpu = min(cpu, time.process_time() - c0)
+    flop = 2.0 * size**3
+    return flop / wall / 1e9, flop / max(cpu, 1e-9) / 1e9
+
+
+def count_flops(fn) -> int:
+    """FLOP of ``fn()`` as ``torch.utils.flop_counter`` counts them: matrix products
+    (mm/bmm/addmm/convolutions/attention), forward and any backward run inside ``fn``;
+    element-wise work is not counted, so the fraction of the GEMM peak is a lower bound."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def roofline(
+    flop: int,
+    model_ms: float,
+    model_cpu_ms: float,
+    peak_before: tuple[float, float],
+    peak_after: tuple[float, float],
+) -> dict:
+    """Achieved rates of a case and their fractions of the GEMM peak (`gemm_peak` just before
+    and after it; the higher of the two: the conservative choice under a changing load), per
+    wall second and per CPU second."""
+    peak = max(peak_before[0], peak_after[0])
+    peak_cpu = max(peak_before[1], peak_after[1])
+    achieved = flop / (model_ms / 1e3) / 1e9
+    achieved_cpu = flop / (model_cpu_ms / 1e3) / 1e9
+    return {
+        "gflop": flop / 1e9,
+        "gflops": achieved,
+        "gemm_peak_gflops": peak,
+        "gemm_peak_before_gflops": peak_before[0],
+        "gemm_peak_after_gflops": peak_after[0],
+        "peak_fraction": achieved / peak,
+        "cpu_gflops": achieved_cpu,
+        "gemm_peak_cpu_gflops": peak_cpu,
+        "cpu_peak_fraction": achieved_cpu / peak_cpu,
+    }
+
+
+def run_case(
+    config_name: str,
+    mode: str,
+    threads: int,
+    warmup: int,
+    runs: int,
+    device: str,
+    gemm_size: int = GEMM_PEAK_SIZE,
+):
     """Time one (config, mode) of eqv2 in this process; returns a JSON-able dict."""
     import torch
 
@@ -281,28 +363,28 @@ def run_case(config_name: str, mode: str, threads: int, warmup: int, runs: int, 
 
         def step():
             with torch.inference_mode():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 g = graph()
                 sync()
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 out = model(g)
                 sync()
-            return t1 - t0, out
+            return t1 - t0, c1 - c0, out
     elif mode == "fwdbwd":
         model.train()
         mse = torch.nn.functional.mse_loss
 
         def step():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             g = graph()
             sync()
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             out = model(g)
             loss = mse(out["energy"], e_ref) + mse(out["forces"], f_ref)
             loss.backward()
             model.zero_grad(set_to_none=True)
             sync()
-            return t1 - t0, out
+            return t1 - t0, c1 - c0, out
     else:
         raise ValueError(f"unknown eqv2 mode {mode!r}; choose fwd or fwdbwd")
 
@@ -312,15 +394,23 @@ def run_case(config_name: str, mode: str, threads: int, warmup: int, runs: int, 
     torch.manual_seed(0)
     for _ in range(warmup):
         step()
-    times, gtimes, cpu_ratio = [], [], []
+    peak_before = gemm_peak(device, gemm_size)
+    times, gtimes, cpu_ratio, model_cpu = [], [], [], []
     load_start = _loadavg()
     for _ in range(runs):
         t0, c0 = time.perf_counter(), time.process_time()
-        gt, _ = step()
+        gt, gcpu, _ = step()
         t1, c1 = time.perf_counter(), time.process_time()
         times.append(t1 - t0)
         gtimes.append(gt)
         cpu_ratio.append((c1 - c0) / (t1 - t0))
+        model_cpu.append(c1 - c0 - gcpu)
+    peak_after = gemm_peak(device, gemm_size)
+    model_ms = 1000 * statistics.median(t - g for t, g in zip(times, gtimes, strict=True))
+    model_cpu_ms = 1000 * statistics.median(model_cpu)
+    # counted on one more step, untimed (the counter's dispatch hooks cost time); the graph
+    # construction inside the step does no matrix products
+    flop = count_flops(step)
     res = {
         "impl": "eqv2",
         "config": config_name,
@@ -338,7 +428,9 @@ def run_case(config_name: str, mode: str, threads: int, warmup: int, runs: int, 
         "max_ms": 1000 * max(times),
         "all_ms": [round(1000 * t, 1) for t in times],
         "graph_ms": 1000 * statistics.median(gtimes),
-        "model_ms": 1000 * statistics.median(t - g for t, g in zip(times, gtimes, strict=True)),
+        "model_ms": model_ms,
+        "model_cpu_ms": model_cpu_ms,
+        **roofline(flop, model_ms, model_cpu_ms, peak_before, peak_after),
         "cpu_per_wall_median": statistics.median(cpu_ratio),
         "loadavg_start": load_start,
         "loadavg_end": _loadavg(),
@@ -436,6 +528,8 @@ def run_eqv2_subprocess(args, config_name: str, mode: str) -> dict | None:
         str(runs),
         "--device",
         args.device,
+        "--gemm-size",
+        str(args.gemm_size),
     ]
     env = dict(os.environ)
     src = str(REPO / "src")
@@ -614,6 +708,46 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _cpu_ms(r: dict) -> float:
+    """A case's CPU time per step, as its median wall time × its median CPU/wall."""
+    return r["median_ms"] * r["cpu_per_wall_median"]
+
+
+def _ratios(r: dict, refs: dict, impl: str) -> str:
+    """Speed-ups reference / eqv2 of ``r`` against each reference mode run as ``impl``: of the
+    median wall times, and in brackets of the CPU times (steadier on a loaded machine)."""
+    found = [
+        f"{ref['median_ms'] / r['median_ms']:.2f}× (CPU {_cpu_ms(ref) / _cpu_ms(r):.2f}×) {m}"
+        for m in REFERENCE_MODES.get(r["mode"], ())
+        if (ref := refs.get((r["config"], m, impl))) is not None
+    ]
+    return ", ".join(found) or "–"
+
+
+def roofline_table(results: list[dict]) -> str:
+    """Per eqv2 case: its FLOP count, achieved rate, the GEMM peak measured in the same process
+    just before and after it, the fraction, and the speed-ups over the reference beside it."""
+    refs = {(r["config"], r["mode"], r["impl"]): r for r in results if r["impl"] != "eqv2"}
+    rows = [
+        "| config | mode | eqv2 GFLOP | model s | GFLOP/s | GEMM peak GFLOP/s (before, after) "
+        "| fraction of peak | model CPU s | fraction of peak per CPU s "
+        "| speed-up vs ref as shipped | speed-up vs ref, tuned malloc |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        if r["impl"] != "eqv2" or "peak_fraction" not in r:
+            continue  # results saved before the roofline columns existed
+        rows.append(
+            f"| {r['config']} | {r['mode']} | {r['gflop']:.2f} | {r['model_ms'] / 1e3:.3f} "
+            f"| {r['gflops']:.1f} | {r['gemm_peak_gflops']:.1f} "
+            f"({r['gemm_peak_before_gflops']:.1f}, {r['gemm_peak_after_gflops']:.1f}) "
+            f"| {100 * r['peak_fraction']:.1f} % | {r['model_cpu_ms'] / 1e3:.3f} "
+            f"| {100 * r['cpu_peak_fraction']:.1f} % | {_ratios(r, refs, 'reference')} "
+            f"| {_ratios(r, refs, 'reference+malloc')} |"
+        )
+    return "\n".join(rows)
+
+
 def details_table(results: list[dict]) -> str:
     """Every case with its repeats, CPU use and load (to judge how quiet the machine was)."""
     hdr = (
@@ -658,6 +792,15 @@ def markdown_report(env: dict, results: list[dict]) -> str:
     lines = [
         *report_header(env),
         markdown_table(results),
+        "",
+        "Roofline: FLOP counted by `torch.utils.flop_counter` (matrix products, forward and "
+        "backward; the graph construction has none), achieved rate = FLOP / median model time "
+        "(graph excluded), peak = the best of a few large fp32 matmuls on the same threads in "
+        "the same process just before and after the timed runs (the higher of the two). "
+        "Per CPU s: the same with this process's CPU time (`time.process_time`) for both the "
+        "case and the matmul, steadier when other processes compete for the cores.",
+        "",
+        roofline_table(results),
         "",
         "<details><summary>All cases (medians, repeats, CPU/wall, load)</summary>",
         "",
@@ -818,6 +961,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "settings eqv2.allocator applies to eqv2 (tuned: the code-only comparison), or both",
     )
     ap.add_argument(
+        "--gemm-size",
+        type=int,
+        default=GEMM_PEAK_SIZE,
+        metavar="N",
+        help=f"side of the fp32 matmul timed before and after each eqv2 case as the GEMM peak "
+        f"(default {GEMM_PEAK_SIZE})",
+    )
+    ap.add_argument(
         "--check-structures",
         action="store_true",
         help="only check that structures and configs equal the reference's, then exit",
@@ -830,7 +981,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.case:
         cname, mode = args.case.split(":")
-        res = run_case(cname, mode, args.threads, args.warmup, args.runs, args.device)
+        res = run_case(
+            cname, mode, args.threads, args.warmup, args.runs, args.device, args.gemm_size
+        )
         print("RESULT " + json.dumps(res), flush=True)
         return 0
 

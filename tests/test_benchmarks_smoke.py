@@ -18,9 +18,9 @@ def test_bench_model_tiny_case(tmp_path):
     out = tmp_path / "bench.json"
     doc = tmp_path / "bench.md"
     doc.write_text("# Benchmarks\n\nprose kept\n")
-    argv = ["--configs", "tiny", "--modes", "fwd", "--runs", "1", "--warmup", "0"]
+    argv = ["--configs", "tiny", "--modes", "fwd", "--runs", "3", "--warmup", "1"]
     argv += ["--no-reference", "--wait-quiet=0", "--retry-busy=0", f"--out={out}"]
-    argv += [f"--update-doc={doc}"]
+    argv += [f"--update-doc={doc}", "--gemm-size=512", "--threads=1"]
     assert bench.main(argv) == 0
     data = json.loads(out.read_text())
     (result,) = data["results"]
@@ -28,11 +28,54 @@ def test_bench_model_tiny_case(tmp_path):
     assert result["n_atoms"] == 269 and result["n_edges"] > 0
     assert result["median_ms"] > 0 and result["peak_rss_mb"] > 0
     assert "| tiny | fwd |" in data["markdown"]
+    # the roofline columns: eqv2's own FLOP count, its rate and its fraction of the GEMM peak
+    # measured in the same process
+    assert result["gflop"] > 0 and result["gflops"] > 0
+    assert result["gemm_peak_before_gflops"] > 0 and result["gemm_peak_after_gflops"] > 0
+    assert 0 < result["peak_fraction"] < 1.5 and 0 < result["cpu_peak_fraction"] < 1.5
+    assert result["gflops"] == pytest.approx(result["gflop"] / (result["model_ms"] / 1e3))
+    assert "| fraction of peak |" in data["markdown"]
     text = doc.read_text()
     assert "prose kept" in text and bench.DOC_BEGIN in text and "| tiny | fwd |" in text
     # regenerating replaces the block instead of appending another one
     bench.update_doc(doc, "new table")
     assert doc.read_text().count(bench.DOC_BEGIN) == 1 and "new table" in doc.read_text()
+
+
+def test_flop_count_and_gemm_peak():
+    """count_flops counts a matmul's 2·n³ (forward) and its backward; the peak is a rate."""
+    import torch
+
+    bench = _load()
+    a, b = torch.randn(64, 32, requires_grad=True), torch.randn(32, 16)
+    assert bench.count_flops(lambda: a @ b) == 2 * 64 * 32 * 16
+    # backward of a @ b with only a requiring grad: one more product of the same size
+    assert bench.count_flops(lambda: (a @ b).sum().backward()) == 2 * (2 * 64 * 32 * 16)
+    wall, cpu = bench.gemm_peak(size=256, repeats=2)
+    assert wall > 0 and cpu > 0
+
+
+def test_roofline_table_sits_beside_the_reference_ratios():
+    bench = _load()
+    ours = dict(impl="eqv2", config="small", mode="fwd", median_ms=500.0, model_ms=400.0)
+    ours["cpu_per_wall_median"] = 2.0
+    ours["model_cpu_ms"] = 800.0
+    ours.update(bench.roofline(40 * 10**9, 400.0, 800.0, (150.0, 80.0), (200.0, 70.0)))
+    assert ours["gflops"] == pytest.approx(100.0) and ours["peak_fraction"] == pytest.approx(0.5)
+    assert ours["cpu_gflops"] == pytest.approx(50.0)
+    assert ours["cpu_peak_fraction"] == pytest.approx(50.0 / 80.0)
+    ref = dict(impl="reference", config="small", mode="fwd_nograd", median_ms=1500.0)
+    ref["cpu_per_wall_median"] = 1.0
+    tuned = dict(ref, impl="reference+malloc", mode="fwd", median_ms=750.0)
+    table = bench.roofline_table([ours, ref, tuned])
+    row = table.splitlines()[-1]
+    assert row.startswith(
+        "| small | fwd | 40.00 | 0.400 | 100.0 | 200.0 (150.0, 200.0) | 50.0 % | 0.800 | 62.5 %"
+    )
+    assert "3.00× (CPU 1.50×) fwd_nograd" in row and "1.50× (CPU 0.75×) fwd" in row
+    # results saved before the roofline existed are left out, not a crash
+    old = {k: v for k, v in ours.items() if k != "peak_fraction"}
+    assert len(bench.roofline_table([old]).splitlines()) == 2
 
 
 def test_configs_are_the_yaml_files_model_sections():

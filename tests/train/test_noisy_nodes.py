@@ -17,10 +17,11 @@ from eqv2.model import EquiformerV2, Potential
 from eqv2.train.loader import iterate
 from eqv2.train.losses import property_loss
 from eqv2.train.objective import Objective
-from eqv2.train.run_config import parse_run_config
+from eqv2.train.run_config import load_run_config, parse_run_config
 from eqv2.train.target_fit import stream_statistics
 from eqv2.train.trainer import Trainer
 from eqv2.train.workflow import fit_targets, loader_config, read_labelled, run_training
+from tests.conftest import REPO
 from tests.tiny import TINY_MODEL
 
 DENOISER = {"denoising": {"module": "position_denoising_head"}}
@@ -30,25 +31,19 @@ TRAIN = {"max_steps": 3, "lr": 2e-3, "warmup_steps": 1, "max_atoms_per_batch": 2
          "device": "cpu"}  # fmt: skip
 
 
-def _frames(n: int, seed: int) -> list:
-    """Cu cells with random Pt and a property ``npt`` (the Pt count); no energy, no forces."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n):
-        atoms = bulk("Cu", "fcc", a=3.7, cubic=True)
-        atoms.rattle(0.05, seed=int(rng.integers(1 << 30)))
-        pt = rng.random(len(atoms)) < 0.5
-        atoms.numbers[pt] = 78
-        atoms.info["npt"] = float(pt.sum())
-        frames.append(atoms)
-    return frames
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
+    """Rattled Cu cells with random Pt and a property ``npt`` (the Pt count), no energy or
+    forces: 12 for training, 4 for validation."""
+    rng = np.random.default_rng(0)
+    frames = [bulk("Cu", "fcc", a=3.7, cubic=True) for _ in range(16)]
+    for k, atoms in enumerate(frames):
+        atoms.rattle(0.05, seed=k)
+        atoms.numbers[rng.random(len(atoms)) < 0.5] = 78
+        atoms.info["npt"] = float((atoms.numbers == 78).sum())
     out = tmp_path_factory.mktemp("noisy_nodes")
-    write(out / "train.extxyz", _frames(12, 0))
-    write(out / "val.extxyz", _frames(4, 1))
+    write(out / "train.extxyz", frames[:12])
+    write(out / "val.extxyz", frames[12:])
     return out
 
 
@@ -139,3 +134,16 @@ def test_with_denoising_off_the_property_loss_is_the_plain_mae_bitwise(files, tm
     torch.testing.assert_close(parts1[1], npt1.double())
     torch.testing.assert_close(total1, 3.0 * npt1 + 2.0 * parts1[0].to(total1.dtype))
     assert parts1[0] > 0
+
+
+def test_the_qm9_noisy_nodes_switch_of_the_config_header_parses():
+    header = (REPO / "configs/qm9.yaml").read_text()
+    sets = [
+        "model.heads={denoising: {module: position_denoising_head}}",
+        "train.denoising={prob: 0.5, coefficient: 5, std: 0.02, corrupt_ratio: 0.25}",
+    ]
+    assert all(s.split("=", 1)[0] in header for s in sets)
+    run = load_run_config(REPO / "configs/qm9.yaml", [*sets, "data.target=gap"])
+    assert set(run.model.heads) == {"gap", "denoising"} and run.task.s2ef is None
+    assert run.task.denoising.noise.corrupt_ratio == 0.25
+    assert run.task.part_names() == ("denoising_loss", "gap_loss")

@@ -56,7 +56,12 @@ PAPER_ARMS = [
 
 
 def write_is2re(out: Path, systems: int, seed: int, relax_steps: int) -> dict[str, Path]:
-    """Generate ``systems`` EMT systems and write ``is2re_initial_<split>.extxyz``."""
+    """Generate ``systems`` EMT systems and write ``is2re_initial_<split>.extxyz``; files
+    already in ``out`` are reused (the generation is the slow part of a rerun)."""
+    splits = ("train", "val", "test")
+    existing = {split: out / f"is2re_initial_{split}.extxyz" for split in splits}
+    if all(path.exists() for path in existing.values()):
+        return existing
     ds = generate_dataset(systems, seed=seed, relax_steps=relax_steps, rattle_frames=0)
     by_id = {s.system_id: s for s in ds.systems}
     out.mkdir(parents=True, exist_ok=True)

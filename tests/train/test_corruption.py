@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from eqv2.graph import batch_structures
 from eqv2.graph.edges import edge_vectors
-from eqv2.train.corruption import PositionNoise
+from eqv2.train.corruption import PositionNoise, RelaxedInterpolation
 
 CUTOFF = 4.0
 
@@ -117,3 +117,44 @@ def test_no_fixed_atoms_in_a_bulk_crystal_means_all_atoms_move():
     c = PositionNoise(std=0.1).corrupt(graph, torch.zeros(4, 3), CUTOFF)
     assert c.mask.all() and c.graph["pos"].dtype == torch.float32
     assert np.all(np.abs(c.noise.numpy()) > 0)
+
+
+def test_relaxed_interpolation_moves_free_atoms_between_initial_and_relaxed_positions():
+    graph = _graph(fix_first=4)
+    n = graph["pos"].shape[0]
+    torch.manual_seed(1)
+    displacement = torch.randn(n, 3, dtype=torch.float64) * 0.4
+    fixed = graph["fixed"]
+    # without noise each moved atom lands on the segment pos -> pos + displacement
+    c = RelaxedInterpolation(std=0.0, structure_prob=1.0).corrupt(graph, None, CUTOFF, displacement)
+    assert torch.equal(c.mask, ~fixed) and not c.noise[fixed].any()
+    torch.testing.assert_close(c.graph["pos"] - graph["pos"], c.noise)
+    share = (c.noise[~fixed] * displacement[~fixed]).sum(1) / displacement[~fixed].pow(2).sum(1)
+    assert ((share >= 0) & (share <= 1)).all() and share.std() > 0.1  # one λ per atom
+    torch.testing.assert_close(c.noise[~fixed], share[:, None] * displacement[~fixed])
+    assert "denoising_mask" not in c.graph  # a plain moved structure: no noise to predict
+    # with noise: the move minus the interpolation is N(0, std^2) per component
+    torch.manual_seed(2)
+    big = displacement.repeat(200, 1)
+    many = batch_structures([fcc111("Cu", (2, 2, 3), vacuum=6.0)] * 200, CUTOFF)
+    noisy = RelaxedInterpolation(std=0.3, structure_prob=1.0, min_factor=1.0).corrupt(
+        many, None, CUTOFF, big[: many["pos"].shape[0]]
+    )
+    assert noisy.noise.std().item() == pytest.approx(0.3, rel=0.05)
+    # structure_prob: whole structures are moved or left alone
+    torch.manual_seed(3)
+    half = RelaxedInterpolation(std=0.3, structure_prob=0.5).corrupt(
+        many, None, CUTOFF, big[: many["pos"].shape[0]]
+    )
+    picked = torch.zeros(200, dtype=torch.long).index_add(0, many["batch"], half.mask.long())
+    assert set(picked.tolist()) == {0, 12} and 60 < int((picked > 0).sum()) < 140
+
+
+def test_relaxed_interpolation_needs_the_displacement_and_sane_settings():
+    graph = _graph()
+    with pytest.raises(ValueError, match="needs a displacement target"):
+        RelaxedInterpolation().corrupt(graph, None, CUTOFF)
+    with pytest.raises(ValueError, match="structure_prob=0"):
+        RelaxedInterpolation(structure_prob=0)
+    with pytest.raises(ValueError, match="std=-0.1"):
+        RelaxedInterpolation(std=-0.1)

@@ -12,7 +12,7 @@ from ase.io import write
 from eqv2.data import DataError, open_dataset
 from eqv2.data.targets import read_displacement_target
 from eqv2.model import EquiformerV2, Potential
-from eqv2.train.run_config import load_run_config
+from eqv2.train.run_config import load_run_config, parse_run_config
 from eqv2.train.targets_spec import LossTerm, TargetSpec
 from eqv2.train.task_config import parse_task
 from eqv2.train.trainer_config import TrainerConfig
@@ -20,6 +20,11 @@ from eqv2.train.workflow import run_training
 from tests.benchmark_module import load_benchmark
 from tests.conftest import REPO
 from tests.tiny import TINY_MODEL, tiny_config
+
+#: the documented switch to Equiformer's IS2RE Noisy Nodes (configs/is2re_direct.yaml)
+IS2RE_NOISY_NODES = (
+    "train.denoising={kind: relaxed_interpolation, prob: 1.0, std: 0.3, structure_prob: 0.5}"
+)
 
 
 def test_displacements_are_minimum_images_across_the_cell(tmp_path):
@@ -77,15 +82,21 @@ def is2re_files(tmp_path_factory):
     return write_is2re(tmp_path_factory.mktemp("is2re"), systems=10, seed=0, relax_steps=5)
 
 
-def test_is2re_config_trains_with_and_without_the_auxiliary_task(is2re_files, tmp_path):
-    first = open_dataset(is2re_files["train"])[0]
-    assert "energy_relaxed" in first.info and first.targets["pos_relaxed"].shape == (len(first), 3)
+def _sets(is2re_files) -> list[str]:
+    """Overrides for a 3-step tiny run of configs/is2re_direct.yaml on ``is2re_files``."""
     sets = [f"data.{k}={v}" for k, v in is2re_files.items()]
     sets += [f"model.{k}={v}" for k, v in TINY_MODEL.items() if k != "lmax_list"]
     sets += ["model.lmax_list=[2]", "model.mmax_list=[1]", "train.max_epochs=null",
              "train.warmup_epochs=null", "train.max_steps=3", "train.warmup_steps=1",
              "train.eval_every=3", "train.tensorboard=false", "data.num_workers=0",
              "train.device=cpu"]  # fmt: skip
+    return sets
+
+
+def test_is2re_config_trains_with_and_without_the_auxiliary_task(is2re_files, tmp_path):
+    first = open_dataset(is2re_files["train"])[0]
+    assert "energy_relaxed" in first.info and first.targets["pos_relaxed"].shape == (len(first), 3)
+    sets = _sets(is2re_files)
     aux = load_run_config(REPO / "configs/is2re_direct.yaml", sets)
     metrics = run_training(aux, tmp_path / "aux", progress=False)
     assert {"energy_relaxed_mae", "relaxed_displacement_mae"} <= set(metrics["test"])
@@ -97,3 +108,45 @@ def test_is2re_config_trains_with_and_without_the_auxiliary_task(is2re_files, tm
                                                      "unit": "eV"}}  # fmt: skip
     metrics = run_training(direct, tmp_path / "direct", progress=False)
     assert set(metrics["test"]) == {"energy_relaxed_mae", "energy_relaxed_rmse", "n_structures"}
+
+
+def _columns(out) -> list[str]:
+    return (out / "log.csv").read_text().splitlines()[0].split(",")
+
+
+def test_is2re_trains_with_equiformers_noisy_nodes(is2re_files, tmp_path):
+    sets = [*_sets(is2re_files), IS2RE_NOISY_NODES]
+    run = load_run_config(REPO / "configs/is2re_direct.yaml", sets)
+    nn = run.task.denoising
+    assert (nn.kind, nn.prob, nn.noise.std, nn.noise.structure_prob) == (
+        "relaxed_interpolation", 1.0, 0.3, 0.5)  # fmt: skip
+    assert "denoising" not in run.model.heads  # the IS2RS head is the denoiser
+    metrics = run_training(run, tmp_path / "nn", progress=False)
+    assert metrics["test"]["energy_relaxed_mae"] > 0
+    assert "denoising_loss" not in _columns(tmp_path / "nn")
+    # Gaussian Noisy Nodes with its own head works on IS2RE as well
+    gaussian = ["train.denoising={prob: 1.0, std: 0.1, coefficient: 1.0}",
+                "model.heads={denoising: {module: position_denoising_head}}"]  # fmt: skip
+    run = load_run_config(REPO / "configs/is2re_direct.yaml", [*_sets(is2re_files), *gaussian])
+    assert set(run.model.heads) == {"energy_relaxed", "relaxed_displacement", "denoising"}
+    run_training(run, tmp_path / "gauss", progress=False)
+    assert "denoising_loss" in _columns(tmp_path / "gauss")
+
+
+def test_relaxed_interpolation_is_refused_where_it_cannot_apply():
+    def task(**sections):
+        return parse_run_config(sections, "is2re.yaml").task
+
+    relaxed = {"kind": "relaxed_interpolation"}
+    with pytest.raises(ValueError, match="coefficient.*loss.<displacement target>.coefficient"):
+        task(train={"denoising": {**relaxed, "coefficient": 5}})
+    with pytest.raises(ValueError, match="needs a displacement target"):
+        task(train={"denoising": relaxed})  # S2EF
+    with pytest.raises(ValueError, match="needs a displacement target"):
+        task(train={"denoising": relaxed}, outputs={"energy_relaxed": {"extensive": True}})
+    with pytest.raises(ValueError, match="kind='shaken'"):
+        task(train={"denoising": {"kind": "shaken"}})
+    ok = task(train={"denoising": relaxed},
+              outputs={"e": {}, "d": {"kind": "displacement"}})  # fmt: skip
+    assert ok.denoising.to_dict() == {"kind": "relaxed_interpolation", "prob": 0.5, "std": 0.3,
+                                      "structure_prob": 0.5, "min_factor": 0.0}  # fmt: skip

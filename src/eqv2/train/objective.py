@@ -13,7 +13,10 @@ Targets are put into the model's normalised units by the `Potential` itself
 (`Potential.normalize`, `Potential.stress_targets`), the exact inverse of how it denormalises
 at inference, so training and inference cannot disagree.
 With ``denoising`` set (`eqv2.train.denoising`: Noisy Nodes or DeNS), a corrupted batch adds
-the denoising term and trains each corrupted atom on its noise instead of its force.
+the denoising term and trains each corrupted atom on its noise instead of its force (S2EF), or
+next to the property terms (a property task: their loss is taken on the corrupted structure
+against the clean label). Per-atom displacement targets are measured from the positions the
+model sees (IS2RE's Noisy Nodes, ``relaxed_interpolation``, relies on it).
 """
 
 from __future__ import annotations
@@ -73,14 +76,14 @@ class Objective:
                 "{module: scalar_head, reduce: sum|mean} under model.heads.<name>."
             )
         denoising = self.denoising_of(spec)
-        if denoising is not None and not potential.model.can_denoise:
+        if denoising is not None and denoising.predicts_noise and not potential.model.can_denoise:
             raise ValueError(
-                "train.denoising is set but the model has nothing that predicts the noise: use "
-                "the DeNS backbone and heads (configs/dens_emt.yaml) or add a denoising head "
-                "(heads: {denoising: {module: position_denoising_head}}, configs/dens_noisy_nodes"
-                "_emt.yaml), or remove train.denoising."
+                "train.denoising is set but the model has nothing that predicts the noise: add "
+                "a denoising head (model.heads: {denoising: {module: position_denoising_head}}; "
+                "configs/dens_noisy_nodes_emt.yaml, configs/qm9.yaml's header), use the DeNS "
+                "backbone and heads (configs/dens_emt.yaml), or remove train.denoising."
             )
-        if denoising is not None and potential.conservative:
+        if denoising is not None and spec.s2ef is not None and potential.conservative:
             raise ValueError(
                 "train.denoising needs direct force heads (direct_forces=True): the forces of "
                 "a corrupted structure are replaced by its noise, which −dE/dx cannot predict."
@@ -102,8 +105,8 @@ class Objective:
 
     @staticmethod
     def denoising_of(spec: TaskSpec) -> DenoisingConfig | None:
-        """The denoising task of a run (part of its S2EF loss), or None."""
-        return None if spec.s2ef is None else spec.s2ef.denoising
+        """The denoising task of a run, or None."""
+        return spec.denoising
 
     def model_input(
         self, batch: LabelledBatch
@@ -113,17 +116,24 @@ class Objective:
         if self.denoising is None:
             return batch.graph, None
         radius = self.potential.model.config.max_radius
-        corruption = self.denoising.maybe_corrupt(batch.graph, batch.forces, radius)
+        per_atom = [batch.targets[n] for n in self.spec.target_names if n in self._per_atom]
+        displacement = per_atom[0] if per_atom else None
+        corruption = self.denoising.maybe_corrupt(batch.graph, batch.forces, radius, displacement)
         return (batch.graph, None) if corruption is None else (corruption.graph, corruption)
 
-    def targets(self, batch: LabelledBatch) -> dict[str, torch.Tensor]:
-        """Normalised targets of a batch (what the raw model predicts), in the graph's dtype."""
+    def targets(
+        self, batch: LabelledBatch, corruption: Corruption | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Normalised targets of a batch (what the raw model predicts), in the graph's dtype;
+        per-atom displacements measured from the corrupted positions when ``corruption``."""
         p, graph = self.potential, batch.graph
         dtype, device = graph["pos"].dtype, graph["pos"].device
-        out = {
-            name: p.normalize(name, batch.targets[name].to(device=device, dtype=dtype))
-            for name in self.spec.target_names
-        }
+        out = {}
+        for name in self.spec.target_names:
+            value = batch.targets[name].to(device=device, dtype=dtype)
+            if corruption is not None and name in self._per_atom:
+                value = value - corruption.noise.to(dtype)  # from the moved atom to its image
+            out[name] = p.normalize(name, value)
         if self.spec.s2ef is None:
             return out
         residual = (batch.energy - batch.reference).to(device=device, dtype=dtype)
@@ -154,7 +164,7 @@ class Objective:
         `eqv2.train.losses`). ``corruption``: the batch was corrupted (the model saw
         ``corruption.graph`` and returned ``out["denoising"]``)."""
         s, graph = self.spec.s2ef, batch.graph
-        target = self.targets(batch)
+        target = self.targets(batch, corruption)
         total = graph["pos"].new_zeros(())
         values: list[torch.Tensor] = []
         denoise = None
@@ -182,9 +192,16 @@ class Objective:
             values += [iso.detach(), aniso.detach()]
         elif s is not None and s.stress:
             values += [total.detach() * 0.0] * 2
-        if self.denoising is not None:
-            values.append(total.detach() * 0.0 if denoise is None else denoise)
         free = ~graph["fixed"].bool()
+        if s is None and corruption is not None and self.denoising.predicts_noise:
+            counted = free if self.spec.free_atoms_only else torch.ones_like(free)
+            _, denoise_term = hybrid_force_denoising_loss(
+                None, None, out["denoising"], corruption, counted, num_force_atoms
+            )
+            total = total + self.denoising.coefficient * denoise_term
+            denoise = denoise_term.detach()
+        if self.denoising is not None and self.denoising.predicts_noise:
+            values.append(total.detach() * 0.0 if denoise is None else denoise)
         for term in self.spec.losses:
             name = term.target
             if name in self._per_atom:

@@ -192,11 +192,14 @@ class LossTerm:
 @dataclass(frozen=True)
 class TaskSpec:
     """A run's outputs and losses: the S2EF part (None: no energy and forces are trained or
-    read) and the named targets with their loss terms (in declaration order)."""
+    read), the named targets with their loss terms (in declaration order), and the denoising
+    auxiliary task (Noisy Nodes / DeNS, for S2EF and property tasks alike; a `LossSpec`'s
+    ``denoising`` is taken over when this one is None)."""
 
     s2ef: LossSpec | None = field(default_factory=LossSpec)
     targets: tuple[TargetSpec, ...] = ()
     losses: tuple[LossTerm, ...] = ()
+    denoising: DenoisingConfig | None = None
 
     def __post_init__(self) -> None:
         if self.s2ef is None and not self.targets:
@@ -206,6 +209,24 @@ class TaskSpec:
             raise ValueError(f"outputs: a target is declared twice ({names}).")
         if sorted(term.target for term in self.losses) != sorted(names):
             raise ValueError(f"loss terms {self.losses} do not match the targets {names}.")
+        own = self.s2ef.denoising if self.s2ef is not None else None
+        if own is not None and self.denoising not in (None, own):
+            raise ValueError("train.denoising is given twice, differently (LossSpec, TaskSpec).")
+        if self.denoising is None and own is not None:
+            object.__setattr__(self, "denoising", own)
+        if self.denoising is not None and not self.denoising.predicts_noise:
+            self._check_relaxed_interpolation()
+
+    def _check_relaxed_interpolation(self) -> None:
+        if self.s2ef is not None or not any(t.per_atom for t in self.targets):
+            raise ValueError(
+                f"train.denoising.kind={self.denoising.kind!r} is IS2RE's Noisy Nodes: it "
+                "moves atoms towards their relaxed positions, so the task needs a displacement "
+                "target (outputs: {relaxed_displacement: {kind: displacement, key: "
+                "pos_relaxed}}) and no energy/forces outputs, whose labels belong to the "
+                "unmoved structure (configs/is2re_direct.yaml). For S2EF or a property task "
+                "use kind: gaussian."
+            )
 
     @property
     def stress(self) -> bool:
@@ -228,6 +249,9 @@ class TaskSpec:
     def part_names(self) -> tuple[str, ...]:
         """Names of the logged loss parts, in the order `Objective.loss` returns them."""
         s2ef = self.s2ef.part_names() if self.s2ef is not None else ()
+        s2ef = tuple(p for p in s2ef if p != "denoising_loss")
+        if self.denoising is not None and self.denoising.predicts_noise:
+            s2ef += ("denoising_loss",)
         return s2ef + tuple(f"{term.target}_loss" for term in self.losses)
 
     @property
@@ -253,8 +277,11 @@ class TaskSpec:
         out: dict[str, Any] = {}
         if self.s2ef is not None:
             out = dict(heads) if heads is not None else _default_heads(direct_forces)
-        elif heads:  # a property-only model: keep only property heads
-            out = {k: v for k, v in heads.items() if k in self.target_names}
+        elif heads:  # a property-only model: keep only property heads (and a noise predictor)
+            keep = set(self.target_names)
+            if self.denoising is not None and self.denoising.predicts_noise:
+                keep.add("denoising")
+            out = {k: v for k, v in heads.items() if k in keep}
         for t in self.targets:
             out.setdefault(t.name, t.head_spec())
         return out

@@ -139,7 +139,6 @@ def _build(
         s2ef = LossSpec(
             coefficients["energy"], coefficients["forces"], energy_fn, free_atoms_only,
             coefficients.get("stress_isotropic", 0.0), coefficients.get("stress_anisotropic", 0.0),
-            denoising,
         )  # fmt: skip
     targets, losses = [], []
     for name, options in outs.items():
@@ -158,7 +157,7 @@ def _build(
             )
         losses.append(LossTerm(name, **term))
     try:
-        return TaskSpec(s2ef, tuple(targets), tuple(losses))
+        return TaskSpec(s2ef, tuple(targets), tuple(losses), denoising)
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from exc
 

@@ -118,3 +118,13 @@ def test_evaluate_returns_predict_outputs_as_float64_arrays(direct_forces):
     np.testing.assert_allclose(out["energy"], [r["energy"] for r in singles], atol=1e-12)
     np.testing.assert_allclose(out["forces"], np.concatenate([r["forces"] for r in singles]))
     np.testing.assert_allclose(out["stress"], np.stack([r["stress"] for r in singles]))
+
+
+def test_force_targets_invert_what_the_potential_outputs():
+    """Training targets for forces: conservative forces scale like energies (std, no mean);
+    direct forces use the forces normaliser."""
+    forces = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
+    assert torch.equal(_potential(direct_forces=False).force_targets(forces), forces / 2.0)
+    direct = _potential(direct_forces=True)
+    direct.normalizers["forces"] = {"mean": 0.0, "std": 4.0}
+    assert torch.equal(direct.force_targets(forces), forces / 4.0)

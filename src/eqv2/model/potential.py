@@ -194,6 +194,15 @@ class Potential(nn.Module):
         stats = self.normalizers.get(target)
         return value if stats is None else (value - stats["mean"]) / stats["std"]
 
+    def force_targets(self, forces: torch.Tensor) -> torch.Tensor:
+        """What the model must output for forces (N, 3) in eV/Å: conservative forces are
+        −d(normalised E)/dx, so they scale like energies (the energy std, no mean); direct forces
+        use their own normaliser."""
+        if self.conservative:
+            stats = self.normalizers.get("energy")
+            return forces if stats is None else forces / stats["std"]
+        return self.normalize("forces", forces)
+
     def stress_targets(self, stress: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What a decomposed stress head must output for stresses (B, 3, 3) in eV/Å³: the
         normalised isotropic (B, 1) and anisotropic (B, 5) parts, the exact inverse of the

@@ -139,10 +139,7 @@ class Objective:
         residual = (batch.energy - batch.reference).to(device=device, dtype=dtype)
         forces = batch.forces.to(device=device, dtype=dtype)
         out["energy"] = p.normalize("energy", residual)
-        if p.conservative:  # forces are −d(normalised E)/dx: scaled like energies
-            out["forces"] = forces / p.normalizers["energy"]["std"]
-        else:
-            out["forces"] = p.normalize("forces", forces)
+        out["forces"] = p.force_targets(forces)
         if self.spec.stress:
             if batch.stress is None:
                 raise ValueError("the stress loss needs batches read with stress='require'.")
